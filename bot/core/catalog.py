@@ -1,0 +1,349 @@
+"""The catalog: which names people may type after /rollback, and what each one means.
+
+A `TargetName` is what the user types (`workshop`); the catalog resolves it into a `Target`: a backend kind
+plus the coordinates that backend needs (a Helm release, a Kubernetes workload, an ECS service), and the
+approval policy that guards it. The catalog is parsed from YAML by the caller; this module never reads files.
+It is deliberately not a registry of live objects: whether `workshop` exists in a cluster is the backend's
+question, answered at request time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal, NewType
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+TargetName = NewType("TargetName", str)
+SlackUserId = NewType("SlackUserId", str)
+SlackGroupId = NewType("SlackGroupId", str)
+ChannelId = NewType("ChannelId", str)
+
+# A duration as operators write it in YAML: "90s", "15m", "2h", "1h30m", or a bare number of seconds.
+_DURATION_PART = re.compile(r"(\d+)([smhd])")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object) -> timedelta:
+    """Parse "15m"-style durations; also accepts timedelta and plain seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 15m, 90s or 1h")
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if re.fullmatch(r"\d+", text):
+            return timedelta(seconds=int(text))
+        if text and re.fullmatch(r"(?:\d+[smhd])+", text):
+            seconds = sum(int(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
+            return timedelta(seconds=seconds)
+    raise ValueError("expected a duration such as 15m, 90s or 1h")
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    if seconds % 3600 == 0 and seconds >= 3600:
+        return f"{seconds // 3600}h"
+    if seconds % 60 == 0 and seconds >= 60:
+        return f"{seconds // 60}m"
+    return f"{seconds}s"
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
+_SLACK_GROUP = re.compile(r"^S[A-Z0-9]{2,}$")
+_SLACK_CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+# Kubernetes object names (RFC 1123 subdomain) and namespaces (RFC 1123 label).
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_K8S_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_TARGET_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+class BackendKind(StrEnum):
+    HELM = "helm"
+    KUBERNETES = "kubernetes"
+    ECS = "ecs"
+
+
+class WorkloadKind(StrEnum):
+    DEPLOYMENT = "Deployment"
+    DAEMONSET = "DaemonSet"
+    STATEFULSET = "StatefulSet"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ApprovalOverrides(_Strict):
+    """Per-target overrides; any field left out falls back to `defaults.approvals`."""
+
+    required: int | None = Field(default=None, ge=1, description="must be ≥ 1")
+    approvers: tuple[SlackUserId, ...] | None = None
+    approver_groups: tuple[SlackGroupId, ...] | None = None
+    allow_self_approval: bool | None = None
+    expires_after: Duration | None = None
+
+    @field_validator("approvers")
+    @classmethod
+    def _user_ids(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for user in value or ():
+            if not _SLACK_USER.match(user):
+                raise ValueError(f"{user!r} is not a Slack user ID (like U0AAA)")
+        return value
+
+    @field_validator("approver_groups")
+    @classmethod
+    def _group_ids(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for group in value or ():
+            if not _SLACK_GROUP.match(group):
+                raise ValueError(f"{group!r} is not a Slack user group ID (like S0SRE)")
+        return value
+
+    @field_validator("expires_after")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return value
+
+
+class ApprovalPolicy(_Strict):
+    """Who may approve a rollback of one target, how many must, and for how long the request stays open."""
+
+    required: int = Field(default=1, ge=1)
+    approvers: tuple[SlackUserId, ...] = ()
+    approver_groups: tuple[SlackGroupId, ...] = ()
+    allow_self_approval: bool = False
+    # Fail closed: an approval request nobody answers must not stay actionable for hours.
+    expires_after: Duration = timedelta(minutes=15)
+
+    @field_validator("expires_after")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return value
+
+    def merged(self, overrides: ApprovalOverrides | None) -> ApprovalPolicy:
+        if overrides is None:
+            return self
+        update = {k: v for k, v in overrides.model_dump().items() if v is not None}
+        return self.model_copy(update=update)
+
+
+class KubernetesDefaults(_Strict):
+    # Ad-hoc targets (`deploy/NAME -n NS`) are denied unless their namespace is listed here.
+    allowed_namespaces: tuple[str, ...] = ()
+    kube_context: str | None = None
+
+
+class _TargetBase(_Strict):
+    approvals: ApprovalOverrides | None = None
+    description: str | None = None
+
+
+class HelmTarget(_TargetBase):
+    backend: Literal[BackendKind.HELM] = BackendKind.HELM
+    release: str
+    namespace: str = "default"
+    kube_context: str | None = None
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if not _K8S_NAMESPACE.match(value):
+            raise ValueError(f"{value!r} is not a valid Kubernetes namespace")
+        return value
+
+    @property
+    def lock_key(self) -> str:
+        return f"helm:{self.kube_context or ''}:{self.namespace}/{self.release}"
+
+    @property
+    def display(self) -> str:
+        return f"helm release {self.namespace}/{self.release}"
+
+
+class KubernetesTarget(_TargetBase):
+    backend: Literal[BackendKind.KUBERNETES] = BackendKind.KUBERNETES
+    kind: WorkloadKind
+    name: str
+    namespace: str = "default"
+    kube_context: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _K8S_NAME.match(value):
+            raise ValueError(f"{value!r} is not a valid Kubernetes object name")
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if not _K8S_NAMESPACE.match(value):
+            raise ValueError(f"{value!r} is not a valid Kubernetes namespace")
+        return value
+
+    @property
+    def lock_key(self) -> str:
+        return f"kubernetes:{self.kube_context or ''}:{self.namespace}/{self.kind.value}/{self.name}"
+
+    @property
+    def display(self) -> str:
+        return f"{self.kind.value.lower()}/{self.name} in {self.namespace}"
+
+
+class EcsTarget(_TargetBase):
+    backend: Literal[BackendKind.ECS] = BackendKind.ECS
+    cluster: str = "default"
+    service: str
+    region: str | None = None
+    role_arn: str | None = None
+
+    @property
+    def lock_key(self) -> str:
+        return f"ecs:{self.region or ''}:{self.cluster}/{self.service}"
+
+    @property
+    def display(self) -> str:
+        return f"ECS service {self.cluster}/{self.service}"
+
+
+TargetSpec = Annotated[HelmTarget | KubernetesTarget | EcsTarget, Field(discriminator="backend")]
+
+
+class Target(_Strict):
+    """A resolved target: the name people use, what it points at, and the policy that guards it."""
+
+    name: TargetName
+    spec: TargetSpec
+    policy: ApprovalPolicy
+    is_ad_hoc: bool = False
+
+    @property
+    def backend(self) -> BackendKind:
+        return self.spec.backend
+
+    @property
+    def lock_key(self) -> str:
+        return self.spec.lock_key
+
+
+class Defaults(_Strict):
+    approvals: ApprovalPolicy = ApprovalPolicy()
+    allowed_channels: tuple[ChannelId, ...] = ()
+    kubernetes: KubernetesDefaults = KubernetesDefaults()
+
+    @field_validator("allowed_channels")
+    @classmethod
+    def _channels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for channel in value:
+            if not _SLACK_CHANNEL.match(channel):
+                raise ValueError(f"{channel!r} is not a Slack channel ID (like C0INCIDENT)")
+        return value
+
+
+class Catalog(_Strict):
+    """The whole YAML catalog, validated."""
+
+    defaults: Defaults = Defaults()
+    targets: Mapping[TargetName, TargetSpec] = Field(default_factory=dict)
+
+    @field_validator("targets")
+    @classmethod
+    def _names(cls, value: Mapping[str, Any]) -> Mapping[str, Any]:
+        for name in value:
+            if not _TARGET_NAME.match(name):
+                raise ValueError(
+                    f"target name {name!r} must be lowercase letters, digits, '-', '_' or '.', "
+                    "starting with a letter or digit"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _policies_satisfiable(self) -> Catalog:
+        # A policy nobody can satisfy would leave every request of that target to expire; say so up front.
+        for name, spec in self.targets.items():
+            policy = self.defaults.approvals.merged(spec.approvals)
+            if not policy.approvers and not policy.approver_groups:
+                raise ValueError(
+                    f"targets.{name}.approvals: no approvers or approver_groups, so nobody could approve"
+                )
+            if not policy.approver_groups and len(set(policy.approvers)) < policy.required:
+                raise ValueError(
+                    f"targets.{name}.approvals.required: {policy.required} approvals needed but only "
+                    f"{len(set(policy.approvers))} approvers listed"
+                )
+        return self
+
+    @property
+    def names(self) -> list[TargetName]:
+        return sorted(self.targets)
+
+    def policy_for(self, name: TargetName) -> ApprovalPolicy:
+        return self.defaults.approvals.merged(self.targets[name].approvals)
+
+    def get(self, name: str) -> Target | None:
+        spec = self.targets.get(TargetName(name))
+        if spec is None:
+            return None
+        return Target(name=TargetName(name), spec=spec, policy=self.policy_for(TargetName(name)))
+
+    def is_channel_allowed(self, channel: str) -> bool:
+        return not self.defaults.allowed_channels or channel in self.defaults.allowed_channels
+
+
+def describe_validation_errors(error: ValidationError) -> list[str]:
+    """Turn pydantic's errors into `path: problem` lines an operator can act on."""
+    lines: list[str] = []
+    for problem in error.errors():
+        path = ".".join(str(part) for part in problem["loc"] if not _is_union_tag(part))
+        message = problem["msg"]
+        if problem["type"] == "greater_than_equal":
+            message = f"must be ≥ {problem['ctx']['ge']}"
+        elif problem["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif problem["type"] == "missing":
+            message = "required field is missing"
+        elif problem["type"] == "union_tag_invalid":
+            message = "backend must be one of helm, kubernetes, ecs"
+        elif problem["type"] == "union_tag_not_found":
+            message = "backend is required (helm, kubernetes or ecs)"
+        elif message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        lines.append(f"{path}: {message}" if path else message)
+    return lines
+
+
+def _is_union_tag(part: object) -> bool:
+    return isinstance(part, str) and part in {kind.value for kind in BackendKind}
+
+
+def parse_catalog(document: object) -> Catalog:
+    """Validate an already-loaded YAML document. Raises pydantic's ValidationError."""
+    if document is None:
+        document = {}
+    return Catalog.model_validate(document)
+
+
+def closest_names(word: str, candidates: Iterable[str], limit: int = 1) -> list[str]:
+    """Suggest what the user probably meant (`worksop` → `workshop`)."""
+    import difflib
+
+    return difflib.get_close_matches(word, list(candidates), n=limit, cutoff=0.6)

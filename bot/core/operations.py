@@ -1,0 +1,124 @@
+"""An operation: one requested rollback, from the slash command to its outcome.
+
+An `Operation` is an immutable record; every change produces a new copy with `version` raised by one, which
+is what the operation store compares-and-sets on. Its `phase` says where it is in the lifecycle:
+
+    AWAITING_APPROVAL → APPROVED → ROLLING_BACK → SUCCEEDED | FAILED
+    AWAITING_APPROVAL → REJECTED | EXPIRED | CANCELLED
+    PREVIEW (a --dry-run: shown, never executed)
+
+Terminal phases absorb every further event. The target is stored resolved (a snapshot of the catalog entry and
+its policy), so editing the catalog never changes what an in-flight operation will do.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal, NewType
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.core.catalog import ChannelId, SlackUserId, Target
+from bot.core.rollouts import RevisionNumber, RollbackPlan, RollbackReceipt, RolloutStatus
+
+OperationId = NewType("OperationId", str)
+
+
+class Phase(StrEnum):
+    PREVIEW = "preview"
+    AWAITING_APPROVAL = "awaiting_approval"
+    APPROVED = "approved"
+    ROLLING_BACK = "rolling_back"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_PHASES
+
+    @property
+    def is_in_flight(self) -> bool:
+        """Still holds the target's lock: somebody may approve it, or it is executing."""
+        return self in {Phase.AWAITING_APPROVAL, Phase.APPROVED, Phase.ROLLING_BACK}
+
+
+TERMINAL_PHASES = frozenset(
+    {Phase.PREVIEW, Phase.SUCCEEDED, Phase.FAILED, Phase.REJECTED, Phase.EXPIRED, Phase.CANCELLED}
+)
+
+
+class MessageRef(BaseModel):
+    """A Slack message: its channel and timestamp, which together identify it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    channel: ChannelId
+    ts: str
+
+
+class Approval(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    user: SlackUserId
+    at: datetime
+    via: Literal["reaction", "button"] = "reaction"
+
+
+class Operation(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: OperationId
+    version: int = 1
+    phase: Phase
+    target: Target
+    requester: SlackUserId
+    channel: ChannelId
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime
+    requested_revision: RevisionNumber | None = None
+    plan: RollbackPlan
+    reason: str | None = None
+    is_dry_run: bool = False
+    # Where it came from: a person's command, or the bot's own failure detection.
+    source: Literal["command", "detected"] = "command"
+    approvals: tuple[Approval, ...] = ()
+    decided_by: SlackUserId | None = None  # who rejected or cancelled
+    request_message: MessageRef | None = None
+    progress_message: MessageRef | None = None
+    # Which bot replica executes it, and until when its claim holds (refreshed while running).
+    executor: str | None = None
+    lease_until: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    receipt: RollbackReceipt | None = None
+    last_status: RolloutStatus | None = None
+    outcome: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def approvers(self) -> tuple[SlackUserId, ...]:
+        return tuple(approval.user for approval in self.approvals)
+
+    @property
+    def required_approvals(self) -> int:
+        return self.target.policy.required
+
+    def metadata_payload(self) -> dict[str, str | int | None]:
+        """The `rollbot_operation` message metadata every message about this operation carries."""
+        return {
+            "operation_id": self.id,
+            "phase": self.phase.value,
+            "target": self.target.name,
+            "backend": self.target.backend.value,
+            "from_revision": self.plan.from_revision,
+            "to_revision": self.plan.to_revision,
+        }
+
+
+# The Slack message metadata event type, fixed by contract: workflows and other apps filter on it.
+METADATA_EVENT_TYPE = "rollbot_operation"
