@@ -71,9 +71,7 @@ class Backend(Protocol):
 class Chat(Protocol):
     """Slack, as far as the flow needs it. Raises ChatUnavailable (retryable) or UserError (e.g. not in channel)."""
 
-    def post(
-        self, channel: ChannelId, message: ChatMessage, thread: MessageRef | None = None
-    ) -> MessageRef: ...
+    def post(self, channel: ChannelId, message: ChatMessage, thread: MessageRef | None = None) -> MessageRef: ...
 
     def update(self, ref: MessageRef, message: ChatMessage) -> None: ...
 

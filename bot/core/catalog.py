@@ -282,9 +282,7 @@ class Catalog(_Strict):
         for name, spec in self.targets.items():
             policy = self.defaults.approvals.merged(spec.approvals)
             if not policy.approvers and not policy.approver_groups:
-                raise ValueError(
-                    f"targets.{name}.approvals: no approvers or approver_groups, so nobody could approve"
-                )
+                raise ValueError(f"targets.{name}.approvals: no approvers or approver_groups, so nobody could approve")
             if not policy.approver_groups and len(set(policy.approvers)) < policy.required:
                 raise ValueError(
                     f"targets.{name}.approvals.required: {policy.required} approvals needed but only "
