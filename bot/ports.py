@@ -150,3 +150,17 @@ class Clock(Protocol):
     def now(self) -> datetime:
         """Timezone-aware UTC."""
         ...
+
+
+class Metrics(Protocol):
+    """What the flow counts; the Prometheus adapter exposes it on /metrics."""
+
+    def command_received(self, verb: str) -> None: ...
+
+    def approval_recorded(self, outcome: str) -> None:
+        """outcome: counted, withdrawn, rejected, refused (not allowed), ignored."""
+        ...
+
+    def phase_entered(self, backend: str, phase: str) -> None: ...
+
+    def rollout_finished(self, backend: str, phase: str, duration_seconds: float) -> None: ...
