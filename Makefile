@@ -1,0 +1,45 @@
+# The single entry point: people and CI run the same commands.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test test-fast lint typecheck check serve bench clean
+
+$(STAMP): pyproject.toml requirements.lock scripts/setup.sh scripts/setup-tools.sh
+	PYTHON=$(PYTHON) scripts/setup.sh
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+## The main job on embedded defaults: kubesim + fake Slack + a private redis-server, seed 004 end to end.
+demo: setup
+	$(BIN)/python -m sandbox.demo $(SCENARIO)
+
+## Everything CI runs: lint, types, layering, then the whole test suite.
+test: setup
+	$(MAKE) --no-print-directory check
+
+check: lint typecheck
+	PATH="$(CURDIR)/.tools/bin:$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q
+
+test-fast: setup
+	PATH="$(CURDIR)/.tools/bin:$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q tests/core tests/contracts
+
+lint:
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+typecheck:
+	$(BIN)/mypy
+
+serve: setup
+	$(BIN)/rollbot serve
+
+bench: setup
+	PATH="$(CURDIR)/.tools/bin:$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/ack_latency.py
+	PATH="$(CURDIR)/.tools/bin:$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/kubesim_scale.py
+
+clean:
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

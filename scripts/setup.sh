@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Set up everything rollbot's demo and tests need on a fresh Debian machine:
+# redis-server and npm (apt, only when missing), a virtualenv with the locked dependencies, and the real
+# helm and kubectl binaries (scripts/setup-tools.sh; fetched, never committed).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+PYTHON="${PYTHON:-python3}"
+
+need_apt=()
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+command -v make >/dev/null 2>&1 || need_apt+=(make)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need_apt[@]}"
+fi
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# The lock pins every transitive version so the resolver never backtracks through old boto3 releases.
+.venv/bin/python -m pip install -q -c requirements.lock -e '.[dev]'
+scripts/setup-tools.sh
