@@ -13,9 +13,11 @@
     ├── TemporaryError(delay)  retried with backoff
     │   ├── BackendUnavailable
     │   ├── ConcurrentUpdate       compare-and-set lost; re-read and decide again
-    │   └── ChatUnavailable
-    └── PermanentError         fails the operation, reason posted in the thread
-        └── RollbackFailed
+    │   ├── ChatUnavailable
+    │   └── StoreUnavailable       the operation store (Redis) cannot be reached or answered with an error
+    ├── PermanentError         fails the operation, reason posted in the thread
+    │   └── RollbackFailed
+    └── DuplicateOperation     an operation id was created twice: a bug, never retried
 
 Adapters translate foreign exceptions (ApiException, ClientError, SlackApiError, redis errors, helm exit codes)
 into these at the seam, with `raise … from exc`, so the flow never sees a vendor type.
@@ -52,7 +54,11 @@ class NotAllowedToApprove(UserError):
 
 
 class TargetBusy(UserError):
-    pass
+    """Another operation holds the target's lock; `holder` is the store's `ports.LockInfo` when known."""
+
+    def __init__(self, message: str, *, holder: object | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 class RevisionNotFound(UserError):
@@ -89,9 +95,17 @@ class ChatUnavailable(TemporaryError):
     pass
 
 
+class StoreUnavailable(TemporaryError):
+    pass
+
+
 class PermanentError(BotError):
     pass
 
 
 class RollbackFailed(PermanentError):
     pass
+
+
+class DuplicateOperation(BotError):
+    """`OperationStore.create` was given an id that already exists."""
