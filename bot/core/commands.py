@@ -1,0 +1,489 @@
+"""The command grammar: what people type after `/rollback`, turned into a typed command or a usage message.
+
+    /rollback <target> [<revision>] [--to-revision N | --revision N] [--dry-run] [--reason "…"] [--backend-flag…]
+    /rollback history <target>          /rollback status <target>
+    /rollback cancel <operation-id>     /rollback help [topic]          (empty text = help)
+
+A target is a catalog name (`workshop`) or an ad-hoc Kubernetes workload (`deploy/web -n shop`). A revision
+follows helm: none or `0` means "the previous one". Flags the grammar does not know are kept as generic options
+(`--deregister` → `{"deregister": True}`, `--foo=bar` → `{"foo": "bar"}`) and checked later, once the target's
+backend is known, by `validate_options`.
+
+`parse_command` is total: it returns a command or raises `CommandSyntaxError` with one short line a person can
+act on, whatever the text (unicode digits, stray quotes, megabytes of input). It is deliberately not a resolver:
+whether `workshop` exists, or which revision "previous" is, is decided later (`targets`, the backend).
+`render_command` is its inverse: `parse_command(render_command(c)) == c`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bot.core.catalog import WorkloadKind
+from bot.core.errors import CommandSyntaxError
+from bot.core.operations import OperationId
+from bot.core.rollouts import BackendOption, RevisionNumber
+
+# The errors name the command as people usually configure it; ROLLBOT_SLASH_COMMAND renames it in Slack only.
+SLASH_COMMAND: Final = "/rollback"
+USAGE: Final = f'`{SLASH_COMMAND} <target> [revision] [--dry-run] [--reason "…"]`'
+HISTORY_USAGE: Final = f"`{SLASH_COMMAND} history <target>`"
+STATUS_USAGE: Final = f"`{SLASH_COMMAND} status <target>`"
+CANCEL_USAGE: Final = f"`{SLASH_COMMAND} cancel <operation-id>`"
+WORKLOAD_USAGE: Final = "`deploy/NAME`, `ds/NAME` or `sts/NAME` with `-n NAMESPACE`"
+
+# Slack caps a slash command's text well below this; anything longer is pasted by mistake, not typed.
+MAX_TEXT_LENGTH: Final = 4000
+# A reason is shown in the request message and the audit trail; a paragraph belongs in the incident doc.
+MAX_REASON_LENGTH: Final = 500
+# Helm and ECS revisions are 32-bit integers; and int() refuses strings over 4300 digits, so we check first.
+MAX_REVISION: Final = 2**31 - 1
+# Anything we echo back inside backticks is cut to this length so an error stays one line.
+_SHOWN_LENGTH: Final = 40
+
+VERBS: Final = frozenset({"help", "history", "status", "cancel"})
+
+_KIND_ALIASES: Final[Mapping[str, WorkloadKind]] = {
+    "deploy": WorkloadKind.DEPLOYMENT,
+    "deployment": WorkloadKind.DEPLOYMENT,
+    "deployments": WorkloadKind.DEPLOYMENT,
+    "ds": WorkloadKind.DAEMONSET,
+    "daemonset": WorkloadKind.DAEMONSET,
+    "daemonsets": WorkloadKind.DAEMONSET,
+    "sts": WorkloadKind.STATEFULSET,
+    "statefulset": WorkloadKind.STATEFULSET,
+    "statefulsets": WorkloadKind.STATEFULSET,
+}
+# How a workload is written back (render_command, display names): kubectl's short names.
+KIND_SHORT_NAMES: Final[Mapping[WorkloadKind, str]] = {
+    WorkloadKind.DEPLOYMENT: "deploy",
+    WorkloadKind.DAEMONSET: "ds",
+    WorkloadKind.STATEFULSET: "sts",
+}
+
+# Catalog names are lowercase (catalog.py); upper case is accepted here so the resolver can still suggest.
+_TARGET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+# Kubernetes object names (RFC 1123 subdomain) and namespaces (RFC 1123 label), as in catalog.py.
+_K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+_K8S_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_OPERATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+_OPTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
+# ASCII only on purpose: "፩".isdigit() is true but int("፩") is not what anybody meant.
+_REVISION = re.compile(r"[0-9]+")
+_NEGATIVE_NUMBER = re.compile(r"-[0-9]+")
+
+# Opening quote → the characters that may close it. Phones and macOS turn "…" into “…”, and some keyboards
+# produce ”…” or „…“, so all of them work. A quote closes only when followed by whitespace or the end, which
+# keeps apostrophes inside a reason ('it's broken') intact.
+_QUOTES: Final[Mapping[str, str]] = {
+    '"': '"',
+    "'": "'",
+    "“": "”“",
+    "‘": "’‘",
+    "”": "”",
+    "„": "“”",
+}
+# The pairs render_command may use, in order of preference.
+_RENDER_QUOTES: Final = (('"', '"'), ("'", "'"), ("“", "”"), ("‘", "’"))
+
+# Flags the grammar itself understands; everything else is a backend option.
+_REVISION_FLAGS: Final = frozenset({"to-revision", "revision"})
+_NAMESPACE_FLAGS: Final = frozenset({"namespace", "n"})
+RESERVED_FLAGS: Final = frozenset({"dry-run", "reason", "help", "h"} | _REVISION_FLAGS | _NAMESPACE_FLAGS)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TargetRef(_Frozen):
+    """What the user named: a catalog target (`kind is None`) or an ad-hoc Kubernetes workload."""
+
+    name: str
+    kind: WorkloadKind | None = None
+    namespace: str | None = None
+
+    @model_validator(mode="after")
+    def _namespace_goes_with_kind(self) -> TargetRef:
+        if (self.kind is None) != (self.namespace is None):
+            raise ValueError("an ad-hoc workload needs both kind and namespace; a catalog name has neither")
+        return self
+
+    @classmethod
+    def catalog(cls, name: str) -> TargetRef:
+        return cls(name=name)
+
+    @classmethod
+    def workload(cls, kind: WorkloadKind, name: str, namespace: str = "default") -> TargetRef:
+        return cls(name=name, kind=kind, namespace=namespace)
+
+    @property
+    def is_ad_hoc(self) -> bool:
+        return self.kind is not None
+
+    @property
+    def display(self) -> str:
+        """How people write it: `workshop`, or `deploy/web -n shop`."""
+        return " ".join(_target_words(self))
+
+
+class RollbackCommand(_Frozen):
+    target: TargetRef
+    # None = the previous revision (helm's 0); the backend resolves it into a number for the preview.
+    to_revision: RevisionNumber | None = None
+    dry_run: bool = False
+    reason: str | None = None
+    # Backend-specific flags, unvalidated until the backend is known (see validate_options).
+    options: dict[str, bool | str] = Field(default_factory=dict)
+
+
+class HistoryCommand(_Frozen):
+    target: TargetRef
+
+
+class StatusCommand(_Frozen):
+    target: TargetRef
+
+
+class HelpCommand(_Frozen):
+    topic: str | None = None
+
+
+class CancelCommand(_Frozen):
+    operation_id: OperationId
+
+
+Command = RollbackCommand | HistoryCommand | StatusCommand | HelpCommand | CancelCommand
+
+_T = TypeVar("_T")
+
+
+# --- parsing ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Token:
+    text: str
+    # A quoted word is always a value: never a flag, a verb or a `kind/name`.
+    is_quoted: bool = False
+
+    @property
+    def is_flag(self) -> bool:
+        return not self.is_quoted and len(self.text) > 1 and self.text.startswith("-")
+
+
+def parse_command(text: str, backend_options: Mapping[str, BackendOption] | None = None) -> Command:
+    """Parse the text after `/rollback`. Raises CommandSyntaxError, and nothing else, when it does not parse.
+
+    `backend_options` tells which unknown flags take a value (`--cluster prod` rather than `--cluster=prod`).
+    """
+    if len(text) > MAX_TEXT_LENGTH:
+        raise CommandSyntaxError(f"that command is too long ({len(text)} characters) — usage: {USAGE}")
+    tokens = _tokenize(text)
+    if not tokens:
+        return HelpCommand()
+    verb = "" if tokens[0].is_quoted else tokens[0].text.lower()
+    if any(token.is_flag and token.text in ("--help", "-h") for token in tokens):
+        return HelpCommand(topic=verb if verb in VERBS - {"help"} else None)
+    rest = tokens[1:]
+    if verb == "help":
+        return HelpCommand(topic=" ".join(token.text for token in rest) or None)
+    if verb == "history":
+        return HistoryCommand(target=_parse_target_only(rest, "history", HISTORY_USAGE))
+    if verb == "status":
+        return StatusCommand(target=_parse_target_only(rest, "status", STATUS_USAGE))
+    if verb == "cancel":
+        return CancelCommand(operation_id=_parse_operation_id(rest))
+    return _parse_rollback(tokens, backend_options or {})
+
+
+def _tokenize(text: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    end = len(text)
+    i = 0
+    while i < end:
+        if text[i].isspace():
+            i += 1
+            continue
+        if text[i] in _QUOTES:
+            value, i = _read_quoted(text, i)
+            tokens.append(_Token(value, is_quoted=True))
+            continue
+        j = i
+        while j < end and not text[j].isspace():
+            j += 1
+        word = text[i:j]
+        equals = word.find("=")
+        if word.startswith("--") and equals > 0 and i + equals + 1 < end and text[i + equals + 1] in _QUOTES:
+            # --reason="two words": the value is quoted, the flag is not.
+            value, j = _read_quoted(text, i + equals + 1)
+            word = word[: equals + 1] + value
+        tokens.append(_Token(word))
+        i = j
+    return tokens
+
+
+def _read_quoted(text: str, start: int) -> tuple[str, int]:
+    closers = _QUOTES[text[start]]
+    for k in range(start + 1, len(text)):
+        if text[k] in closers and (k + 1 == len(text) or text[k + 1].isspace()):
+            return text[start + 1 : k], k + 1
+    raise CommandSyntaxError(
+        f'unclosed quote `{text[start]}` — quote the whole reason, like `--reason "db migration broke"`'
+    )
+
+
+def _parse_target_only(tokens: list[_Token], verb: str, usage: str) -> TargetRef:
+    positionals: list[_Token] = []
+    namespace: str | None = None
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        i += 1
+        if not token.is_flag:
+            positionals.append(token)
+            continue
+        name, value = _split_flag(token, usage)
+        if name not in _NAMESPACE_FLAGS:
+            raise CommandSyntaxError(f"`{verb}` takes only a target, not `{_shown(token.text)}` — usage: {usage}")
+        if value is None:
+            value, i = _take_value(tokens, i, token.text, "NAMESPACE")
+        namespace = _merge(namespace, _parse_namespace(value), "namespace")
+    if not positionals:
+        raise CommandSyntaxError(f"`{verb}` needs a target: {usage}")
+    if len(positionals) > 1:
+        raise CommandSyntaxError(f"`{verb}` takes one target, not `{_shown(positionals[1].text)}` too: {usage}")
+    return _parse_target(positionals[0], namespace, usage)
+
+
+def _parse_operation_id(tokens: list[_Token]) -> OperationId:
+    if not tokens:
+        raise CommandSyntaxError(f"`cancel` needs an operation id: {CANCEL_USAGE}")
+    if len(tokens) > 1:
+        raise CommandSyntaxError(f"`cancel` takes one operation id: {CANCEL_USAGE}")
+    word = tokens[0].text
+    if not _OPERATION_ID.fullmatch(word):
+        raise CommandSyntaxError(f"`{_shown(word)}` is not an operation id — usage: {CANCEL_USAGE}")
+    return OperationId(word)
+
+
+def _parse_rollback(tokens: list[_Token], backend_options: Mapping[str, BackendOption]) -> RollbackCommand:
+    positionals: list[_Token] = []
+    revisions: list[str] = []
+    namespace: str | None = None
+    reason: str | None = None
+    dry_run = False
+    options: dict[str, bool | str] = {}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        i += 1
+        if not token.is_flag:
+            positionals.append(token)
+            continue
+        if _NEGATIVE_NUMBER.fullmatch(token.text):
+            raise _revision_error(token.text)
+        name, value = _split_flag(token, USAGE)
+        if name == "dry-run":
+            if value is not None:
+                raise CommandSyntaxError(f"`--dry-run` takes no value — usage: {USAGE}")
+            dry_run = True
+        elif name in _REVISION_FLAGS:
+            if value is None:
+                value, i = _take_value(tokens, i, token.text, "N")
+            revisions.append(value)
+        elif name in _NAMESPACE_FLAGS:
+            if value is None:
+                value, i = _take_value(tokens, i, token.text, "NAMESPACE")
+            namespace = _merge(namespace, _parse_namespace(value), "namespace")
+        elif name == "reason":
+            if value is None:
+                value, i = _take_value(tokens, i, token.text, '"…"')
+            reason = _merge(reason, _parse_reason(value), "reason")
+        else:
+            declared = backend_options.get(name)
+            if value is None and declared is not None and declared.takes_value:
+                value, i = _take_value(tokens, i, token.text, "VALUE")
+            options[name] = _merge(options.get(name), True if value is None else value, f"--{name}")
+    if not positionals:
+        raise CommandSyntaxError(f"which target? usage: {USAGE}")
+    if len(positionals) >= 2:
+        revisions.insert(0, positionals[1].text)
+    if len(positionals) > 2:
+        extra = _shown(positionals[2].text)
+        if reason is not None and not any(ch.isspace() for ch in reason):
+            raise CommandSyntaxError(
+                f'unexpected `{extra}` — put a reason with spaces in quotes: `--reason "db migration broke"`'
+            )
+        raise CommandSyntaxError(f"unexpected `{extra}` — usage: {USAGE}")
+    target = _parse_target(positionals[0], namespace, USAGE)
+    numbers = [_parse_revision(word) for word in revisions]
+    if len(set(numbers)) > 1:
+        raise CommandSyntaxError(
+            f"conflicting revisions `{_shown(revisions[0])}` and `{_shown(revisions[-1])}` — give the revision once"
+        )
+    to_revision = RevisionNumber(numbers[0]) if numbers and numbers[0] else None
+    return RollbackCommand(target=target, to_revision=to_revision, dry_run=dry_run, reason=reason, options=options)
+
+
+def _split_flag(token: _Token, usage: str) -> tuple[str, str | None]:
+    """`--name=value` → (name, value); `--name` → (name, None); `-n` → ("n", None)."""
+    text = token.text
+    if not text.startswith("--"):
+        if text == "-n":
+            return "n", None
+        raise CommandSyntaxError(f"unknown option `{_shown(text)}` — usage: {usage}")
+    name, equals, value = text[2:].partition("=")
+    if not _OPTION_NAME.fullmatch(name):
+        raise CommandSyntaxError(f"unknown option `{_shown(text)}` — usage: {usage}")
+    if equals and not value:
+        raise CommandSyntaxError(f"`--{name}=` needs a value after the `=`")
+    return name, (value if equals else None)
+
+
+def _take_value(tokens: list[_Token], i: int, flag: str, placeholder: str) -> tuple[str, int]:
+    if i >= len(tokens) or tokens[i].is_flag:
+        raise CommandSyntaxError(f"`{_shown(flag)}` needs a value: `{_shown(flag)} {placeholder}`")
+    return tokens[i].text, i + 1
+
+
+def _merge(current: _T | None, new: _T, what: str) -> _T:
+    """Giving a flag twice is fine if both agree; otherwise nobody can tell which one was meant."""
+    if current is not None and current != new:
+        raise CommandSyntaxError(f"{what} given twice with different values — give it once")
+    return new
+
+
+def _parse_target(token: _Token, namespace: str | None, usage: str) -> TargetRef:
+    word = token.text
+    if "/" in word:
+        kind_word, _, name = word.partition("/")
+        kind = _KIND_ALIASES.get(kind_word.lower())
+        if kind is None:
+            raise CommandSyntaxError(f"unknown workload kind `{_shown(kind_word)}` — use {WORKLOAD_USAGE}")
+        if not _K8S_NAME.fullmatch(name):
+            raise CommandSyntaxError(
+                f"`{_shown(name)}` is not a Kubernetes name (lowercase, digits, `-`, `.`) — use {WORKLOAD_USAGE}"
+            )
+        return TargetRef.workload(kind, name, namespace or "default")
+    if namespace is not None:
+        raise CommandSyntaxError(f"`-n`/`--namespace` only applies to ad-hoc workloads: {WORKLOAD_USAGE}")
+    if not _TARGET_NAME.fullmatch(word):
+        raise CommandSyntaxError(
+            f"`{_shown(word)}` is not a target name (letters, digits, `-`, `_`, `.`) — usage: {usage}"
+        )
+    return TargetRef.catalog(word)
+
+
+def _parse_namespace(value: str) -> str:
+    if not _K8S_NAMESPACE.fullmatch(value):
+        raise CommandSyntaxError(f"`{_shown(value)}` is not a Kubernetes namespace (lowercase letters, digits and `-`)")
+    return value
+
+
+def _parse_revision(word: str) -> int:
+    if not _REVISION.fullmatch(word):
+        raise _revision_error(word)
+    if len(word.lstrip("0")) > len(str(MAX_REVISION)) or int(word) > MAX_REVISION:
+        raise CommandSyntaxError(f"revision `{_shown(word)}` is too large — revisions are numbers like `3`")
+    return int(word)
+
+
+def _revision_error(word: str) -> CommandSyntaxError:
+    return CommandSyntaxError(f"revision must be a whole number like `3`, not `{_shown(word)}`")
+
+
+def _parse_reason(value: str) -> str:
+    reason = value.strip()
+    if not reason:
+        raise CommandSyntaxError('`--reason` needs some text, like `--reason "db migration broke"`')
+    if len(reason) > MAX_REASON_LENGTH:
+        raise CommandSyntaxError(
+            f"the reason is too long ({len(reason)} chars, at most {MAX_REASON_LENGTH}) — link the incident instead"
+        )
+    return reason
+
+
+def _shown(word: str) -> str:
+    """A user's word made safe to echo inside backticks on one line."""
+    flat = " ".join(word.replace("`", "'").split())
+    return flat if len(flat) <= _SHOWN_LENGTH else flat[: _SHOWN_LENGTH - 1] + "…"
+
+
+# --- rendering -------------------------------------------------------------------------------------------------
+
+
+def render_command(command: Command) -> str:
+    """The text that parses back into `command` (without the leading `/rollback`)."""
+    return " ".join(command_words(command))
+
+
+def command_words(command: Command) -> list[str]:
+    """The words `render_command` joins; any whitespace between them parses the same."""
+    match command:
+        case RollbackCommand():
+            words = _target_words(command.target)
+            if command.to_revision is not None:
+                words.append(str(command.to_revision))
+            if command.dry_run:
+                words.append("--dry-run")
+            if command.reason is not None:
+                words += ["--reason", quote(command.reason)]
+            for name, value in sorted(command.options.items()):
+                if value is True:
+                    words.append(f"--{name}")
+                elif isinstance(value, str):
+                    needs_quotes = value[:1] in _QUOTES or any(ch.isspace() for ch in value)
+                    words.append(f"--{name}={quote(value) if needs_quotes else value}")
+                # False: the same as not giving the flag at all.
+            return words
+        case HistoryCommand() | StatusCommand():
+            verb = "history" if isinstance(command, HistoryCommand) else "status"
+            return [verb, *_target_words(command.target)]
+        case HelpCommand():
+            return ["help"] if command.topic is None else ["help", command.topic]
+        case CancelCommand():
+            return ["cancel", command.operation_id]
+
+
+def _target_words(ref: TargetRef) -> list[str]:
+    if ref.kind is None:
+        return [ref.name]
+    return [f"{KIND_SHORT_NAMES[ref.kind]}/{ref.name}", "-n", str(ref.namespace)]
+
+
+def quote(text: str) -> str:
+    """Quote `text` so the tokenizer reads it back whole. Raises ValueError if no quote pair can carry it."""
+    for opening, closing in _RENDER_QUOTES:
+        closers = _QUOTES[opening]
+        if not any(ch in closers and (k + 1 == len(text) or text[k + 1].isspace()) for k, ch in enumerate(text)):
+            return f"{opening}{text}{closing}"
+    raise ValueError(f"no quotes can carry {text!r}")
+
+
+# --- backend options -------------------------------------------------------------------------------------------
+
+
+def validate_options(command: RollbackCommand, declared: Sequence[BackendOption]) -> None:
+    """Check the generic flags against what the target's backend declares. Raises CommandSyntaxError."""
+    by_name = {option.name: option for option in declared}
+    for name, value in sorted(command.options.items()):
+        option = by_name.get(name)
+        if option is None:
+            if not declared:
+                raise CommandSyntaxError(f"unknown option `--{name}` — usage: {USAGE}")
+            accepted = ", ".join(f"`--{known}`" for known in sorted(by_name))
+            raise CommandSyntaxError(f"unknown option `--{name}` — this target also accepts {accepted}")
+        if option.takes_value and not isinstance(value, str):
+            raise CommandSyntaxError(f"`--{name}` needs a value: `--{name}=VALUE`")
+        if not option.takes_value and isinstance(value, str):
+            raise CommandSyntaxError(f"`--{name}` takes no value — write just `--{name}`")
+    for name in sorted(command.options):
+        for other in by_name[name].conflicts_with:
+            if other in command.options:
+                raise CommandSyntaxError(f"`--{name}` can't be combined with `--{other}` — pick one")
