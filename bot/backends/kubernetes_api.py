@@ -1,0 +1,646 @@
+"""The Kubernetes backend: `kubectl rollout history/undo/status` for Deployments, DaemonSets and StatefulSets.
+
+This is the I/O half: it reads and patches objects with the official client, as raw JSON so that nothing is lost
+in model conversion, and watches rollouts with the watch API. Every decision (which revision, which patch, when
+a rollout is done) is taken by `kubernetes_interpret`, which mirrors kubectl's own rules. Client errors are
+translated into `bot.core.errors` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import structlog
+import urllib3
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes import watch as k8s_watch
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from bot.backends import kubernetes_interpret as rules
+from bot.core.catalog import KubernetesTarget, Target, WorkloadKind
+from bot.core.errors import (
+    BackendUnavailable,
+    BotError,
+    NothingToDo,
+    RevisionNotFound,
+    RollbackFailed,
+    RollbackRefused,
+    TargetNotAllowed,
+    UnknownTarget,
+)
+from bot.core.operations import OperationId
+from bot.core.rollouts import (
+    BackendOption,
+    Revision,
+    RevisionNumber,
+    RollbackPlan,
+    RollbackReceipt,
+    RolloutPhase,
+    RolloutStatus,
+    TargetStatus,
+    UnhealthyUnit,
+)
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+# Conflicts (409) mean someone else wrote in between; re-read and try again a few times, as kubectl's users would.
+CONFLICT_RETRIES = 5
+# Each watch request ends after this long and is reopened from the last resourceVersion, so a silently dropped
+# connection is noticed within this bound.
+WATCH_WINDOW_SECONDS = 30
+# Pause before reopening a watch after a transport error.
+WATCH_RECONNECT_DELAY_SECONDS = 0.5
+
+_KIND_PATHS = {
+    WorkloadKind.DEPLOYMENT: "deployments",
+    WorkloadKind.DAEMONSET: "daemonsets",
+    WorkloadKind.STATEFULSET: "statefulsets",
+}
+
+
+class KubernetesClients:
+    """One API client per kubeconfig context (or the in-cluster config), created once and reused."""
+
+    def __init__(self, kubeconfig: str | None = None, *, in_cluster: bool | None = None) -> None:
+        self._kubeconfig = kubeconfig
+        self._in_cluster = in_cluster
+        self._clients: dict[str | None, k8s.ApiClient] = {}
+        self._lock = threading.Lock()
+
+    def contexts(self) -> list[str]:
+        try:
+            found, _ = k8s_config.list_kube_config_contexts(config_file=self._kubeconfig)
+        except (ConfigException, OSError, TypeError):
+            return []
+        return sorted(context["name"] for context in found or ())
+
+    def api(self, context: str | None) -> k8s.ApiClient:
+        with self._lock:
+            if context not in self._clients:
+                self._clients[context] = self._build(context)
+            return self._clients[context]
+
+    def _build(self, context: str | None) -> k8s.ApiClient:
+        if context is None and self._use_in_cluster():
+            configuration = k8s.Configuration()
+            k8s_config.load_incluster_config(client_configuration=configuration)
+            return k8s.ApiClient(configuration)
+        if context is not None and context not in self.contexts():
+            known = ", ".join(f"`{name}`" for name in self.contexts()) or "none"
+            raise UnknownTarget(f"unknown kube context `{context}` — rollbot knows: {known}")
+        try:
+            return k8s_config.new_client_from_config(config_file=self._kubeconfig, context=context)
+        except (ConfigException, OSError) as exc:
+            raise BackendUnavailable(f"cannot load the kubeconfig for context `{context or 'default'}`: {exc}") from exc
+
+    def _use_in_cluster(self) -> bool:
+        if self._in_cluster is not None:
+            return self._in_cluster
+        if self._kubeconfig:
+            return False
+        try:
+            k8s_config.load_kube_config()
+        except (ConfigException, OSError, TypeError):
+            return True
+        return False
+
+    def close(self) -> None:
+        with self._lock:
+            for api in self._clients.values():
+                api.close()
+            self._clients.clear()
+
+
+@dataclass(frozen=True)
+class _Workload:
+    spec: KubernetesTarget
+
+    @property
+    def kind(self) -> WorkloadKind:
+        return self.spec.kind
+
+    @property
+    def label(self) -> str:
+        return f"{rules.KIND_WORDS[self.kind][1]}/{self.spec.name}"
+
+
+@contextlib.contextmanager
+def translating_errors(what: str) -> Iterator[None]:
+    """Turn client exceptions into the bot's errors, so nothing above this module sees a vendor type."""
+    try:
+        yield
+    except BotError:
+        raise
+    except ApiException as exc:
+        raise _translate_api_exception(exc, what) from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise BackendUnavailable(f"cannot reach the Kubernetes API while {what}: {exc.__class__.__name__}") from exc
+
+
+def _translate_api_exception(exc: ApiException, what: str) -> BotError:
+    message = _status_message(exc)
+    if exc.status == 404:
+        return UnknownTarget(f"{what}: {message}")
+    if exc.status in (401, 403):
+        return TargetNotAllowed(f"rollbot is not allowed to do this ({what}): {message}")
+    if exc.status == 422:
+        return RollbackFailed(f"the API server rejected the change ({what}): {message}")
+    return BackendUnavailable(f"the Kubernetes API answered {exc.status} while {what}: {message}")
+
+
+def _status_message(exc: ApiException) -> str:
+    try:
+        body = json.loads(exc.body or "{}")
+    except (TypeError, ValueError):
+        return str(exc.reason or exc.status)
+    return str(body.get("message") or exc.reason or exc.status)
+
+
+class KubernetesBackend:
+    """Implements `bot.ports.Backend` for `backend: kubernetes` targets."""
+
+    def __init__(self, clients: KubernetesClients, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._clients = clients
+        self._monotonic = monotonic
+
+    # -- reading -------------------------------------------------------------------------------------------
+
+    def options(self) -> Sequence[BackendOption]:
+        return ()
+
+    def check_target(self, target: Target) -> None:
+        self._read_workload(self._workload(target))
+
+    def history(self, target: Target) -> Sequence[Revision]:
+        workload = self._workload(target)
+        obj = self._read_workload(workload)
+        return rules.revisions_from_history(obj, self._history(workload, obj))
+
+    def current_revision(self, target: Target) -> RevisionNumber:
+        workload = self._workload(target)
+        obj = self._read_workload(workload)
+        current = rules.current_entry(obj, self._history(workload, obj))
+        if current is not None:
+            return current.revision
+        return RevisionNumber(int(rules.annotations_of(obj).get(rules.REVISION_ANNOTATION, "0") or 0))
+
+    def status(self, target: Target) -> TargetStatus:
+        workload = self._workload(target)
+        obj = self._read_workload(workload)
+        history = self._history(workload, obj)
+        current = rules.current_entry(obj, history)
+        verdict = rules.rollout_verdict(obj, workload.kind)
+        ready, updated, desired = rules.replica_counts(obj, workload.kind)
+        pods = self._list_pods(workload, obj)
+        stuck = rules.unhealthy_pods(pods)
+        details = [f"ready {ready}/{desired} · updated {updated}/{desired}", verdict.message]
+        for condition in (obj.get("status") or {}).get("conditions") or ():
+            reason = f" ({condition.get('reason')})" if condition.get("reason") else ""
+            details.append(f"{condition.get('type')}={condition.get('status')}{reason}")
+        return TargetStatus(
+            revision=current.revision if current else None,
+            summary=f"{workload.label} in {workload.spec.namespace}: {verdict.message}",
+            images=rules.images_of(rules.workload_template(obj)),
+            details=tuple(details),
+            unhealthy=tuple(stuck),
+            is_healthy=verdict.is_done and not stuck,
+        )
+
+    def plan_rollback(
+        self, target: Target, to_revision: RevisionNumber | None, options: Mapping[str, bool | str]
+    ) -> RollbackPlan:
+        workload = self._workload(target)
+        obj = self._read_workload(workload)
+        rules.check_rollback_allowed(obj, workload.kind)
+        history = self._history(workload, obj)
+        chosen = rules.choose_rollback_target(obj, history, to_revision, kind=workload.kind)
+        current = rules.current_entry(obj, history)
+        if rules.templates_equal(chosen.template, rules.workload_template(obj)):
+            raise NothingToDo(
+                f"{workload.label} is already at revision {chosen.revision} "
+                "(the current template already matches it); nothing to roll back"
+            )
+        from_revision = current.revision if current else RevisionNumber(0)
+        notes = []
+        if not to_revision:
+            notes.append(f"no revision given: the previous one, {chosen.revision}")
+        cause = rules.annotations_of(chosen.source).get(rules.CHANGE_CAUSE_ANNOTATION)
+        if cause:
+            notes.append(f"revision {chosen.revision} change-cause: {cause}")
+        return RollbackPlan(
+            from_revision=from_revision,
+            to_revision=chosen.revision,
+            changes=tuple(rules.template_changes(rules.workload_template(obj), chosen.template)),
+            notes=tuple(notes),
+            options=dict(options),
+            backend_data=self._pod_identity(workload, chosen),
+        )
+
+    # -- changing ------------------------------------------------------------------------------------------
+
+    def roll_back(self, target: Target, plan: RollbackPlan, operation_id: OperationId) -> RollbackReceipt:
+        workload = self._workload(target)
+        for attempt in range(CONFLICT_RETRIES):
+            obj = self._read_workload(workload)
+            rules.check_rollback_allowed(obj, workload.kind)
+            history = self._history(workload, obj)
+            chosen = self._planned_entry(workload, obj, history, plan)
+            if rules.templates_equal(chosen.template, rules.workload_template(obj)):
+                # Already applied (a take-over after a crash, or someone ran kubectl undo): do not patch twice.
+                return RollbackReceipt(message=f"{workload.label} already runs revision {plan.to_revision}'s template")
+            try:
+                self._patch(workload, obj, chosen)
+            except ApiException as exc:
+                if exc.status == 409 and attempt + 1 < CONFLICT_RETRIES:
+                    log.info("rollback conflict, re-reading", operation_id=operation_id, attempt=attempt)
+                    continue
+                raise _translate_api_exception(exc, f"rolling back {workload.label}") from exc
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise BackendUnavailable(
+                    f"cannot reach the Kubernetes API while rolling back {workload.label}"
+                ) from exc
+            log.info("rollback patched", operation_id=operation_id, target=workload.label, to=plan.to_revision)
+            return RollbackReceipt(message=f"{workload.label} rolled back to revision {plan.to_revision}'s template")
+        raise RollbackFailed(f"{workload.label} kept changing while rolling back; try again")
+
+    def _planned_entry(
+        self, workload: _Workload, obj: rules.Obj, history: Sequence[rules.HistoryEntry], plan: RollbackPlan
+    ) -> rules.HistoryEntry:
+        # Deployments renumber the target ReplicaSet once it is rolled back to, so find it by name first.
+        source_name = plan.backend_data.get("source_name")
+        for entry in history:
+            if source_name and rules.metadata(entry.source).get("name") == source_name:
+                return entry
+        return rules.choose_rollback_target(obj, history, plan.to_revision, kind=workload.kind)
+
+    def _patch(self, workload: _Workload, obj: rules.Obj, chosen: rules.HistoryEntry) -> None:
+        apps = k8s.AppsV1Api(self._clients.api(workload.spec.kube_context))
+        name, namespace = workload.spec.name, workload.spec.namespace
+        if workload.kind is WorkloadKind.DEPLOYMENT:
+            # A list body goes out as application/json-patch+json, exactly kubectl's request.
+            apps.patch_namespaced_deployment(name, namespace, rules.deployment_rollback_patch(obj, chosen))
+        elif workload.kind is WorkloadKind.DAEMONSET:
+            # A dict body goes out as a strategic merge patch; `$patch: replace` is preserved.
+            apps.patch_namespaced_daemon_set(name, namespace, rules.controller_revision_patch(chosen))
+        else:
+            apps.patch_namespaced_stateful_set(name, namespace, rules.controller_revision_patch(chosen))
+
+    # -- watching ------------------------------------------------------------------------------------------
+
+    def watch_rollout(
+        self, target: Target, plan: RollbackPlan, timeout: timedelta, resume_token: str | None = None
+    ) -> Iterator[RolloutStatus]:
+        workload = self._workload(target)
+        deadline = self._monotonic() + timeout.total_seconds()
+        observer = _RolloutObserver(self._clients, workload, plan)
+        observer.start()
+        try:
+            yield from self._follow(workload, plan, observer, deadline, timeout)
+        finally:
+            observer.stop()
+
+    def _follow(
+        self,
+        workload: _Workload,
+        plan: RollbackPlan,
+        observer: _RolloutObserver,
+        deadline: float,
+        timeout: timedelta,
+    ) -> Iterator[RolloutStatus]:
+        last_message = ""
+        reported_stuck: set[tuple[str, str]] = set()
+        while True:
+            remaining = deadline - self._monotonic()
+            if remaining <= 0:
+                yield self._timed_out(workload, observer, timeout, last_message)
+                return
+            change = observer.next_change(min(remaining, 5.0))
+            if change is None:
+                continue
+            if isinstance(change, BaseException):
+                raise change
+            obj = observer.workload
+            if obj is None:
+                continue
+            if change == "deleted":
+                yield RolloutStatus(
+                    phase=RolloutPhase.FAILED,
+                    summary=f"{workload.label} was deleted during the rollback",
+                    reason=f"{workload.label} was deleted during the rollback",
+                )
+                return
+            verdict = rules.rollout_verdict(obj, workload.kind)
+            ready, updated, desired = rules.replica_counts(obj, workload.kind)
+            stuck = rules.unhealthy_pods(observer.target_pods())
+            new_stuck = [unit for unit in stuck if (unit.name, unit.reason) not in reported_stuck]
+            reported_stuck.update((unit.name, unit.reason) for unit in stuck)
+            if verdict.failure:
+                yield RolloutStatus(
+                    phase=RolloutPhase.FAILED,
+                    summary=verdict.message,
+                    ready=ready,
+                    desired=desired,
+                    updated=updated,
+                    unhealthy=tuple(stuck),
+                    reason=_with_pods(verdict.failure, stuck),
+                    resume_token=observer.resource_version,
+                )
+                return
+            if verdict.is_done:
+                yield RolloutStatus(
+                    phase=RolloutPhase.SUCCEEDED,
+                    summary=verdict.message,
+                    ready=ready,
+                    desired=desired,
+                    updated=updated,
+                    resume_token=observer.resource_version,
+                )
+                return
+            if verdict.message != last_message or new_stuck:
+                last_message = verdict.message
+                yield RolloutStatus(
+                    phase=RolloutPhase.PROGRESSING,
+                    summary=verdict.message,
+                    ready=ready,
+                    desired=desired,
+                    updated=updated,
+                    unhealthy=tuple(stuck),
+                    events=tuple(f"pod {unit.name}: {unit.reason}" for unit in new_stuck),
+                    resume_token=observer.resource_version,
+                )
+
+    def _timed_out(
+        self, workload: _Workload, observer: _RolloutObserver, timeout: timedelta, last_message: str
+    ) -> RolloutStatus:
+        stuck = rules.unhealthy_pods(observer.target_pods())
+        obj = observer.workload or {}
+        ready, updated, desired = rules.replica_counts(obj, workload.kind) if obj else (0, 0, 0)
+        waiting = last_message or "no progress observed"
+        reason = _with_pods(f"timed out after {_human(timeout)}: {waiting}", stuck)
+        return RolloutStatus(
+            phase=RolloutPhase.FAILED,
+            summary=f"timed out after {_human(timeout)}",
+            ready=ready,
+            desired=desired,
+            updated=updated,
+            unhealthy=tuple(stuck),
+            reason=reason,
+        )
+
+    # -- helpers -------------------------------------------------------------------------------------------
+
+    def _workload(self, target: Target) -> _Workload:
+        if not isinstance(target.spec, KubernetesTarget):
+            raise UnknownTarget(f"`{target.name}` is not a Kubernetes target")
+        return _Workload(target.spec)
+
+    def _read_workload(self, workload: _Workload) -> dict[str, Any]:
+        api = self._clients.api(workload.spec.kube_context)
+        apps = k8s.AppsV1Api(api)
+        readers: dict[WorkloadKind, Callable[..., Any]] = {
+            WorkloadKind.DEPLOYMENT: apps.read_namespaced_deployment,
+            WorkloadKind.DAEMONSET: apps.read_namespaced_daemon_set,
+            WorkloadKind.STATEFULSET: apps.read_namespaced_stateful_set,
+        }
+        try:
+            return _raw(readers[workload.kind](workload.spec.name, workload.spec.namespace, _preload_content=False))
+        except ApiException as exc:
+            if exc.status == 404:
+                raise UnknownTarget(
+                    f"{workload.label} not found in namespace `{workload.spec.namespace}`"
+                    + (f" (context `{workload.spec.kube_context}`)" if workload.spec.kube_context else "")
+                ) from exc
+            raise _translate_api_exception(exc, f"reading {workload.label}") from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise BackendUnavailable(
+                f"cannot reach the Kubernetes API for context `{workload.spec.kube_context or 'default'}`"
+            ) from exc
+
+    def _history(self, workload: _Workload, obj: rules.Obj) -> list[rules.HistoryEntry]:
+        apps = k8s.AppsV1Api(self._clients.api(workload.spec.kube_context))
+        selector = rules.selector_string((obj.get("spec") or {}).get("selector"))
+        with translating_errors(f"reading the history of {workload.label}"):
+            if workload.kind is WorkloadKind.DEPLOYMENT:
+                listing = _raw(
+                    apps.list_namespaced_replica_set(
+                        workload.spec.namespace, label_selector=selector, _preload_content=False
+                    )
+                )
+                return rules.deployment_history(obj, listing.get("items") or ())
+            listing = _raw(
+                apps.list_namespaced_controller_revision(
+                    workload.spec.namespace, label_selector=selector, _preload_content=False
+                )
+            )
+            return rules.controller_revision_history(obj, listing.get("items") or ())
+
+    def _list_pods(self, workload: _Workload, obj: rules.Obj) -> list[rules.Obj]:
+        core = k8s.CoreV1Api(self._clients.api(workload.spec.kube_context))
+        selector = rules.selector_string((obj.get("spec") or {}).get("selector"))
+        with translating_errors(f"listing the pods of {workload.label}"):
+            listing = _raw(
+                core.list_namespaced_pod(workload.spec.namespace, label_selector=selector, _preload_content=False)
+            )
+        return list(listing.get("items") or ())
+
+    @staticmethod
+    def _pod_identity(workload: _Workload, chosen: rules.HistoryEntry) -> dict[str, str]:
+        """How to recognise the pods of the target revision (to report only their failures)."""
+        source = rules.metadata(chosen.source)
+        identity = {"source_name": str(source.get("name", ""))}
+        if workload.kind is WorkloadKind.DEPLOYMENT:
+            labels = source.get("labels") or {}
+            if "pod-template-hash" in labels:
+                identity["pod_label"] = "pod-template-hash"
+                identity["pod_label_value"] = str(labels["pod-template-hash"])
+        elif workload.kind is WorkloadKind.DAEMONSET:
+            labels = source.get("labels") or {}
+            if "controller-revision-hash" in labels:
+                identity["pod_label"] = "controller-revision-hash"
+                identity["pod_label_value"] = str(labels["controller-revision-hash"])
+        else:
+            identity["pod_label"] = "controller-revision-hash"
+            identity["pod_label_value"] = str(source.get("name", ""))
+        return identity
+
+
+def _raw(response: Any) -> dict[str, Any]:
+    data = response.data
+    parsed = json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _with_pods(reason: str, stuck: Sequence[UnhealthyUnit]) -> str:
+    if not stuck:
+        return reason
+    shown = ", ".join(f"{unit.name} ({unit.reason})" for unit in stuck[:5])
+    more = f" and {len(stuck) - 5} more" if len(stuck) > 5 else ""
+    return f"{reason}; stuck pods: {shown}{more}"
+
+
+def _human(duration: timedelta) -> str:
+    seconds = int(duration.total_seconds())
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds // 60}m"
+    return f"{seconds}s"
+
+
+class _RolloutObserver:
+    """Two watches (the workload by name, its pods by selector) feeding one queue of changes.
+
+    The watches reconnect on errors and resume from the last resourceVersion they saw; a 410 Gone makes them
+    list again. Nothing here decides anything: it only keeps the latest workload and pod objects.
+    """
+
+    def __init__(self, clients: KubernetesClients, workload: _Workload, plan: RollbackPlan) -> None:
+        self._api = clients.api(workload.spec.kube_context)
+        self._workload_ref = workload
+        self._plan = plan
+        self._changes: queue.Queue[str | BaseException] = queue.Queue()
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._watches: list[k8s_watch.Watch] = []
+        self._threads: list[threading.Thread] = []
+        self.workload: dict[str, Any] | None = None
+        self.resource_version: str | None = None
+        self._pods: dict[str, dict[str, Any]] = {}
+
+    def start(self) -> None:
+        apps = k8s.AppsV1Api(self._api)
+        listers: dict[WorkloadKind, Callable[..., Any]] = {
+            WorkloadKind.DEPLOYMENT: apps.list_namespaced_deployment,
+            WorkloadKind.DAEMONSET: apps.list_namespaced_daemon_set,
+            WorkloadKind.STATEFULSET: apps.list_namespaced_stateful_set,
+        }
+        field_selector = f"metadata.name={self._workload_ref.spec.name}"
+        self._spawn("workload", listers[self._workload_ref.kind], {"field_selector": field_selector}, self._on_workload)
+        label_selector = self._pod_selector()
+        if label_selector is not None:
+            core = k8s.CoreV1Api(self._api)
+            self._spawn("pods", core.list_namespaced_pod, {"label_selector": label_selector}, self._on_pod)
+
+    def _pod_selector(self) -> str | None:
+        label = self._plan.backend_data.get("pod_label")
+        value = self._plan.backend_data.get("pod_label_value")
+        if label and value:
+            return f"{label}={value}"
+        return None
+
+    def _spawn(
+        self, name: str, lister: Callable[..., Any], selectors: dict[str, str], on_event: Callable[[str, Any], None]
+    ) -> None:
+        thread = threading.Thread(
+            target=self._run, args=(lister, selectors, on_event), name=f"k8s-watch-{name}", daemon=True
+        )
+        self._threads.append(thread)
+        thread.start()
+
+    def _run(self, lister: Callable[..., Any], selectors: dict[str, str], on_event: Callable[[str, Any], None]) -> None:
+        namespace = self._workload_ref.spec.namespace
+        resource_version: str | None = None
+        while not self._stopped.is_set():
+            try:
+                if resource_version is None:
+                    listing = _raw(lister(namespace, _preload_content=False, **selectors))
+                    for item in listing.get("items") or ():
+                        on_event("ADDED", item)
+                    resource_version = (listing.get("metadata") or {}).get("resourceVersion")
+                    self._changes.put("listed")
+                watcher = k8s_watch.Watch()
+                with self._lock:
+                    self._watches.append(watcher)
+                for event in watcher.stream(
+                    lister,
+                    namespace,
+                    resource_version=resource_version,
+                    timeout_seconds=WATCH_WINDOW_SECONDS,
+                    allow_watch_bookmarks=True,
+                    **selectors,
+                ):
+                    if self._stopped.is_set():
+                        return
+                    raw = event.get("raw_object") or {}
+                    kind = event.get("type")
+                    if kind == "ERROR":
+                        if raw.get("code") == 410:
+                            resource_version = None
+                            break
+                        raise ApiException(status=raw.get("code"), reason=raw.get("message"))
+                    resource_version = rules.metadata(raw).get("resourceVersion") or resource_version
+                    if kind != "BOOKMARK":
+                        on_event(str(kind), raw)
+                with self._lock:
+                    if watcher in self._watches:
+                        self._watches.remove(watcher)
+            except ApiException as exc:
+                if self._stopped.is_set():
+                    return
+                if exc.status == 410:
+                    resource_version = None
+                    continue
+                if exc.status in (401, 403, 404):
+                    self._changes.put(_translate_api_exception(exc, f"watching {self._workload_ref.label}"))
+                    return
+                self._stopped.wait(WATCH_RECONNECT_DELAY_SECONDS)
+            except (urllib3.exceptions.HTTPError, OSError, ValueError):
+                if self._stopped.is_set():
+                    return
+                self._stopped.wait(WATCH_RECONNECT_DELAY_SECONDS)
+
+    def _on_workload(self, kind: str, obj: dict[str, Any]) -> None:
+        with self._lock:
+            if kind == "DELETED":
+                self._changes.put("deleted")
+                return
+            self.workload = obj
+            self.resource_version = rules.metadata(obj).get("resourceVersion")
+        self._changes.put("workload")
+
+    def _on_pod(self, kind: str, obj: dict[str, Any]) -> None:
+        name = str(rules.metadata(obj).get("name", ""))
+        with self._lock:
+            if kind == "DELETED":
+                self._pods.pop(name, None)
+            else:
+                self._pods[name] = obj
+        self._changes.put("pods")
+
+    def target_pods(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._pods.values())
+
+    def next_change(self, timeout: float) -> str | BaseException | None:
+        try:
+            first = self._changes.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        # Coalesce a burst of changes into one observation, but never swallow an error or a deletion.
+        while True:
+            if isinstance(first, BaseException) or first == "deleted":
+                return first
+            try:
+                following = self._changes.get_nowait()
+            except queue.Empty:
+                return first if self.workload is not None else None
+            first = following
+
+    def stop(self) -> None:
+        self._stopped.set()
+        with self._lock:
+            watches = list(self._watches)
+        for watcher in watches:
+            watcher.stop()
+
+
+__all__ = ["KubernetesBackend", "KubernetesClients", "RevisionNotFound", "RollbackRefused"]
