@@ -73,7 +73,13 @@ class Chat(Protocol):
 
     def post(self, channel: ChannelId, message: ChatMessage, thread: MessageRef | None = None) -> MessageRef: ...
 
-    def update(self, ref: MessageRef, message: ChatMessage) -> None: ...
+    def update(self, ref: MessageRef, message: ChatMessage) -> MessageRef | None:
+        """Replace the content of `ref`; returns the ref that now shows it.
+
+        `ref` itself (or None) when edited in place; a different ref when the original was deleted or can no
+        longer be edited and a new message was posted instead (link it to the operation so reactions on it count).
+        """
+        ...
 
     def post_ephemeral(self, channel: ChannelId, user: SlackUserId, message: ChatMessage) -> None: ...
 
