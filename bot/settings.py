@@ -1,0 +1,113 @@
+"""Settings: the process environment, read once at start-up, and the YAML catalog file it points at.
+
+Everything an operator can turn is here, named as the chart and the README name it (`SLACK_BOT_TOKEN`,
+`ROLLBOT_CONFIG`, …). Secrets are `SecretStr` so they never end up in a repr or a log line. Loading the
+catalog file lives here too (the pure core never reads files); its errors carry the file's line numbers or
+the dotted path of every problem, so `rollbot check-config` can print them as they are.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import timedelta
+from pathlib import Path
+
+import yaml
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.core.catalog import Catalog, Duration, describe_validation_errors, parse_catalog
+
+
+def _default_replica_id() -> str:
+    # Unique per process even when two replicas share a host (tests run several on one machine).
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Settings(BaseSettings):
+    """The environment of one bot process. Unknown variables are ignored; secrets are never printed."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, populate_by_name=True)
+
+    slack_bot_token: SecretStr = Field(default=SecretStr(""), validation_alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: SecretStr = Field(default=SecretStr(""), validation_alias="SLACK_SIGNING_SECRET")
+    # Set → Socket Mode (no public endpoint needed); unset → HTTP mode on `port`.
+    slack_app_token: SecretStr | None = Field(default=None, validation_alias="SLACK_APP_TOKEN")
+    slack_api_url: str = Field(default="https://slack.com/api/", validation_alias="SLACK_API_URL")
+    redis_url: str = Field(default="redis://localhost:6379/0", validation_alias="REDIS_URL")
+    config_path: Path | None = Field(default=None, validation_alias="ROLLBOT_CONFIG")
+    # ROLLBOT_PORT wins; PORT is the platform convention (Heroku, Cloud Run) and is honoured when set.
+    port: int = Field(default=3000, ge=0, le=65535, validation_alias=AliasChoices("ROLLBOT_PORT", "PORT"))
+    host: str = Field(default="0.0.0.0", validation_alias="ROLLBOT_HOST")  # noqa: S104 - a pod listens on all
+    slash_command: str = Field(default="/rollback", validation_alias="ROLLBOT_SLASH_COMMAND")
+    # How long a rollout may take before the operation fails as timed out.
+    rollout_timeout: Duration = Field(default=timedelta(minutes=10), validation_alias="ROLLBOT_ROLLOUT_TIMEOUT")
+    # Concurrent rollbacks and slow command work one replica runs; Bolt's listener threads never do this work.
+    executor_workers: int = Field(default=16, ge=1, validation_alias="ROLLBOT_EXECUTOR_WORKERS")
+    helm_path: str = Field(default="helm", validation_alias="ROLLBOT_HELM")
+    replica_id: str = Field(default_factory=_default_replica_id, validation_alias="ROLLBOT_REPLICA_ID")
+    # An executing replica renews its claim every lease/3; another replica takes over after the lease lapses.
+    lease: Duration = Field(default=timedelta(seconds=30), validation_alias="ROLLBOT_LEASE")
+    # How often the sweeper expires due approvals and looks for orphaned operations.
+    sweep_interval: Duration = Field(default=timedelta(seconds=5), validation_alias="ROLLBOT_SWEEP_INTERVAL")
+    redis_key_prefix: str = Field(default="rollbot:", validation_alias="ROLLBOT_REDIS_PREFIX")
+    log_level: str = Field(default="INFO", validation_alias="ROLLBOT_LOG_LEVEL")
+
+    @field_validator("slash_command")
+    @classmethod
+    def _leading_slash(cls, value: str) -> str:
+        return value if value.startswith("/") else f"/{value}"
+
+    @property
+    def is_socket_mode(self) -> bool:
+        return self.slack_app_token is not None and bool(self.slack_app_token.get_secret_value())
+
+    def serve_problems(self) -> list[str]:
+        """What keeps `rollbot serve` from starting, as lines for the operator (empty when ready)."""
+        problems: list[str] = []
+        if not self.slack_bot_token.get_secret_value():
+            problems.append("SLACK_BOT_TOKEN is empty")
+        if not self.is_socket_mode and not self.slack_signing_secret.get_secret_value():
+            # Bolt would answer every request 500 with an empty secret; refuse to start instead.
+            problems.append(
+                "SLACK_SIGNING_SECRET is empty (required in HTTP mode; set SLACK_APP_TOKEN for Socket Mode)"
+            )
+        if self.config_path is None:
+            problems.append("ROLLBOT_CONFIG is not set (path of the YAML catalog)")
+        return problems
+
+
+class CatalogFileError(Exception):
+    """The catalog file is missing, is not YAML, or does not validate; `problems` holds one line each."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        super().__init__(f"{path}: " + "; ".join(problems))
+        self.path = path
+        self.problems = problems
+
+
+def load_catalog_file(path: Path) -> Catalog:
+    """Read and validate the YAML catalog. Raises CatalogFileError with every problem found."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CatalogFileError(path, [f"cannot read the file: {exc.strerror or exc}"]) from exc
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CatalogFileError(path, [_describe_yaml_error(exc)]) from exc
+    if document is not None and not isinstance(document, dict):
+        raise CatalogFileError(path, ["the top level must be a mapping with `defaults` and `targets`"])
+    try:
+        return parse_catalog(document)
+    except ValidationError as exc:
+        raise CatalogFileError(path, describe_validation_errors(exc)) from exc
+
+
+def _describe_yaml_error(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    if mark is not None:
+        return f"line {mark.line + 1}, column {mark.column + 1}: YAML syntax error: {problem}"
+    return f"YAML syntax error: {problem}"
