@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -33,6 +34,7 @@ ChannelId = NewType("ChannelId", str)
 # A duration as operators write it in YAML: "90s", "15m", "2h", "1h30m", or a bare number of seconds.
 _DURATION_PART = re.compile(r"(\d+)([smhd])")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_ISO_DURATION = TypeAdapter(timedelta)
 
 
 def parse_duration(value: object) -> timedelta:
@@ -50,6 +52,12 @@ def parse_duration(value: object) -> timedelta:
         if text and re.fullmatch(r"(?:\d+[smhd])+", text):
             seconds = sum(int(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
             return timedelta(seconds=seconds)
+        if text.startswith(("p", "-p")):
+            # ISO 8601 ("PT15M") is how pydantic writes a timedelta to JSON; records must read back.
+            try:
+                return _ISO_DURATION.validate_python(value.strip())
+            except ValidationError:
+                pass
     raise ValueError("expected a duration such as 15m, 90s or 1h")
 
 
