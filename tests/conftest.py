@@ -1,0 +1,45 @@
+"""Fixtures every test directory may use: a real redis-server, a manual clock and the in-memory store."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tests.fakes.clock import ManualClock
+from tests.fakes.memory_store import InMemoryOperationStore
+from tests.fakes.redis_server import DATABASES, RedisServer, RedisServerUnavailable
+
+_databases = itertools.cycle(range(DATABASES))
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server per test session, on a unix socket in a temporary directory."""
+    try:
+        server = RedisServer().start()
+    except RedisServerUnavailable as exc:
+        pytest.skip(f"needs redis-server: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """`unix://…?db=N`, a database of its own for this test, emptied before it starts."""
+    url = redis_server.url(next(_databases))
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
+    return url
+
+
+@pytest.fixture
+def manual_clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def memory_store(manual_clock: ManualClock) -> InMemoryOperationStore:
+    return InMemoryOperationStore(manual_clock)
