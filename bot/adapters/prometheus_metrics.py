@@ -1,0 +1,100 @@
+"""Prometheus metrics: what the flow counts (`ports.Metrics`), what Slack answered, and how fast we acked.
+
+Every metric lives in the registry passed in, never the process-global one, so tests and a second app in the
+same process get their own counters. `/metrics` (bot/adapters/http_server.py) renders that registry.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Rollouts take seconds (a Deployment of 3 pods) to many minutes (an ECS service draining connections).
+ROLLOUT_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
+# Slack gives up after 3 s; anything past ~1 s deserves an alert, so the buckets are dense below that.
+ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
+
+
+class PrometheusMetrics:
+    """Implements `ports.Metrics`, SlackChat's `SlackApiObserver` and the HTTP server's `RequestObserver`."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.commands = Counter("rollbot_commands", "Slash commands received, by verb.", ["verb"], registry=registry)
+        self.approvals = Counter(
+            "rollbot_approvals",
+            "Approval reactions and clicks, by outcome (counted, withdrawn, rejected, refused, ignored).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.operations = Counter(
+            "rollbot_operations",
+            "Operations entering a phase, by backend and phase.",
+            ["backend", "phase"],
+            registry=registry,
+        )
+        self.rollout_duration = Histogram(
+            "rollbot_rollout_duration_seconds",
+            "From the start of execution to the final phase, by backend and final phase.",
+            ["backend", "phase"],
+            buckets=ROLLOUT_BUCKETS,
+            registry=registry,
+        )
+        self.slack_api_errors = Counter(
+            "rollbot_slack_api_errors",
+            "Slack Web API calls answered with ok=false (or failed in transport), by method and error code.",
+            ["method", "error"],
+            registry=registry,
+        )
+        self.slack_ratelimited_total = Counter(
+            "rollbot_slack_ratelimited",
+            "HTTP 429 answers from the Slack Web API (each retry counts).",
+            registry=registry,
+        )
+        self.slack_retry_after = Counter(
+            "rollbot_slack_retry_after_seconds",
+            "Seconds Slack asked us to wait (Retry-After), summed.",
+            registry=registry,
+        )
+        self.slack_requests = Histogram(
+            "rollbot_slack_request_duration_seconds",
+            "Time to answer a request from Slack on /slack/events (the ack latency), by kind and HTTP status.",
+            ["kind", "status"],
+            buckets=ACK_BUCKETS,
+            registry=registry,
+        )
+        self.socket_connected = Gauge(
+            "rollbot_socket_mode_connected",
+            "1 while the Socket Mode connection to Slack is open (Socket Mode only).",
+            registry=registry,
+        )
+
+    # ports.Metrics
+
+    def command_received(self, verb: str) -> None:
+        self.commands.labels(verb=verb).inc()
+
+    def approval_recorded(self, outcome: str) -> None:
+        self.approvals.labels(outcome=outcome).inc()
+
+    def phase_entered(self, backend: str, phase: str) -> None:
+        self.operations.labels(backend=backend, phase=phase).inc()
+
+    def rollout_finished(self, backend: str, phase: str, duration_seconds: float) -> None:
+        self.rollout_duration.labels(backend=backend, phase=phase).observe(duration_seconds)
+
+    # SlackChat (bot/adapters/slack_chat.py: SlackApiObserver)
+
+    def slack_api_error(self, method: str, error: str) -> None:
+        self.slack_api_errors.labels(method=method, error=error).inc()
+
+    def slack_ratelimited(self, method: str, retry_after_seconds: float) -> None:
+        self.slack_ratelimited_total.inc()
+        self.slack_retry_after.inc(retry_after_seconds)
+
+    # The HTTP server (bot/adapters/http_server.py: RequestObserver)
+
+    def slack_request_handled(self, kind: str, status: int, seconds: float) -> None:
+        self.slack_requests.labels(kind=kind, status=str(status)).observe(seconds)
+
+    def socket_mode_connected(self, is_connected: bool) -> None:
+        self.socket_connected.set(1 if is_connected else 0)

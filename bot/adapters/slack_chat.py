@@ -1,0 +1,486 @@
+"""Slack, behind `ports.Chat`: the Web API calls the flow needs, with Slack's failures translated at the seam.
+
+What the flow sees instead of a `SlackApiError` (slack.md §5.3):
+
+    ratelimited (HTTP 429)      retried in the WebClient after Retry-After (`build_web_client`); when the
+                                retries run out → ChatUnavailable(delay=Retry-After)
+    not_in_channel,             NotInChannel (a UserError that says how to `/invite @rollbot`)
+    channel_not_found
+    is_archived                 UserError
+    msg_too_long,               the text is truncated / detail blocks dropped, and the call is retried once
+    msg_blocks_too_long
+    message_not_found,          on update: a new message is posted instead (see `SlackChat.update`)
+    edit_window_closed
+    already_reacted             success
+    5xx, transport errors,      ChatUnavailable (retryable)
+    internal_error…
+    anything else               ChatRejected (a PermanentError naming the method and Slack's error code)
+
+Progress coalescing (at most one `chat.update` per message per second) is the flow's job, through
+`rollouts.should_publish`; `CoalescingChat` below does the same for any caller that wants it at the seam.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, TypeVar
+from urllib.error import URLError
+
+import structlog
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
+from slack_sdk.web import SlackResponse
+
+from bot.core.catalog import ChannelId, SlackGroupId, SlackUserId
+from bot.core.errors import ChatUnavailable, PermanentError, UserError
+from bot.core.messages import ChatMessage
+from bot.core.operations import MessageRef
+from bot.ports import Clock
+
+log = structlog.get_logger(__name__)
+
+# chat.update and chat.postEphemeral reject text over 4,000 characters; leave room for the truncation marker.
+MAX_TEXT_CHARS = 3_900
+# Slack answers msg_blocks_too_long at about 13.2k characters of blocks JSON (bolt-js#2509); stay well below.
+MAX_BLOCKS_JSON_CHARS = 11_000
+MAX_BLOCKS = 50
+TRUNCATION_MARK = "… (truncated)"
+TRUNCATED_BLOCKS_NOTE = "_Some details were left out: the message was too long for Slack._"
+# usergroups.users.list is tier 2 (20/min): membership changes rarely, so five minutes of staleness is fine.
+DEFAULT_CACHE_TTL = timedelta(minutes=5)
+# Slack's own retries: how long the WebClient may sleep on a 429 before giving the decision back to the flow.
+DEFAULT_MAX_RETRY_WAIT = timedelta(seconds=30)
+# Remembered message threads and replacements (for update fallbacks); old entries are forgotten first.
+REMEMBERED_MESSAGES = 10_000
+
+RATE_LIMITED = frozenset({"ratelimited", "rate_limited"})
+TOO_LONG = frozenset({"msg_too_long", "msg_blocks_too_long"})
+GONE = frozenset({"message_not_found", "edit_window_closed"})
+NOT_IN_CHANNEL = frozenset({"not_in_channel", "channel_not_found"})
+TRANSIENT = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout", "team_added_to_org"})
+SLACKBOT = "USLACKBOT"
+
+
+class NotInChannel(UserError):
+    """The bot cannot post in the channel: the fix is an `/invite`, which only a person can do."""
+
+    def __init__(self, channel: ChannelId) -> None:
+        super().__init__(
+            f"I'm not a member of <#{channel}>, so I can't post there. "
+            "Invite me with `/invite @rollbot` in that channel, then run the command again."
+        )
+        self.channel = channel
+
+
+class ChatRejected(PermanentError):
+    """Slack refused a call for a reason retrying will not fix (bad token, missing scope, invalid blocks…)."""
+
+    def __init__(self, method: str, error: str, detail: str = "") -> None:
+        super().__init__(f"Slack refused {method}: {error}{f' ({detail})' if detail else ''}")
+        self.method = method
+        self.error = error
+
+
+class SlackApiObserver(Protocol):
+    """Where SlackChat reports what Slack answered (implemented by PrometheusMetrics)."""
+
+    def slack_api_error(self, method: str, error: str) -> None: ...
+
+    def slack_ratelimited(self, method: str, retry_after_seconds: float) -> None: ...
+
+
+class _SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+def retry_after_seconds(headers: Mapping[str, Any] | Any) -> float | None:
+    """The Retry-After header as seconds; tolerant of list values, odd casing and non-integers."""
+    if headers is None:
+        return None
+    try:
+        items = list(headers.items())
+    except AttributeError:
+        return None
+    for key, value in items:
+        if str(key).lower() == "retry-after":
+            raw = value[0] if isinstance(value, list | tuple) and value else value
+            try:
+                return max(0.0, float(str(raw).strip()))
+            except ValueError:
+                return None
+    return None
+
+
+class RateLimitRetryHandler(RateLimitErrorRetryHandler):
+    """Sleeps Retry-After (+ up to 0.5 s jitter) and tries again; reports every 429 it retries.
+
+    Unlike the SDK's handler it does not crash on a non-integer Retry-After, and it gives up when Slack asks
+    for a longer wait than `max_wait`: blocking a thread for minutes is worse than letting the flow retry.
+    """
+
+    def __init__(
+        self,
+        max_retry_count: int = 3,
+        *,
+        max_wait: timedelta = DEFAULT_MAX_RETRY_WAIT,
+        observer: SlackApiObserver | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self._max_wait = max_wait.total_seconds()
+        self._observer = observer
+        self._sleep = sleep
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is None or response.status_code != 429:
+            return False
+        wait = retry_after_seconds(response.headers)
+        return wait is None or wait <= self._max_wait
+
+    def prepare_for_next_attempt(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        if response is None:  # pragma: no cover (only called after _can_retry saw a response)
+            raise error if error is not None else RuntimeError("retry without a response")
+        wait = retry_after_seconds(response.headers)
+        wait = 1.0 if wait is None else wait
+        if self._observer is not None:
+            self._observer.slack_ratelimited(_method_of(request.url), wait)
+        log.warning("slack rate limited, waiting", method=_method_of(request.url), retry_after=wait)
+        state.next_attempt_requested = True
+        self._sleep(wait + random.uniform(0, 0.5))  # noqa: S311 (jitter, not cryptography)
+        state.increment_current_attempt()
+
+
+def _method_of(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def build_web_client(
+    token: str,
+    *,
+    base_url: str = "https://slack.com/api/",
+    observer: SlackApiObserver | None = None,
+    max_rate_limit_retries: int = 3,
+    max_retry_wait: timedelta = DEFAULT_MAX_RETRY_WAIT,
+    timeout: int = 15,
+) -> WebClient:
+    """The WebClient the bot uses everywhere (Bolt's listener clients copy its base_url and retry handlers)."""
+    return WebClient(
+        token=token,
+        base_url=base_url,
+        timeout=timeout,
+        retry_handlers=[
+            ConnectionErrorRetryHandler(max_retry_count=2),
+            RateLimitRetryHandler(max_rate_limit_retries, max_wait=max_retry_wait, observer=observer),
+        ],
+    )
+
+
+def _error_code(exc: SlackApiError) -> str:
+    response = exc.response
+    error = response.get("error") if isinstance(response.data, dict) else None
+    if response.status_code == 429:
+        return "ratelimited"
+    return str(error) if error else f"http_{response.status_code}"
+
+
+def truncate_text(text: str, limit: int = MAX_TEXT_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - len(TRUNCATION_MARK)] + TRUNCATION_MARK
+
+
+def shrink_blocks(
+    blocks: tuple[dict[str, Any], ...], budget: int = MAX_BLOCKS_JSON_CHARS
+) -> tuple[dict[str, Any], ...]:
+    """Keep blocks in order while they fit `budget`; header and actions (the Approve/Reject buttons) always stay."""
+    note = {"type": "context", "elements": [{"type": "mrkdwn", "text": TRUNCATED_BLOCKS_NOTE}]}
+    essential = {"header", "actions"}
+    used = len(json.dumps(note)) + sum(len(json.dumps(b)) for b in blocks if b.get("type") in essential)
+    kept: list[dict[str, Any]] = []
+    for block in blocks:
+        size = len(json.dumps(block))
+        if block.get("type") in essential:
+            kept.append(block)
+        elif used + size <= budget and len(kept) < MAX_BLOCKS - 2:
+            kept.append(block)
+            used += size
+    kept.append(note)
+    return tuple(kept)
+
+
+def shrink_message(message: ChatMessage) -> ChatMessage:
+    """A version of `message` Slack accepts: truncated fallback text, detail blocks dropped."""
+    return message.model_copy(
+        update={"text": truncate_text(message.text), "blocks": shrink_blocks(message.blocks) if message.blocks else ()}
+    )
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Bounded(OrderedDict[K, V]):
+    def remember(self, key: K, value: V) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > REMEMBERED_MESSAGES:
+            self.popitem(last=False)
+
+
+class SlackChat:
+    """Implements `ports.Chat` with a slack_sdk WebClient (build it with `build_web_client`)."""
+
+    def __init__(
+        self,
+        web_client: WebClient,
+        *,
+        clock: Clock | None = None,
+        observer: SlackApiObserver | None = None,
+        cache_ttl: timedelta = DEFAULT_CACHE_TTL,
+    ) -> None:
+        self._client = web_client
+        self._clock = clock if clock is not None else _SystemClock()
+        self._observer = observer
+        self._cache_ttl = cache_ttl
+        self._lock = threading.Lock()
+        self._groups: dict[SlackGroupId, tuple[frozenset[SlackUserId], datetime]] = {}
+        self._bots: dict[SlackUserId, tuple[bool, datetime]] = {}
+        # Which thread each message we posted lives in, and which message replaced one that vanished.
+        self._threads: _Bounded[MessageRef, MessageRef] = _Bounded()
+        self._replacements: _Bounded[MessageRef, MessageRef] = _Bounded()
+
+    # ports.Chat
+
+    def post(self, channel: ChannelId, message: ChatMessage, thread: MessageRef | None = None) -> MessageRef:
+        """Post in `channel` (in `thread`'s thread if given); returns the new message's ref."""
+        parent = self.current(thread) if thread is not None else None
+
+        def send(msg: ChatMessage) -> SlackResponse:
+            return self._client.chat_postMessage(
+                channel=channel,
+                thread_ts=parent.ts if parent is not None else None,
+                **_message_args(msg),
+            )
+
+        response = self._send("chat.postMessage", send, message, channel=channel)
+        ref = MessageRef(channel=ChannelId(str(response.get("channel") or channel)), ts=str(response["ts"]))
+        if parent is not None:
+            with self._lock:
+                self._threads.remember(ref, parent)
+        return ref
+
+    def update(self, ref: MessageRef, message: ChatMessage) -> MessageRef:
+        """Show `message` in place of `ref`'s content; returns the ref that now shows it.
+
+        That is `ref` itself, unless the message was deleted or can no longer be edited (`message_not_found`,
+        `edit_window_closed`): then a new message is posted in the same channel (and the same thread, if this
+        SlackChat posted the original as a reply) and its ref is returned. The caller should remember the new
+        ref (e.g. `store.link_message`) so reactions on it are found; this SlackChat also redirects later
+        `update`/`post(thread=…)`/`add_reaction` calls for the old ref to the new one.
+        """
+        target = self.current(ref)
+
+        def send(msg: ChatMessage) -> SlackResponse:
+            return self._client.chat_update(channel=target.channel, ts=target.ts, **_message_args(msg))
+
+        try:
+            self._send("chat.update", send, message, channel=target.channel, passthrough=GONE)
+        except SlackApiError as exc:
+            log.info("message gone, posting a new one", channel=target.channel, ts=target.ts, error=_error_code(exc))
+            with self._lock:
+                thread = self._threads.get(target)
+            replacement = self.post(target.channel, message, thread=thread)
+            with self._lock:
+                self._replacements.remember(ref, replacement)
+                if target != ref:
+                    self._replacements.remember(target, replacement)
+            return replacement
+        return target
+
+    def post_ephemeral(self, channel: ChannelId, user: SlackUserId, message: ChatMessage) -> None:
+        def send(msg: ChatMessage) -> SlackResponse:
+            args = _message_args(msg)
+            args.pop("metadata", None)  # ephemeral messages carry no metadata
+            return self._client.chat_postEphemeral(channel=channel, user=user, **args)
+
+        self._send("chat.postEphemeral", send, message, channel=channel)
+
+    def add_reaction(self, ref: MessageRef, name: str) -> None:
+        """Idempotent: a reaction that is already there counts as added."""
+        target = self.current(ref)
+        try:
+            self._call(
+                "reactions.add",
+                lambda: self._client.reactions_add(channel=target.channel, timestamp=target.ts, name=name.strip(":")),
+            )
+        except SlackApiError as exc:
+            if _error_code(exc) == "already_reacted":
+                return
+            raise self._translate("reactions.add", exc, target.channel) from exc
+
+    def group_members(self, group: SlackGroupId) -> frozenset[SlackUserId]:
+        """Members of a user group, cached for `cache_ttl`; an unknown group has no members (fail closed).
+
+        When Slack is rate limiting or down and an older answer is cached, the older answer is used.
+        """
+        now = self._clock.now()
+        with self._lock:
+            cached = self._groups.get(group)
+        if cached is not None and now - cached[1] < self._cache_ttl:
+            return cached[0]
+        try:
+            response = self._call("usergroups.users.list", lambda: self._client.usergroups_users_list(usergroup=group))
+            members = frozenset(SlackUserId(str(u)) for u in response.get("users") or ())
+        except SlackApiError as exc:
+            code = _error_code(exc)
+            if code in {"no_such_subteam", "subteam_not_found"}:
+                log.error("unknown approver group, nobody in it can approve", group=group)
+                members = frozenset()
+            else:
+                error = self._translate("usergroups.users.list", exc, None)
+                if cached is not None and isinstance(error, ChatUnavailable):
+                    log.warning("using a stale group membership", group=group, error=code)
+                    return cached[0]
+                raise error from exc
+        except ChatUnavailable:
+            if cached is not None:
+                return cached[0]
+            raise
+        with self._lock:
+            self._groups[group] = (members, now)
+        return members
+
+    def is_bot(self, user: SlackUserId) -> bool:
+        """True for bots, Slackbot and users Slack does not know (none of them may approve); cached."""
+        if user == SLACKBOT:
+            return True
+        now = self._clock.now()
+        with self._lock:
+            cached = self._bots.get(user)
+        if cached is not None and now - cached[1] < self._cache_ttl:
+            return cached[0]
+        try:
+            response = self._call("users.info", lambda: self._client.users_info(user=user))
+            profile = response.get("user") or {}
+            answer = bool(profile.get("is_bot") or profile.get("is_app_user"))
+        except SlackApiError as exc:
+            if _error_code(exc) != "user_not_found":
+                raise self._translate("users.info", exc, None) from exc
+            answer = True
+        with self._lock:
+            self._bots[user] = (answer, now)
+        return answer
+
+    # Beyond the port
+
+    def current(self, ref: MessageRef) -> MessageRef:
+        """The message that stands for `ref` now (itself, unless `update` had to replace it)."""
+        with self._lock:
+            seen = {ref}
+            while ref in self._replacements:
+                ref = self._replacements[ref]
+                if ref in seen:  # pragma: no cover (a cycle cannot be built through update)
+                    break
+                seen.add(ref)
+        return ref
+
+    def check_auth(self) -> dict[str, Any]:
+        """`auth.test`: the bot's identity; raises ChatRejected on a bad token (for readiness and startup)."""
+        response = self._call("auth.test", self._client.auth_test)
+        return dict(response.data) if isinstance(response.data, dict) else {}
+
+    # Internals
+
+    def _send(
+        self,
+        method: str,
+        send: Callable[[ChatMessage], SlackResponse],
+        message: ChatMessage,
+        *,
+        channel: ChannelId,
+        passthrough: frozenset[str] = frozenset(),
+    ) -> SlackResponse:
+        """Send a message; when Slack finds it too long, shrink it and try exactly once more."""
+        try:
+            return self._call(method, lambda: send(message))
+        except SlackApiError as exc:
+            code = _error_code(exc)
+            if code in passthrough:
+                raise
+            if code not in TOO_LONG:
+                raise self._translate(method, exc, channel) from exc
+            log.warning("message too long for slack, shrinking it", method=method, error=code)
+        shrunk = shrink_message(message)
+        try:
+            return self._call(method, lambda: send(shrunk))
+        except SlackApiError as exc:
+            if _error_code(exc) in passthrough:
+                raise
+            raise self._translate(method, exc, channel) from exc
+
+    def _call(self, method: str, invoke: Callable[[], SlackResponse]) -> SlackResponse:
+        """Run one Web API call; Slack's answers stay SlackApiError (counted), transport failures → ChatUnavailable."""
+        try:
+            return invoke()
+        except SlackApiError as exc:
+            code = _error_code(exc)
+            if self._observer is not None:
+                self._observer.slack_api_error(method, code)
+                if code in RATE_LIMITED:
+                    self._observer.slack_ratelimited(method, retry_after_seconds(exc.response.headers) or 1.0)
+            raise
+        except (SlackClientError, URLError, OSError, ValueError) as exc:
+            # URLError, timeouts, connection resets after ConnectionErrorRetryHandler gave up; non-JSON bodies.
+            if self._observer is not None:
+                self._observer.slack_api_error(method, "transport")
+            raise ChatUnavailable(f"Slack is unreachable ({method}): {type(exc).__name__}") from exc
+
+    def _translate(self, method: str, exc: SlackApiError, channel: ChannelId | None) -> Exception:
+        code = _error_code(exc)
+        status = exc.response.status_code
+        if code in RATE_LIMITED:
+            wait = retry_after_seconds(exc.response.headers) or 1.0
+            return ChatUnavailable(f"Slack rate limited {method}", delay=timedelta(seconds=wait))
+        if code in NOT_IN_CHANNEL and channel is not None:
+            return NotInChannel(channel)
+        if code == "is_archived":
+            return UserError(f"<#{channel}> is archived; run the command in an active channel.")
+        if code in TRANSIENT or status >= 500 or code.startswith("http_"):
+            return ChatUnavailable(f"Slack failed {method}: {code}", delay=timedelta(seconds=2))
+        detail = ""
+        if code == "missing_scope":
+            detail = f"needed {exc.response.get('needed')}"
+        log.error("slack refused a call", method=method, error=code, detail=detail)
+        return ChatRejected(method, code, detail)
+
+
+def _message_args(message: ChatMessage) -> dict[str, Any]:
+    args: dict[str, Any] = {"text": message.text}
+    if message.blocks:
+        args["blocks"] = [dict(block) for block in message.blocks]
+    if message.metadata is not None:
+        args["metadata"] = message.metadata
+    return args
