@@ -96,7 +96,7 @@ class FakeSlack(SlackState):
         host, port = server.server_address[:2]
         self.base_url = f"http://{host}:{port}"
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-slack", daemon=True
+            target=server.serve_forever, kwargs={"poll_interval": 0.01}, name="fake-slack", daemon=True
         )
         self._thread.start()
         return self
@@ -243,15 +243,15 @@ class FakeSlack(SlackState):
         for fault in faults:
             if fault.delay:
                 time.sleep(fault.delay)
-        if any(fault.drop for fault in faults):
-            request.drop()
+        dropped = any(fault.drop for fault in faults)
+        if dropped:
             answer = _Answer(0, {"ok": False, "error": "connection_dropped"}, {}, injected=True)
         else:
             answer = self._answer_api(method, args, token, faults, parse_error)
-            request.reply(answer.status, json.dumps(answer.body).encode(), JSON_CONTENT_TYPE, answer.headers)
         with self._lock:
             self._sequence += 1
             sequence = self._sequence
+        # Record before answering: a test that inspects calls right after the client returns must see this one.
         self._record_call(
             Call(
                 seq=sequence,
@@ -273,6 +273,10 @@ class FakeSlack(SlackState):
                 injected=answer.injected,
             )
         )
+        if dropped:
+            request.drop()
+        else:
+            request.reply(answer.status, json.dumps(answer.body).encode(), JSON_CONTENT_TYPE, answer.headers)
 
     def _answer_api(
         self,
@@ -334,7 +338,6 @@ class FakeSlack(SlackState):
             request.reply(404, b"no_service", "text/plain")
             return
         status, reason, effect, body = self._apply_response(entry, request.body, request.headers)
-        request.reply(status, (reason or "ok").encode(), "text/plain")
         self._record_response(
             ResponseUrlPost(
                 url=entry.url,
@@ -350,6 +353,7 @@ class FakeSlack(SlackState):
                 reason=reason,
             )
         )
+        request.reply(status, (reason or "ok").encode(), "text/plain")
 
     def _apply_response(
         self, entry: ResponseUrl, raw: bytes, headers: dict[str, str]
