@@ -1,0 +1,384 @@
+"""The operation lifecycle: what one event means for one operation, as a pure state machine.
+
+    AWAITING_APPROVAL ──(approvals reach `required`)──▶ APPROVED ──(ExecutionClaimed)──▶ ROLLING_BACK
+        │   ▲                                              │                              │
+        │   └───────(a ✅ withdrawn, below `required`)──────┘                              ├──▶ SUCCEEDED
+        ├──▶ REJECTED   (❌ from an approver)                                               └──▶ FAILED
+        ├──▶ CANCELLED  (the requester's ❌, or `/rollback cancel` by the requester or an approver)
+        └──▶ EXPIRED    (ExpiryDue, or any vote arriving at/after `expires_at`: fail closed)
+    PREVIEW  (a --dry-run: created there and never leaves)
+
+`advance(operation, event, now)` returns a `Transition`: the next operation (a copy with `version + 1` and
+`updated_at = now`), the effects the flow must apply, and whether anything changed. It reads no clock, talks to
+nobody and never raises for a well-formed event: an event that does not apply in the current phase leaves the
+operation untouched (`changed=False`), at most with an ephemeral explanation for the person who caused it.
+Terminal phases absorb everything.
+
+Only APPROVED can be claimed for execution, and only once: the flow runs a rollback only after storing the
+`ExecutionClaimed` transition (compare-and-set), so of several replicas exactly one wins. If a claim comes back
+with `changed=False` (withdrawn meanwhile, already claimed by a live executor), the flow must not execute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from bot.core.approvals import (
+    ButtonAction,
+    Decision,
+    Verdict,
+    is_eligible,
+    judge_button,
+    judge_reaction,
+    vote_of,
+)
+from bot.core.catalog import SlackUserId, format_duration
+from bot.core.commands import SLASH_COMMAND
+from bot.core.effects import Effect, PostInThread, RefreshRequestMessage, ReleaseTarget, StartExecution, TellUser
+from bot.core.operations import Approval, Operation, Phase
+from bot.core.rollouts import RollbackReceipt, RolloutPhase, RolloutStatus
+
+# --- events ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReactionAdded:
+    user: SlackUserId
+    emoji: str
+    is_bot: bool = False
+
+
+@dataclass(frozen=True)
+class ReactionRemoved:
+    user: SlackUserId
+    emoji: str
+
+
+@dataclass(frozen=True)
+class ButtonPressed:
+    user: SlackUserId
+    action: ButtonAction
+    is_bot: bool = False
+
+
+@dataclass(frozen=True)
+class CancelRequested:
+    """`/rollback cancel <operation-id>`."""
+
+    user: SlackUserId
+
+
+@dataclass(frozen=True)
+class ExpiryDue:
+    """Sent by the flow once `now >= expires_at`; sent early, it changes nothing."""
+
+
+@dataclass(frozen=True)
+class ExecutionClaimed:
+    """A replica wants to execute: APPROVED → ROLLING_BACK, or take over a ROLLING_BACK whose lease ran out."""
+
+    executor: str
+    lease_until: datetime
+
+
+@dataclass(frozen=True)
+class LeaseRenewed:
+    executor: str
+    lease_until: datetime
+
+
+@dataclass(frozen=True)
+class RolloutObserved:
+    status: RolloutStatus
+
+
+@dataclass(frozen=True)
+class RollbackErrored:
+    """The rollback could not be applied or watched (a PermanentError, a timeout); the reason goes to the thread."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReceiptRecorded:
+    receipt: RollbackReceipt
+
+
+Gesture = ReactionAdded | ReactionRemoved | ButtonPressed | CancelRequested
+Event = Gesture | ExpiryDue | ExecutionClaimed | LeaseRenewed | RolloutObserved | RollbackErrored | ReceiptRecorded
+
+
+@dataclass(frozen=True)
+class Transition:
+    operation: Operation
+    effects: tuple[Effect, ...] = ()
+    changed: bool = False
+    # For the audit entry (`OperationStore.replace(actor=…, note=…)`): who caused it and the thread line, if any.
+    actor: SlackUserId | None = None
+    note: str | None = None
+
+
+# --- the state machine -----------------------------------------------------------------------------------------
+
+
+def advance(
+    operation: Operation,
+    event: Event,
+    now: datetime,
+    *,
+    group_members: frozenset[SlackUserId] = frozenset(),
+) -> Transition:
+    """Decide what `event` means for `operation` at `now`. Pure: no Slack, no Redis, no clock reads.
+
+    `group_members` are the users of the target's `approver_groups`, resolved by the flow.
+    """
+    if operation.phase.is_terminal:
+        return _absorb(operation, event)
+    match event:
+        case ReactionAdded() | ReactionRemoved() | ButtonPressed() | CancelRequested():
+            return _on_gesture(operation, event, now, group_members)
+        case ExpiryDue():
+            if operation.phase is Phase.AWAITING_APPROVAL and now >= operation.expires_at:
+                return _expire(operation, operation.approvals, now)
+            return Transition(operation)
+        case ExecutionClaimed():
+            return _on_claim(operation, event, now)
+        case LeaseRenewed():
+            if operation.phase is not Phase.ROLLING_BACK or event.executor != operation.executor:
+                return Transition(operation)
+            if event.lease_until == operation.lease_until:
+                return Transition(operation)
+            return Transition(_next(operation, now, lease_until=event.lease_until), changed=True)
+        case RolloutObserved():
+            return _on_status(operation, event.status, now)
+        case RollbackErrored():
+            if operation.phase is not Phase.ROLLING_BACK:
+                return Transition(operation)
+            return _finish(operation, Phase.FAILED, f"rollback failed: {event.reason}", now)
+        case ReceiptRecorded():
+            if operation.phase is not Phase.ROLLING_BACK or event.receipt == operation.receipt:
+                return Transition(operation)
+            return Transition(_next(operation, now, receipt=event.receipt), changed=True)
+
+
+@dataclass(frozen=True)
+class _Judged:
+    user: SlackUserId
+    verdict: Verdict
+    via: str
+    is_bot: bool
+
+
+def _judge(operation: Operation, event: Gesture, group_members: frozenset[SlackUserId]) -> _Judged:
+    match event:
+        case ReactionAdded():
+            verdict = judge_reaction(
+                operation, event.user, event.emoji, added=True, is_bot=event.is_bot, group_members=group_members
+            )
+            return _Judged(event.user, verdict, "reaction", event.is_bot)
+        case ReactionRemoved():
+            verdict = judge_reaction(
+                operation, event.user, event.emoji, added=False, is_bot=False, group_members=group_members
+            )
+            return _Judged(event.user, verdict, "reaction", False)
+        case ButtonPressed():
+            verdict = judge_button(
+                operation, event.user, event.action, is_bot=event.is_bot, group_members=group_members
+            )
+            return _Judged(event.user, verdict, "button", event.is_bot)
+        case CancelRequested():
+            if event.user == operation.requester or is_eligible(operation, event.user, group_members):
+                return _Judged(event.user, Verdict(Decision.CANCEL), "command", False)
+            refusal = f"Only <@{operation.requester}> or an approver can cancel this request."
+            return _Judged(event.user, Verdict(Decision.REFUSE, refusal), "command", False)
+
+
+def _on_gesture(
+    operation: Operation, event: Gesture, now: datetime, group_members: frozenset[SlackUserId]
+) -> Transition:
+    judged = _judge(operation, event, group_members)
+    user, decision = judged.user, judged.verdict.decision
+    if decision is Decision.IGNORE:
+        return Transition(operation)
+    if operation.phase is Phase.AWAITING_APPROVAL and now >= operation.expires_at:
+        # Fail closed: the vote arrived too late, whatever the expiry timer of the flow says.
+        expired = _expire(operation, operation.approvals, now)
+        if decision is Decision.WITHDRAW or judged.is_bot:
+            return expired
+        tell = TellUser(user, _closed_text(expired.operation))
+        return Transition(expired.operation, (*expired.effects, tell), True, user, expired.note)
+    if decision is Decision.REFUSE:
+        return _tell(operation, user, judged.verdict.reason or "")
+    if operation.phase is Phase.ROLLING_BACK:
+        return _too_late_running(operation, user, decision)
+    if decision is Decision.WITHDRAW:
+        return _withdraw(operation, user, now)
+    if operation.phase is Phase.APPROVED:
+        if decision is Decision.APPROVE:
+            return Transition(operation)  # enough approvals already; extra ones change nothing
+        return _tell(operation, user, "Too late: this rollback is already approved and starting.")
+    if decision is Decision.APPROVE:
+        return _approve(operation, user, judged.via, now)
+    phase, line = (
+        (Phase.REJECTED, f"❌ rejected by <@{user}>")
+        if decision is Decision.REJECT
+        else (Phase.CANCELLED, f"🚫 cancelled by <@{user}>")
+    )
+    new = _next(operation, now, phase=phase, decided_by=user, finished_at=now)
+    return _changed(new, (RefreshRequestMessage(), PostInThread(line), ReleaseTarget(new.target.lock_key)), user)
+
+
+def _approve(operation: Operation, user: SlackUserId, via: str, now: datetime) -> Transition:
+    if user in operation.approvers:
+        return Transition(operation)  # the same person twice (✅ again, or ✅ and the button) counts once
+    approvals = (*operation.approvals, Approval(user=user, at=now, via="button" if via == "button" else "reaction"))
+    required = operation.required_approvals
+    line = PostInThread(f"✅ approved by <@{user}> ({len(approvals)}/{required})")
+    if len(approvals) < required:
+        return _changed(_next(operation, now, approvals=approvals), (RefreshRequestMessage(), line), user)
+    new = _next(operation, now, approvals=approvals, phase=Phase.APPROVED)
+    return _changed(new, (RefreshRequestMessage(), line, StartExecution(new.id)), user)
+
+
+def _withdraw(operation: Operation, user: SlackUserId, now: datetime) -> Transition:
+    approvals = tuple(a for a in operation.approvals if not (a.user == user and a.via == "reaction"))
+    required = operation.required_approvals
+    line = f"↩️ <@{user}> withdrew their approval ({len(approvals)}/{required})"
+    phase = operation.phase
+    if phase is Phase.APPROVED and len(approvals) < required:
+        if now >= operation.expires_at:
+            expired = _expire(operation, approvals, now)
+            effects = (PostInThread(line), *expired.effects)
+            return Transition(expired.operation, effects, True, user, line)
+        phase = Phase.AWAITING_APPROVAL
+        line += " — waiting for approval again"
+    new = _next(operation, now, approvals=approvals, phase=phase)
+    return _changed(new, (RefreshRequestMessage(), PostInThread(line)), user)
+
+
+def _too_late_running(operation: Operation, user: SlackUserId, decision: Decision) -> Transition:
+    if decision is Decision.APPROVE:
+        return Transition(operation)
+    started = _clock(operation.started_at or operation.updated_at)
+    if decision is Decision.WITHDRAW:
+        return _tell(operation, user, f"Too late: execution started at {started}; removing ✅ doesn't stop it.")
+    return _tell(operation, user, f"Too late: execution started at {started}; it can't be stopped from Slack.")
+
+
+def _expire(operation: Operation, approvals: tuple[Approval, ...], now: datetime) -> Transition:
+    window = format_duration(operation.expires_at - operation.created_at)
+    if approvals:
+        line = f"⌛ expired — only {len(approvals)}/{operation.required_approvals} approvals within {window}"
+    else:
+        line = f"⌛ expired — nobody approved within {window}"
+    new = _next(operation, now, approvals=approvals, phase=Phase.EXPIRED, finished_at=now)
+    return _changed(new, (RefreshRequestMessage(), PostInThread(line), ReleaseTarget(new.target.lock_key)), None)
+
+
+def _on_claim(operation: Operation, event: ExecutionClaimed, now: datetime) -> Transition:
+    if operation.phase is Phase.APPROVED:
+        if len(operation.approvals) < operation.required_approvals:
+            return Transition(operation)  # never execute on a record that does not carry its approvals
+        new = _next(
+            operation,
+            now,
+            phase=Phase.ROLLING_BACK,
+            executor=event.executor,
+            lease_until=event.lease_until,
+            started_at=now,
+        )
+        plan = operation.plan
+        line = PostInThread(f"⏪ rolling back: revision {plan.from_revision} → {plan.to_revision}")
+        return _changed(new, (RefreshRequestMessage(), line), None)
+    if operation.phase is Phase.ROLLING_BACK:
+        is_lease_over = operation.lease_until is None or now >= operation.lease_until
+        if event.executor == operation.executor or is_lease_over:
+            # The same replica again (restarted), or a takeover after the previous executor went silent.
+            new = _next(operation, now, executor=event.executor, lease_until=event.lease_until)
+            return Transition(new, changed=True)
+    return Transition(operation)
+
+
+def _on_status(operation: Operation, status: RolloutStatus, now: datetime) -> Transition:
+    if operation.phase is not Phase.ROLLING_BACK or status == operation.last_status:
+        return Transition(operation)
+    if status.phase is RolloutPhase.PROGRESSING:
+        return Transition(_next(operation, now, last_status=status), changed=True)
+    if status.phase is RolloutPhase.SUCCEEDED:
+        outcome = f"rolled back to revision {operation.plan.to_revision} — {status.summary}"
+        return _finish(operation, Phase.SUCCEEDED, outcome, now, last_status=status)
+    return _finish(operation, Phase.FAILED, f"rollback failed: {status.reason or status.summary}", now, status)
+
+
+def _finish(
+    operation: Operation, phase: Phase, outcome: str, now: datetime, last_status: RolloutStatus | None = None
+) -> Transition:
+    new = _next(
+        operation,
+        now,
+        phase=phase,
+        outcome=outcome,
+        finished_at=now,
+        last_status=last_status or operation.last_status,
+    )
+    mark = "✅" if phase is Phase.SUCCEEDED else "❌"
+    effects = (RefreshRequestMessage(), PostInThread(f"{mark} {outcome}"), ReleaseTarget(new.target.lock_key))
+    return _changed(new, effects, None)
+
+
+def _absorb(operation: Operation, event: Event) -> Transition:
+    """A terminal operation changes no more; a person who still votes on it is told why nothing happens."""
+    voter = _voter(event)
+    if voter is None:
+        return Transition(operation)
+    return _tell(operation, voter, _closed_text(operation))
+
+
+def _voter(event: Event) -> SlackUserId | None:
+    """The person behind a vote-like event (✅/❌ added, a button, a cancel); None for everything else."""
+    match event:
+        case ReactionAdded(is_bot=False) if vote_of(event.emoji) is not None:
+            return event.user
+        case ButtonPressed(is_bot=False) | CancelRequested():
+            return event.user
+    return None
+
+
+def _closed_text(operation: Operation) -> str:
+    again = f"run {SLASH_COMMAND} again"
+    by = f" by <@{operation.decided_by}>" if operation.decided_by else ""
+    match operation.phase:
+        case Phase.PREVIEW:
+            return f"This is a dry-run preview; nothing will run. To request it, {again} without --dry-run."
+        case Phase.EXPIRED:
+            return f"This request expired at {_clock(operation.expires_at)}; {again}."
+        case Phase.REJECTED:
+            return f"This request was rejected{by}; {again} if it's still needed."
+        case Phase.CANCELLED:
+            return f"This request was cancelled{by}; {again} if it's still needed."
+        case _:
+            return f"This rollback is over: {operation.outcome or operation.phase.value}."
+
+
+# --- helpers ---------------------------------------------------------------------------------------------------
+
+
+def _next(operation: Operation, now: datetime, **update: object) -> Operation:
+    return operation.model_copy(update={**update, "version": operation.version + 1, "updated_at": now})
+
+
+def _changed(operation: Operation, effects: tuple[Effect, ...], actor: SlackUserId | None) -> Transition:
+    note = next((effect.text for effect in effects if isinstance(effect, PostInThread)), None)
+    return Transition(operation, effects, True, actor, note)
+
+
+def _tell(operation: Operation, user: SlackUserId, text: str) -> Transition:
+    return Transition(operation, (TellUser(user, text),), False, user)
+
+
+def _clock(moment: datetime) -> str:
+    """`14:52 UTC`: people in an incident channel read times, not dates."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%H:%M UTC")
