@@ -156,7 +156,12 @@ def _default_pod(obj: dict[str, Any]) -> None:
     spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
     if "tolerations" not in spec:
         spec["tolerations"] = [
-            {"key": f"node.kubernetes.io/{taint}", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+            {
+                "key": f"node.kubernetes.io/{taint}",
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": 300,
+            }
             for taint in ("not-ready", "unreachable")
         ]
     status = obj.get("status")

@@ -1,0 +1,50 @@
+"""`python -m sandbox.kubesim --port PORT --kubeconfig FILE [--nodes N] [--pod-ready-seconds S] [--registry FILE]`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from types import FrameType
+
+from sandbox.kubesim.cluster import KubeSim
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox.kubesim", description="Simulated Kubernetes API server")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 = any free port)")
+    parser.add_argument("--kubeconfig", required=True, help="where to write a kubeconfig (context 'sandbox')")
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--pod-ready-seconds", type=float, default=1.0)
+    parser.add_argument("--registry", help="YAML/JSON file describing which images exist (see registry.py)")
+    parser.add_argument("--log-level", default="WARNING")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    registry = None
+    if args.registry:
+        from sandbox.kubesim.registry import RegistryConfig
+
+        registry = RegistryConfig.load(args.registry)
+
+    sim = KubeSim(port=args.port, nodes=args.nodes, pod_ready_seconds=args.pod_ready_seconds, registry=registry)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    sim.start()
+    sim.write_kubeconfig(args.kubeconfig)
+    print(f"kubesim serving {sim.url} (kubeconfig {args.kubeconfig})", flush=True)
+    try:
+        stop.wait()
+    finally:
+        sim.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
