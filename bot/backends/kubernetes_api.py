@@ -32,9 +32,7 @@ from bot.core.errors import (
     BackendUnavailable,
     BotError,
     NothingToDo,
-    RevisionNotFound,
     RollbackFailed,
-    RollbackRefused,
     TargetNotAllowed,
     UnknownTarget,
 )
@@ -123,16 +121,21 @@ class KubernetesClients:
 
 
 @dataclass(frozen=True)
-class _Workload:
-    spec: KubernetesTarget
+class WorkloadRef:
+    """One workload in one cluster context: what the observers and the rules need to know about it."""
 
-    @property
-    def kind(self) -> WorkloadKind:
-        return self.spec.kind
+    kind: WorkloadKind
+    name: str
+    namespace: str
+    kube_context: str | None = None
+
+    @classmethod
+    def of(cls, spec: KubernetesTarget) -> WorkloadRef:
+        return cls(kind=spec.kind, name=spec.name, namespace=spec.namespace, kube_context=spec.kube_context)
 
     @property
     def label(self) -> str:
-        return f"{rules.KIND_WORDS[self.kind][1]}/{self.spec.name}"
+        return f"{rules.KIND_WORDS[self.kind][1]}/{self.name}"
 
 
 @contextlib.contextmanager
@@ -210,7 +213,7 @@ class KubernetesBackend:
             details.append(f"{condition.get('type')}={condition.get('status')}{reason}")
         return TargetStatus(
             revision=current.revision if current else None,
-            summary=f"{workload.label} in {workload.spec.namespace}: {verdict.message}",
+            summary=f"{workload.label} in {workload.namespace}: {verdict.message}",
             images=rules.images_of(rules.workload_template(obj)),
             details=tuple(details),
             unhealthy=tuple(stuck),
@@ -275,7 +278,7 @@ class KubernetesBackend:
         raise RollbackFailed(f"{workload.label} kept changing while rolling back; try again")
 
     def _planned_entry(
-        self, workload: _Workload, obj: rules.Obj, history: Sequence[rules.HistoryEntry], plan: RollbackPlan
+        self, workload: WorkloadRef, obj: rules.Obj, history: Sequence[rules.HistoryEntry], plan: RollbackPlan
     ) -> rules.HistoryEntry:
         # Deployments renumber the target ReplicaSet once it is rolled back to, so find it by name first.
         source_name = plan.backend_data.get("source_name")
@@ -284,9 +287,9 @@ class KubernetesBackend:
                 return entry
         return rules.choose_rollback_target(obj, history, plan.to_revision, kind=workload.kind)
 
-    def _patch(self, workload: _Workload, obj: rules.Obj, chosen: rules.HistoryEntry) -> None:
-        apps = k8s.AppsV1Api(self._clients.api(workload.spec.kube_context))
-        name, namespace = workload.spec.name, workload.spec.namespace
+    def _patch(self, workload: WorkloadRef, obj: rules.Obj, chosen: rules.HistoryEntry) -> None:
+        apps = k8s.AppsV1Api(self._clients.api(workload.kube_context))
+        name, namespace = workload.name, workload.namespace
         if workload.kind is WorkloadKind.DEPLOYMENT:
             # A list body goes out as application/json-patch+json, exactly kubectl's request.
             apps.patch_namespaced_deployment(name, namespace, rules.deployment_rollback_patch(obj, chosen))
@@ -302,111 +305,26 @@ class KubernetesBackend:
         self, target: Target, plan: RollbackPlan, timeout: timedelta, resume_token: str | None = None
     ) -> Iterator[RolloutStatus]:
         workload = self._workload(target)
-        deadline = self._monotonic() + timeout.total_seconds()
-        observer = _RolloutObserver(self._clients, workload, plan)
+        observer = RolloutObserver(
+            self._clients.api(workload.kube_context), workload, pod_selector=_target_pod_selector(plan)
+        )
         observer.start()
         try:
-            yield from self._follow(workload, plan, observer, deadline, timeout)
+            yield from follow_rollouts(
+                [observer], self._monotonic() + timeout.total_seconds(), timeout, self._monotonic
+            )
         finally:
             observer.stop()
 
-    def _follow(
-        self,
-        workload: _Workload,
-        plan: RollbackPlan,
-        observer: _RolloutObserver,
-        deadline: float,
-        timeout: timedelta,
-    ) -> Iterator[RolloutStatus]:
-        last_message = ""
-        reported_stuck: set[tuple[str, str]] = set()
-        while True:
-            remaining = deadline - self._monotonic()
-            if remaining <= 0:
-                yield self._timed_out(workload, observer, timeout, last_message)
-                return
-            change = observer.next_change(min(remaining, 5.0))
-            if change is None:
-                continue
-            if isinstance(change, BaseException):
-                raise change
-            obj = observer.workload
-            if obj is None:
-                continue
-            if change == "deleted":
-                yield RolloutStatus(
-                    phase=RolloutPhase.FAILED,
-                    summary=f"{workload.label} was deleted during the rollback",
-                    reason=f"{workload.label} was deleted during the rollback",
-                )
-                return
-            verdict = rules.rollout_verdict(obj, workload.kind)
-            ready, updated, desired = rules.replica_counts(obj, workload.kind)
-            stuck = rules.unhealthy_pods(observer.target_pods())
-            new_stuck = [unit for unit in stuck if (unit.name, unit.reason) not in reported_stuck]
-            reported_stuck.update((unit.name, unit.reason) for unit in stuck)
-            if verdict.failure:
-                yield RolloutStatus(
-                    phase=RolloutPhase.FAILED,
-                    summary=verdict.message,
-                    ready=ready,
-                    desired=desired,
-                    updated=updated,
-                    unhealthy=tuple(stuck),
-                    reason=_with_pods(verdict.failure, stuck),
-                    resume_token=observer.resource_version,
-                )
-                return
-            if verdict.is_done:
-                yield RolloutStatus(
-                    phase=RolloutPhase.SUCCEEDED,
-                    summary=verdict.message,
-                    ready=ready,
-                    desired=desired,
-                    updated=updated,
-                    resume_token=observer.resource_version,
-                )
-                return
-            if verdict.message != last_message or new_stuck:
-                last_message = verdict.message
-                yield RolloutStatus(
-                    phase=RolloutPhase.PROGRESSING,
-                    summary=verdict.message,
-                    ready=ready,
-                    desired=desired,
-                    updated=updated,
-                    unhealthy=tuple(stuck),
-                    events=tuple(f"pod {unit.name}: {unit.reason}" for unit in new_stuck),
-                    resume_token=observer.resource_version,
-                )
-
-    def _timed_out(
-        self, workload: _Workload, observer: _RolloutObserver, timeout: timedelta, last_message: str
-    ) -> RolloutStatus:
-        stuck = rules.unhealthy_pods(observer.target_pods())
-        obj = observer.workload or {}
-        ready, updated, desired = rules.replica_counts(obj, workload.kind) if obj else (0, 0, 0)
-        waiting = last_message or "no progress observed"
-        reason = _with_pods(f"timed out after {_human(timeout)}: {waiting}", stuck)
-        return RolloutStatus(
-            phase=RolloutPhase.FAILED,
-            summary=f"timed out after {_human(timeout)}",
-            ready=ready,
-            desired=desired,
-            updated=updated,
-            unhealthy=tuple(stuck),
-            reason=reason,
-        )
-
     # -- helpers -------------------------------------------------------------------------------------------
 
-    def _workload(self, target: Target) -> _Workload:
+    def _workload(self, target: Target) -> WorkloadRef:
         if not isinstance(target.spec, KubernetesTarget):
             raise UnknownTarget(f"`{target.name}` is not a Kubernetes target")
-        return _Workload(target.spec)
+        return WorkloadRef.of(target.spec)
 
-    def _read_workload(self, workload: _Workload) -> dict[str, Any]:
-        api = self._clients.api(workload.spec.kube_context)
+    def _read_workload(self, workload: WorkloadRef) -> dict[str, Any]:
+        api = self._clients.api(workload.kube_context)
         apps = k8s.AppsV1Api(api)
         readers: dict[WorkloadKind, Callable[..., Any]] = {
             WorkloadKind.DEPLOYMENT: apps.read_namespaced_deployment,
@@ -414,48 +332,48 @@ class KubernetesBackend:
             WorkloadKind.STATEFULSET: apps.read_namespaced_stateful_set,
         }
         try:
-            return _raw(readers[workload.kind](workload.spec.name, workload.spec.namespace, _preload_content=False))
+            return _raw(readers[workload.kind](workload.name, workload.namespace, _preload_content=False))
         except ApiException as exc:
             if exc.status == 404:
                 raise UnknownTarget(
-                    f"{workload.label} not found in namespace `{workload.spec.namespace}`"
-                    + (f" (context `{workload.spec.kube_context}`)" if workload.spec.kube_context else "")
+                    f"{workload.label} not found in namespace `{workload.namespace}`"
+                    + (f" (context `{workload.kube_context}`)" if workload.kube_context else "")
                 ) from exc
             raise _translate_api_exception(exc, f"reading {workload.label}") from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise BackendUnavailable(
-                f"cannot reach the Kubernetes API for context `{workload.spec.kube_context or 'default'}`"
+                f"cannot reach the Kubernetes API for context `{workload.kube_context or 'default'}`"
             ) from exc
 
-    def _history(self, workload: _Workload, obj: rules.Obj) -> list[rules.HistoryEntry]:
-        apps = k8s.AppsV1Api(self._clients.api(workload.spec.kube_context))
+    def _history(self, workload: WorkloadRef, obj: rules.Obj) -> list[rules.HistoryEntry]:
+        apps = k8s.AppsV1Api(self._clients.api(workload.kube_context))
         selector = rules.selector_string((obj.get("spec") or {}).get("selector"))
         with translating_errors(f"reading the history of {workload.label}"):
             if workload.kind is WorkloadKind.DEPLOYMENT:
                 listing = _raw(
                     apps.list_namespaced_replica_set(
-                        workload.spec.namespace, label_selector=selector, _preload_content=False
+                        workload.namespace, label_selector=selector, _preload_content=False
                     )
                 )
                 return rules.deployment_history(obj, listing.get("items") or ())
             listing = _raw(
                 apps.list_namespaced_controller_revision(
-                    workload.spec.namespace, label_selector=selector, _preload_content=False
+                    workload.namespace, label_selector=selector, _preload_content=False
                 )
             )
             return rules.controller_revision_history(obj, listing.get("items") or ())
 
-    def _list_pods(self, workload: _Workload, obj: rules.Obj) -> list[rules.Obj]:
-        core = k8s.CoreV1Api(self._clients.api(workload.spec.kube_context))
+    def _list_pods(self, workload: WorkloadRef, obj: rules.Obj) -> list[rules.Obj]:
+        core = k8s.CoreV1Api(self._clients.api(workload.kube_context))
         selector = rules.selector_string((obj.get("spec") or {}).get("selector"))
         with translating_errors(f"listing the pods of {workload.label}"):
             listing = _raw(
-                core.list_namespaced_pod(workload.spec.namespace, label_selector=selector, _preload_content=False)
+                core.list_namespaced_pod(workload.namespace, label_selector=selector, _preload_content=False)
             )
         return list(listing.get("items") or ())
 
     @staticmethod
-    def _pod_identity(workload: _Workload, chosen: rules.HistoryEntry) -> dict[str, str]:
+    def _pod_identity(workload: WorkloadRef, chosen: rules.HistoryEntry) -> dict[str, str]:
         """How to recognise the pods of the target revision (to report only their failures)."""
         source = rules.metadata(chosen.source)
         identity = {"source_name": str(source.get("name", ""))}
@@ -496,23 +414,148 @@ def _human(duration: timedelta) -> str:
     return f"{seconds}s"
 
 
-class _RolloutObserver:
-    """Two watches (the workload by name, its pods by selector) feeding one queue of changes.
+def _target_pod_selector(plan: RollbackPlan) -> str | None:
+    label = plan.backend_data.get("pod_label")
+    value = plan.backend_data.get("pod_label_value")
+    return f"{label}={value}" if label and value else None
+
+
+def follow_rollouts(
+    observers: Sequence[RolloutObserver],
+    deadline: float,
+    timeout: timedelta,
+    monotonic: Callable[[], float],
+    *,
+    is_external_done: Callable[[], bool] = lambda: True,
+    external_failure: Callable[[], str | None] = lambda: None,
+) -> Iterator[RolloutStatus]:
+    """Turn the observers' changes into RolloutStatus, with kubectl rollout status's rules for each workload.
+
+    Finishes SUCCEEDED when every workload rolled out (and `is_external_done`, e.g. helm exited), FAILED on
+    a progress deadline, a deleted workload, an external failure or the timeout; stuck pods are reported once
+    each, as soon as they appear.
+    """
+    changes = observers[0].changes if observers else None
+    last_summary = ""
+    reported_stuck: set[tuple[str, str]] = set()
+    while True:
+        remaining = deadline - monotonic()
+        if remaining <= 0:
+            yield _timed_out(observers, timeout, last_summary)
+            return
+        if changes is None:
+            change: set[RolloutObserver] | BaseException | None = None
+            time.sleep(min(remaining, 0.2))
+        else:
+            change = next_change(changes, min(remaining, 0.5))
+        if isinstance(change, BaseException):
+            raise change
+        failure = external_failure()
+        if failure:
+            stuck = [unit for observer in observers for unit in rules.unhealthy_pods(observer.pods())]
+            yield RolloutStatus(phase=RolloutPhase.FAILED, summary=failure, reason=_with_pods(failure, stuck))
+            return
+        if any(observer.workload is None and not observer.is_deleted for observer in observers):
+            continue
+        deleted = [observer for observer in observers if observer.is_deleted]
+        if deleted:
+            reason = f"{deleted[0].ref.label} was deleted during the rollback"
+            yield RolloutStatus(phase=RolloutPhase.FAILED, summary=reason, reason=reason)
+            return
+        verdicts = [
+            (observer, rules.rollout_verdict(observer.workload or {}, observer.ref.kind)) for observer in observers
+        ]
+        ready = updated = desired = 0
+        for observer, _ in verdicts:
+            counts = rules.replica_counts(observer.workload or {}, observer.ref.kind)
+            ready, updated, desired = ready + counts[0], updated + counts[1], desired + counts[2]
+        stuck = [unit for observer in observers for unit in rules.unhealthy_pods(observer.pods())]
+        new_stuck = [unit for unit in stuck if (unit.name, unit.reason) not in reported_stuck]
+        reported_stuck.update((unit.name, unit.reason) for unit in stuck)
+        failed = [verdict.failure for _, verdict in verdicts if verdict.failure]
+        summary = "; ".join(verdict.message for _, verdict in verdicts)
+        token = ",".join(observer.resource_version or "" for observer in observers)
+        if failed:
+            yield RolloutStatus(
+                phase=RolloutPhase.FAILED,
+                summary=summary,
+                ready=ready,
+                desired=desired,
+                updated=updated,
+                unhealthy=tuple(stuck),
+                reason=_with_pods("; ".join(failed), stuck),
+                resume_token=token,
+            )
+            return
+        if all(verdict.is_done for _, verdict in verdicts) and is_external_done():
+            yield RolloutStatus(
+                phase=RolloutPhase.SUCCEEDED,
+                summary=summary,
+                ready=ready,
+                desired=desired,
+                updated=updated,
+                resume_token=token,
+            )
+            return
+        if summary != last_summary or new_stuck:
+            last_summary = summary
+            yield RolloutStatus(
+                phase=RolloutPhase.PROGRESSING,
+                summary=summary,
+                ready=ready,
+                desired=desired,
+                updated=updated,
+                unhealthy=tuple(stuck),
+                events=tuple(f"pod {unit.name}: {unit.reason}" for unit in new_stuck),
+                resume_token=token,
+            )
+
+
+def _timed_out(observers: Sequence[RolloutObserver], timeout: timedelta, last_summary: str) -> RolloutStatus:
+    stuck = [unit for observer in observers for unit in rules.unhealthy_pods(observer.pods())]
+    ready = updated = desired = 0
+    for observer in observers:
+        if observer.workload:
+            counts = rules.replica_counts(observer.workload, observer.ref.kind)
+            ready, updated, desired = ready + counts[0], updated + counts[1], desired + counts[2]
+    waiting = last_summary or "no progress observed"
+    reason = _with_pods(f"timed out after {_human(timeout)}: {waiting}", stuck)
+    return RolloutStatus(
+        phase=RolloutPhase.FAILED,
+        summary=f"timed out after {_human(timeout)}",
+        ready=ready,
+        desired=desired,
+        updated=updated,
+        unhealthy=tuple(stuck),
+        reason=reason,
+    )
+
+
+class RolloutObserver:
+    """Two watches (a workload by name, its pods by selector) that keep the latest objects and signal changes.
 
     The watches reconnect on errors and resume from the last resourceVersion they saw; a 410 Gone makes them
-    list again. Nothing here decides anything: it only keeps the latest workload and pod objects.
+    list again. Nothing here decides anything. Several observers may share one `changes` queue (a Helm release
+    has several workloads); each change is signalled as the observer itself.
     """
 
-    def __init__(self, clients: KubernetesClients, workload: _Workload, plan: RollbackPlan) -> None:
-        self._api = clients.api(workload.spec.kube_context)
-        self._workload_ref = workload
-        self._plan = plan
-        self._changes: queue.Queue[str | BaseException] = queue.Queue()
+    def __init__(
+        self,
+        api: k8s.ApiClient,
+        workload: WorkloadRef,
+        *,
+        pod_selector: str | None,
+        changes: queue.Queue[RolloutObserver | BaseException] | None = None,
+    ) -> None:
+        self._api = api
+        self.ref = workload
+        self._pod_selector = pod_selector
+        self.changes: queue.Queue[RolloutObserver | BaseException] = changes if changes is not None else queue.Queue()
         self._stopped = threading.Event()
         self._lock = threading.Lock()
         self._watches: list[k8s_watch.Watch] = []
-        self._threads: list[threading.Thread] = []
         self.workload: dict[str, Any] | None = None
+        self.is_deleted = False
         self.resource_version: str | None = None
         self._pods: dict[str, dict[str, Any]] = {}
 
@@ -523,46 +566,35 @@ class _RolloutObserver:
             WorkloadKind.DAEMONSET: apps.list_namespaced_daemon_set,
             WorkloadKind.STATEFULSET: apps.list_namespaced_stateful_set,
         }
-        field_selector = f"metadata.name={self._workload_ref.spec.name}"
-        self._spawn("workload", listers[self._workload_ref.kind], {"field_selector": field_selector}, self._on_workload)
-        label_selector = self._pod_selector()
-        if label_selector is not None:
+        self._spawn(listers[self.ref.kind], {"field_selector": f"metadata.name={self.ref.name}"}, self._on_workload)
+        if self._pod_selector is not None:
             core = k8s.CoreV1Api(self._api)
-            self._spawn("pods", core.list_namespaced_pod, {"label_selector": label_selector}, self._on_pod)
-
-    def _pod_selector(self) -> str | None:
-        label = self._plan.backend_data.get("pod_label")
-        value = self._plan.backend_data.get("pod_label_value")
-        if label and value:
-            return f"{label}={value}"
-        return None
+            self._spawn(core.list_namespaced_pod, {"label_selector": self._pod_selector}, self._on_pod)
 
     def _spawn(
-        self, name: str, lister: Callable[..., Any], selectors: dict[str, str], on_event: Callable[[str, Any], None]
+        self, lister: Callable[..., Any], selectors: dict[str, str], on_event: Callable[[str, Any], None]
     ) -> None:
         thread = threading.Thread(
-            target=self._run, args=(lister, selectors, on_event), name=f"k8s-watch-{name}", daemon=True
+            target=self._run, args=(lister, selectors, on_event), name=f"k8s-watch-{self.ref.name}", daemon=True
         )
-        self._threads.append(thread)
         thread.start()
 
     def _run(self, lister: Callable[..., Any], selectors: dict[str, str], on_event: Callable[[str, Any], None]) -> None:
-        namespace = self._workload_ref.spec.namespace
         resource_version: str | None = None
         while not self._stopped.is_set():
             try:
                 if resource_version is None:
-                    listing = _raw(lister(namespace, _preload_content=False, **selectors))
+                    listing = _raw(lister(self.ref.namespace, _preload_content=False, **selectors))
                     for item in listing.get("items") or ():
                         on_event("ADDED", item)
                     resource_version = (listing.get("metadata") or {}).get("resourceVersion")
-                    self._changes.put("listed")
+                    self.changes.put(self)
                 watcher = k8s_watch.Watch()
                 with self._lock:
                     self._watches.append(watcher)
                 for event in watcher.stream(
                     lister,
-                    namespace,
+                    self.ref.namespace,
                     resource_version=resource_version,
                     timeout_seconds=WATCH_WINDOW_SECONDS,
                     allow_watch_bookmarks=True,
@@ -589,8 +621,8 @@ class _RolloutObserver:
                 if exc.status == 410:
                     resource_version = None
                     continue
-                if exc.status in (401, 403, 404):
-                    self._changes.put(_translate_api_exception(exc, f"watching {self._workload_ref.label}"))
+                if exc.status in (401, 403):
+                    self.changes.put(_translate_api_exception(exc, f"watching {self.ref.label}"))
                     return
                 self._stopped.wait(WATCH_RECONNECT_DELAY_SECONDS)
             except (urllib3.exceptions.HTTPError, OSError, ValueError):
@@ -601,11 +633,11 @@ class _RolloutObserver:
     def _on_workload(self, kind: str, obj: dict[str, Any]) -> None:
         with self._lock:
             if kind == "DELETED":
-                self._changes.put("deleted")
-                return
-            self.workload = obj
-            self.resource_version = rules.metadata(obj).get("resourceVersion")
-        self._changes.put("workload")
+                self.is_deleted = True
+            else:
+                self.workload = obj
+                self.resource_version = rules.metadata(obj).get("resourceVersion")
+        self.changes.put(self)
 
     def _on_pod(self, kind: str, obj: dict[str, Any]) -> None:
         name = str(rules.metadata(obj).get("name", ""))
@@ -614,26 +646,11 @@ class _RolloutObserver:
                 self._pods.pop(name, None)
             else:
                 self._pods[name] = obj
-        self._changes.put("pods")
+        self.changes.put(self)
 
-    def target_pods(self) -> list[dict[str, Any]]:
+    def pods(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._pods.values())
-
-    def next_change(self, timeout: float) -> str | BaseException | None:
-        try:
-            first = self._changes.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        # Coalesce a burst of changes into one observation, but never swallow an error or a deletion.
-        while True:
-            if isinstance(first, BaseException) or first == "deleted":
-                return first
-            try:
-                following = self._changes.get_nowait()
-            except queue.Empty:
-                return first if self.workload is not None else None
-            first = following
 
     def stop(self) -> None:
         self._stopped.set()
@@ -643,4 +660,25 @@ class _RolloutObserver:
             watcher.stop()
 
 
-__all__ = ["KubernetesBackend", "KubernetesClients", "RevisionNotFound", "RollbackRefused"]
+def next_change(
+    changes: queue.Queue[RolloutObserver | BaseException], timeout: float
+) -> set[RolloutObserver] | BaseException | None:
+    """Wait for a change, then drain the burst that follows, so one observation covers it."""
+    try:
+        first = changes.get(timeout=timeout)
+    except queue.Empty:
+        return None
+    if isinstance(first, BaseException):
+        return first
+    changed = {first}
+    while True:
+        try:
+            following = changes.get_nowait()
+        except queue.Empty:
+            return changed
+        if isinstance(following, BaseException):
+            return following
+        changed.add(following)
+
+
+__all__ = ["KubernetesBackend", "KubernetesClients", "RolloutObserver", "WorkloadRef", "next_change"]

@@ -1,0 +1,432 @@
+"""The Helm backend: the real `helm` binary does the rollback; the bot watches its workloads roll out.
+
+Helm keeps release history in the cluster and rolls back with a three-way merge (v3) or server-side apply (v4),
+running hooks; only helm does that right, so this backend never re-implements it. It runs
+`helm history|get manifest|rollback|status`, parses their JSON, and follows the workloads of the target manifest
+with the Kubernetes backend's watchers, so the thread shows per-workload progress and stuck pods while helm waits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import cached_property
+from typing import Any
+
+import structlog
+import urllib3
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from bot.backends import helm_interpret as helm
+from bot.backends import kubernetes_interpret as rules
+from bot.backends.kubernetes_api import (
+    KubernetesBackend,
+    KubernetesClients,
+    RolloutObserver,
+    WorkloadRef,
+    follow_rollouts,
+)
+from bot.core.catalog import HelmTarget, Target
+from bot.core.errors import BackendUnavailable, NothingToDo, UnknownTarget
+from bot.core.operations import OperationId
+from bot.core.rollouts import (
+    BackendOption,
+    ContainerImage,
+    Revision,
+    RevisionNumber,
+    RollbackPlan,
+    RollbackReceipt,
+    RolloutPhase,
+    RolloutStatus,
+    TargetStatus,
+    UnhealthyUnit,
+)
+
+log = structlog.get_logger(__name__)
+
+# How many revisions helm keeps after our rollback. Set deliberately (helm's default is 10 too) so that a
+# rollback never silently prunes the revision someone may want to return to next.
+HISTORY_MAX = 10
+# Reading one revision's manifest costs one helm call; history shows images for at most this many revisions.
+HISTORY_IMAGES_LIMIT = 10
+# helm commands that only read (history, get, status) are quick; a stuck one means the cluster is unreachable.
+READ_TIMEOUT_SECONDS = 60
+
+
+@dataclass
+class _RunningRollback:
+    """A `helm rollback` subprocess started by this replica, keyed by operation."""
+
+    process: subprocess.Popen[str]
+    started: float
+    output: list[str] = field(default_factory=list)
+
+    def finished(self) -> bool:
+        return self.process.poll() is not None
+
+
+class HelmCliBackend:
+    """Implements `bot.ports.Backend` for `backend: helm` targets by driving the helm CLI."""
+
+    def __init__(
+        self,
+        helm_path: str = "helm",
+        *,
+        kubeconfig: str | None = None,
+        clients: KubernetesClients | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        environment: Mapping[str, str] | None = None,
+    ) -> None:
+        self._helm = helm_path
+        self._kubeconfig = kubeconfig
+        self._clients = clients or KubernetesClients(kubeconfig)
+        self._monotonic = monotonic
+        self._environment = dict(environment if environment is not None else os.environ)
+        self._running: dict[str, _RunningRollback] = {}
+        self._lock = threading.Lock()
+
+    # -- helm invocation -----------------------------------------------------------------------------------
+
+    @cached_property
+    def major_version(self) -> int:
+        return helm.helm_major_version(self._run(["version", "--short"], release="helm").stdout)
+
+    def _args(self, spec: HelmTarget, *args: str) -> list[str]:
+        command = [self._helm, *args, "--namespace", spec.namespace]
+        if spec.kube_context:
+            command += ["--kube-context", spec.kube_context]
+        if self._kubeconfig:
+            command += ["--kubeconfig", self._kubeconfig]
+        return command
+
+    def _run(self, args: list[str], *, release: str, revision: int | None = None) -> subprocess.CompletedProcess[str]:
+        command = args if args and args[0] == self._helm else [self._helm, *args]
+        try:
+            result = subprocess.run(  # a fixed binary with arguments, never a shell
+                command,
+                capture_output=True,
+                text=True,
+                timeout=READ_TIMEOUT_SECONDS,
+                env=self._environment,
+                check=False,
+            )
+        except FileNotFoundError as exc:
+            raise BackendUnavailable(f"the helm binary `{self._helm}` was not found (set ROLLBOT_HELM)") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise BackendUnavailable(f"helm did not answer within {READ_TIMEOUT_SECONDS}s ({args[1:2]})") from exc
+        if result.returncode != 0:
+            raise helm.translate_helm_error(result.stderr, release=release, revision=revision)
+        return result
+
+    def _history_rows(self, spec: HelmTarget) -> list[helm.HistoryRow]:
+        result = self._run(
+            self._args(spec, "history", spec.release, "--max", "256", "-o", "json"), release=spec.release
+        )
+        return helm.parse_history(result.stdout)
+
+    def _manifest(self, spec: HelmTarget, revision: int) -> list[helm.ManifestObject]:
+        result = self._run(
+            self._args(spec, "get", "manifest", spec.release, "--revision", str(revision)),
+            release=spec.release,
+            revision=revision,
+        )
+        return helm.parse_manifest(result.stdout)
+
+    # -- the port ------------------------------------------------------------------------------------------
+
+    def options(self) -> Sequence[BackendOption]:
+        return ()
+
+    def check_target(self, target: Target) -> None:
+        spec = self._spec(target)
+        if self.major_version not in (3, 4):
+            raise BackendUnavailable(f"helm v{self.major_version} is not supported; use helm v3 or v4")
+        self._history_rows(spec)
+
+    def history(self, target: Target) -> Sequence[Revision]:
+        spec = self._spec(target)
+        rows = self._history_rows(spec)
+        images: dict[int, list[ContainerImage]] = {}
+        for row in rows[-HISTORY_IMAGES_LIMIT:]:
+            images[row.revision] = helm.images_in(self._manifest(spec, row.revision))
+        return helm.revisions(rows, images)
+
+    def current_revision(self, target: Target) -> RevisionNumber:
+        rows = self._history_rows(self._spec(target))
+        current = helm.last_deployed(rows) or rows[-1]
+        return RevisionNumber(current.revision)
+
+    def plan_rollback(
+        self, target: Target, to_revision: RevisionNumber | None, options: Mapping[str, bool | str]
+    ) -> RollbackPlan:
+        spec = self._spec(target)
+        rows = self._history_rows(spec)
+        chosen = helm.choose_target(spec.release, rows, to_revision, target_name=str(target.name))
+        current = helm.last_deployed(rows)
+        latest = rows[-1]
+        if current is not None and chosen.revision == current.revision and latest.revision == current.revision:
+            raise NothingToDo(f"helm release `{spec.release}` is already at revision {chosen.revision}")
+        from_row = current or latest
+        changes = helm.manifest_changes(self._manifest(spec, from_row.revision), self._manifest(spec, chosen.revision))
+        notes = [f"target chart: {helm.chart_and_app(chosen)}"]
+        if chosen.chart != from_row.chart or chosen.app_version != from_row.app_version:
+            notes.append(f"current chart: {helm.chart_and_app(from_row)}")
+        if not to_revision:
+            notes.append(f"no revision given: the one before the latest ({latest.revision}), as helm does")
+        notes.append(f"helm will record the rollback as revision {latest.revision + 1}")
+        return RollbackPlan(
+            from_revision=RevisionNumber(from_row.revision),
+            to_revision=RevisionNumber(chosen.revision),
+            changes=tuple(changes),
+            notes=tuple(notes),
+            options=dict(options),
+            backend_data={"latest_before": str(latest.revision)},
+        )
+
+    def roll_back(self, target: Target, plan: RollbackPlan, operation_id: OperationId) -> RollbackReceipt:
+        spec = self._spec(target)
+        key = self._rollback_key(spec, plan)
+        with self._lock:
+            running = self._running.get(key)
+        if running is not None:
+            return RollbackReceipt(message="helm rollback already running")
+        started_revision = self._started_rollback(spec, plan)
+        if started_revision is not None:
+            # A take-over after a crash: helm already recorded our rollback; never create a second one.
+            return RollbackReceipt(
+                new_revision=RevisionNumber(started_revision), message="helm rollback already recorded"
+            )
+        command = self._args(
+            spec,
+            "rollback",
+            spec.release,
+            str(plan.to_revision),
+            "--history-max",
+            str(HISTORY_MAX),
+            "--timeout",
+            f"{int(self._wait_timeout(plan).total_seconds())}s",
+            *self._wait_flags(),
+        )
+        try:
+            process = subprocess.Popen(  # a fixed binary with arguments, never a shell
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=self._environment,
+            )
+        except FileNotFoundError as exc:
+            raise BackendUnavailable(f"the helm binary `{self._helm}` was not found (set ROLLBOT_HELM)") from exc
+        running = _RunningRollback(process=process, started=self._monotonic())
+        threading.Thread(target=self._collect_output, args=(running,), daemon=True).start()
+        with self._lock:
+            self._running[key] = running
+        log.info("helm rollback started", operation_id=operation_id, release=spec.release, to=plan.to_revision)
+        return RollbackReceipt(
+            new_revision=RevisionNumber(int(plan.backend_data.get("latest_before", "0")) + 1),
+            message=f"helm rollback {spec.release} {plan.to_revision}",
+        )
+
+    def _wait_flags(self) -> list[str]:
+        # v4 has --wait=watcher|legacy|hookOnly (default hookOnly: no wait); v3 has a boolean --wait.
+        return ["--wait=watcher"] if self.major_version >= 4 else ["--wait"]
+
+    @staticmethod
+    def _wait_timeout(plan: RollbackPlan) -> timedelta:
+        seconds = plan.options.get("helm_timeout_seconds")
+        return (
+            timedelta(seconds=int(seconds)) if isinstance(seconds, str) and seconds.isdigit() else timedelta(minutes=10)
+        )
+
+    @staticmethod
+    def _collect_output(running: _RunningRollback) -> None:
+        assert running.process.stdout is not None
+        for line in running.process.stdout:
+            running.output.append(line.rstrip())
+        running.process.wait()
+
+    def _started_rollback(self, spec: HelmTarget, plan: RollbackPlan) -> int | None:
+        before = int(plan.backend_data.get("latest_before", "0"))
+        for row in self._history_rows(spec):
+            if row.revision > before and row.description.startswith(f"Rollback to {plan.to_revision}"):
+                return row.revision
+        return None
+
+    def watch_rollout(
+        self, target: Target, plan: RollbackPlan, timeout: timedelta, resume_token: str | None = None
+    ) -> Iterator[RolloutStatus]:
+        spec = self._spec(target)
+        deadline = self._monotonic() + timeout.total_seconds()
+        workloads = [
+            WorkloadRef(kind=kind, name=name, namespace=namespace or spec.namespace, kube_context=spec.kube_context)
+            for kind, name, namespace in helm.workloads(self._manifest(spec, plan.to_revision))
+        ]
+        with self._lock:
+            running = self._running.get(self._rollback_key(spec, plan))
+        observers = self._observers(workloads)
+        for observer in observers:
+            observer.start()
+        outcome = _HelmOutcome(self, spec, plan, running)
+        try:
+            for status in follow_rollouts(
+                observers,
+                deadline,
+                timeout,
+                self._monotonic,
+                is_external_done=outcome.is_done,
+                external_failure=outcome.failure,
+            ):
+                if status.phase is RolloutPhase.SUCCEEDED:
+                    yield outcome.success(status)
+                else:
+                    yield status
+        finally:
+            for observer in observers:
+                observer.stop()
+
+    def _observers(self, workloads: Sequence[WorkloadRef]) -> list[RolloutObserver]:
+        if not workloads:
+            return []
+        first = RolloutObserver(
+            self._clients.api(workloads[0].kube_context), workloads[0], pod_selector=self._pod_selector(workloads[0])
+        )
+        observers = [first]
+        for workload in workloads[1:]:
+            observers.append(
+                RolloutObserver(
+                    self._clients.api(workload.kube_context),
+                    workload,
+                    pod_selector=self._pod_selector(workload),
+                    changes=first.changes,
+                )
+            )
+        return observers
+
+    def _pod_selector(self, workload: WorkloadRef) -> str | None:
+        # The workload's own selector, so stuck pods of every revision the rollback creates are seen.
+        apps = k8s.AppsV1Api(self._clients.api(workload.kube_context))
+        reader: dict[str, Callable[..., Any]] = {
+            "Deployment": apps.read_namespaced_deployment,
+            "DaemonSet": apps.read_namespaced_daemon_set,
+            "StatefulSet": apps.read_namespaced_stateful_set,
+        }
+        try:
+            response = reader[workload.kind.value](workload.name, workload.namespace, _preload_content=False)
+        except (ApiException, urllib3.exceptions.HTTPError, OSError):
+            # A workload the rollback itself creates does not exist yet; its pods are not filtered then.
+            return None
+        obj = json.loads(response.data)
+        return rules.selector_string((obj.get("spec") or {}).get("selector")) or None
+
+    @staticmethod
+    def _rollback_key(spec: HelmTarget, plan: RollbackPlan) -> str:
+        # The plan fixes the rollback: release, the latest revision it saw and the target revision.
+        latest = plan.backend_data.get("latest_before")
+        return f"{spec.kube_context}/{spec.namespace}/{spec.release}@{latest}->{plan.to_revision}"
+
+    def status(self, target: Target) -> TargetStatus:
+        spec = self._spec(target)
+        rows = self._history_rows(spec)
+        latest = rows[-1]
+        current = helm.last_deployed(rows)
+        objects = self._manifest(spec, latest.revision)
+        details = [
+            f"latest revision {latest.revision}: {latest.status} — {latest.description}",
+            f"chart {helm.chart_and_app(latest)}",
+        ]
+        kubernetes = KubernetesBackend(self._clients)
+        unhealthy: list[UnhealthyUnit] = []
+        healthy = latest.status == "deployed"
+        for kind, name, namespace in helm.workloads(objects):
+            workload = Target.model_validate(
+                {
+                    "name": f"{spec.release}:{name}",
+                    "spec": {
+                        "backend": "kubernetes",
+                        "kind": kind.value,
+                        "name": name,
+                        "namespace": namespace or spec.namespace,
+                        "kube_context": spec.kube_context,
+                    },
+                    "policy": target.policy.model_dump(),
+                }
+            )
+            try:
+                workload_status = kubernetes.status(workload)
+            except UnknownTarget:
+                details.append(f"{kind.value.lower()}/{name}: missing")
+                healthy = False
+                continue
+            details.append(workload_status.summary)
+            unhealthy.extend(workload_status.unhealthy)
+            healthy = healthy and workload_status.is_healthy
+        return TargetStatus(
+            revision=RevisionNumber(current.revision) if current else None,
+            summary=f"helm release {spec.namespace}/{spec.release}: revision {latest.revision} {latest.status}",
+            images=tuple(helm.images_in(objects)),
+            details=tuple(details),
+            unhealthy=tuple(unhealthy),
+            is_healthy=healthy,
+        )
+
+    @staticmethod
+    def _spec(target: Target) -> HelmTarget:
+        if not isinstance(target.spec, HelmTarget):
+            raise UnknownTarget(f"`{target.name}` is not a helm target")
+        return target.spec
+
+
+class _HelmOutcome:
+    """Whether helm has finished, and how, for a rollback started here or (after a take-over) elsewhere."""
+
+    def __init__(
+        self, backend: HelmCliBackend, spec: HelmTarget, plan: RollbackPlan, running: _RunningRollback | None
+    ) -> None:
+        self._backend = backend
+        self._spec = spec
+        self._plan = plan
+        self._running = running
+        self._recorded: helm.HistoryRow | None = None
+
+    def _recorded_row(self) -> helm.HistoryRow | None:
+        before = int(self._plan.backend_data.get("latest_before", "0"))
+        rows = self._backend._history_rows(self._spec)
+        for row in rows:
+            if row.revision > before and row.description.startswith(f"Rollback to {self._plan.to_revision}"):
+                self._recorded = row
+                return row
+        return None
+
+    def is_done(self) -> bool:
+        if self._running is not None:
+            if not self._running.finished():
+                return False
+            return self._running.process.returncode == 0
+        row = self._recorded_row()
+        return row is not None and row.status == "deployed"
+
+    def failure(self) -> str | None:
+        if self._running is not None:
+            if self._running.finished() and self._running.process.returncode != 0:
+                return str(helm.translate_helm_error("\n".join(self._running.output), release=self._spec.release))
+            return None
+        row = self._recorded_row()
+        if row is not None and row.status == "failed":
+            return f"helm marked revision {row.revision} failed: {row.description}"
+        return None
+
+    def success(self, status: RolloutStatus) -> RolloutStatus:
+        row = self._recorded_row()
+        revision = f"revision {row.revision}" if row else "a new revision"
+        summary = (
+            f"helm rolled {self._spec.release} back to revision {self._plan.to_revision} as {revision}; "
+            f"{status.summary}"
+        )
+        return status.model_copy(update={"summary": summary, "events": (*status.events, summary)})
