@@ -1,0 +1,428 @@
+"""A fake scheduler and kubelet for kubesim's simulated nodes.
+
+The scheduler binds pending pods to `node-1..node-N` (honouring a DaemonSet's node affinity, nodeName and
+the hostname nodeSelector). The kubelet then walks each pod through ContainerCreating to Running/Ready after
+`pod_ready_seconds`, or through the failure loops a real kubelet reports:
+
+* an image the registry does not have: `ErrImagePull`, then `ImagePullBackOff`, alternating with a doubling
+  back-off, with the `Failed`/`BackOff` events the kubelet records;
+* an image marked crash-looping: `CrashLoopBackOff` with a growing restartCount and `lastState.terminated`.
+
+Back-off delays are scaled down (`backoff_base` replaces the kubelet's 10 s) so tests stay fast, while
+messages show the real kubelet's numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandbox.kubesim.controllers.events import EventRecorder
+from sandbox.kubesim.controllers.runtime import Runtime
+from sandbox.kubesim.controllers.util import NODES, PODS, rfc3339
+from sandbox.kubesim.registry import RegistryConfig, image_id, normalize_image
+from sandbox.kubesim.store import ApiError, clone
+
+Obj = dict[str, Any]
+
+# Real kubelet back-off: 10 s doubling to 300 s, for both image pulls and container restarts.
+_REAL_BASE_SECONDS = 10
+_REAL_CAP_SECONDS = 300
+
+
+def node_names(count: int) -> list[str]:
+    return [f"node-{i}" for i in range(1, count + 1)]
+
+
+def node_object(name: str, index: int) -> Obj:
+    stamp = rfc3339()
+    ip = f"172.18.0.{index + 1}"
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "beta.kubernetes.io/os": "linux",
+                "beta.kubernetes.io/arch": "amd64",
+            },
+        },
+        "spec": {"podCIDR": f"10.244.{index}.0/24", "podCIDRs": [f"10.244.{index}.0/24"]},
+        "status": {
+            "capacity": {"cpu": "8", "memory": "16374624Ki", "pods": "110", "ephemeral-storage": "102625208Ki"},
+            "allocatable": {"cpu": "8", "memory": "16374624Ki", "pods": "110", "ephemeral-storage": "102625208Ki"},
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "lastHeartbeatTime": stamp,
+                    "lastTransitionTime": stamp,
+                    "reason": "KubeletReady",
+                    "message": "kubelet is posting ready status",
+                }
+            ],
+            "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
+            "nodeInfo": {
+                "kubeletVersion": "v1.35.0",
+                "containerRuntimeVersion": "containerd://2.1.0",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+                "osImage": "kubesim",
+                "kernelVersion": "6.8.0",
+                "machineID": "",
+                "systemUUID": "",
+                "bootID": "",
+                "kubeProxyVersion": "",
+            },
+        },
+    }
+
+
+def affinity_node(pod: Obj) -> str | None:
+    """The node a DaemonSet pod is pinned to via requiredDuringScheduling matchFields metadata.name."""
+    affinity = ((pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {}
+    required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
+    for term in required.get("nodeSelectorTerms") or []:
+        for expr in term.get("matchFields") or []:
+            if expr.get("key") == "metadata.name" and expr.get("operator") == "In" and expr.get("values"):
+                return str(expr["values"][0])
+    return None
+
+
+@dataclass
+class ContainerState:
+    name: str
+    image: str
+    # "creating" | "running" | "pull-error" | "pull-backoff" | "crash-backoff"
+    phase: str = "creating"
+    failures: int = 0
+    restart_count: int = 0
+    started_at: str = ""
+    last_terminated: Obj | None = None
+    message: str = ""
+
+
+@dataclass
+class PodState:
+    uid: str
+    node: str
+    pod_ip: str
+    host_ip: str
+    start_time: str
+    due: float
+    containers: list[ContainerState] = field(default_factory=list)
+    timer_for: float = -1.0
+    ready_since: str = ""
+    conditions_since: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+class Kubelet:
+    def __init__(
+        self,
+        rt: Runtime,
+        events: EventRecorder,
+        *,
+        nodes: int,
+        pod_ready_seconds: float,
+        registry: RegistryConfig | None,
+        backoff_base: float | None = None,
+    ) -> None:
+        self.rt = rt
+        self.store = rt.store
+        self.events = events
+        self.nodes = node_names(max(1, nodes))
+        self.node_index = {n: i + 1 for i, n in enumerate(self.nodes)}
+        self.ready_seconds = max(0.0, pod_ready_seconds)
+        self.registry = registry or RegistryConfig()
+        self.backoff_base = backoff_base if backoff_base is not None else min(10.0, max(0.5, 10 * pod_ready_seconds))
+        self._pods: dict[tuple[str, str], PodState] = {}
+        self._load: dict[str, int] = dict.fromkeys(self.nodes, 0)
+        self._ip_counter: dict[str, int] = dict.fromkeys(self.nodes, 1)
+        self._rr = 0
+        rt.register("Kubelet", self.sync)
+
+    def create_nodes(self) -> None:
+        for name in self.nodes:
+            if self.rt.get_ref(NODES, "", name) is None:
+                with contextlib.suppress(ApiError):
+                    self.store.create(NODES, node_object(name, self.node_index[name]))
+
+    # ------------------------------------------------------------------ scheduling
+
+    def _pick_node(self, pod: Obj) -> str | None:
+        spec = pod.get("spec") or {}
+        pinned = affinity_node(pod) or (spec.get("nodeSelector") or {}).get("kubernetes.io/hostname")
+        if pinned:
+            return pinned if pinned in self._load else None
+        # Least loaded node, round-robin among equals, like the default scheduler's spreading.
+        lowest = min(self._load.values())
+        candidates = [n for n in self.nodes if self._load[n] == lowest]
+        self._rr += 1
+        return candidates[self._rr % len(candidates)]
+
+    def _bind(self, pod: Obj) -> None:
+        node = self._pick_node(pod)
+        if node is None:
+            return  # unschedulable; a real cluster leaves the pod Pending too
+        bound = clone(pod)
+        bound["spec"]["nodeName"] = node
+        self.store.update(PODS, bound)
+        meta = pod["metadata"]
+        self.events.record(
+            pod,
+            "Normal",
+            "Scheduled",
+            f"Successfully assigned {meta['namespace']}/{meta['name']} to {node}",
+            component="default-scheduler",
+        )
+
+    # ------------------------------------------------------------------ sync
+
+    def sync(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        pod = self.rt.get_ref(PODS, namespace, name)
+        state = self._pods.get(key)
+        if pod is None or (state is not None and state.uid != pod["metadata"]["uid"]):
+            if state is not None:
+                self._forget(key, state)
+            if pod is None:
+                return
+            state = None
+        if pod["metadata"].get("deletionTimestamp"):
+            return
+        node = (pod.get("spec") or {}).get("nodeName")
+        if not node:
+            self._bind(pod)
+            return
+        if node not in self._load:
+            return  # bound to a node we do not simulate
+        if state is None:
+            state = self._admit(pod, node)
+            self._write_status(pod, state)
+            self._arm(key, state)
+            return
+        remaining = state.due - time.monotonic()
+        if remaining > 0:
+            self._arm(key, state)
+            return
+        self._advance(pod, state)
+        self._write_status(pod, state)
+        self._arm(key, state)
+
+    def _forget(self, key: tuple[str, str], state: PodState) -> None:
+        self._pods.pop(key, None)
+        self._load[state.node] = max(0, self._load.get(state.node, 1) - 1)
+        self.events.forget(state.uid)
+
+    def _arm(self, key: tuple[str, str], state: PodState) -> None:
+        if state.due == float("inf") or state.timer_for == state.due:
+            return
+        state.timer_for = state.due
+        self.rt.queue.add_after(("Kubelet", *key), max(0.0, state.due - time.monotonic()))
+
+    def _admit(self, pod: Obj, node: str) -> PodState:
+        index = self.node_index[node]
+        n = self._ip_counter[node]
+        self._ip_counter[node] = n % 250 + 1
+        self._load[node] += 1
+        state = PodState(
+            uid=pod["metadata"]["uid"],
+            node=node,
+            pod_ip=f"10.244.{index}.{n + 1}",
+            host_ip=f"172.18.0.{index + 1}",
+            start_time=rfc3339(),
+            due=time.monotonic() + self.ready_seconds,
+            containers=[
+                ContainerState(name=c.get("name", ""), image=c.get("image", ""))
+                for c in (pod.get("spec") or {}).get("containers") or []
+            ],
+        )
+        self._pods[(pod["metadata"]["namespace"], pod["metadata"]["name"])] = state
+        return state
+
+    def _backoff(self, failures: int) -> tuple[float, int]:
+        """(simulated delay, the delay the real kubelet would show) after `failures` consecutive failures."""
+        steps = max(0, failures - 1)
+        real = min(_REAL_CAP_SECONDS, _REAL_BASE_SECONDS * 2**steps)
+        return self.backoff_base * real / _REAL_BASE_SECONDS, real
+
+    def _advance(self, pod: Obj, state: PodState) -> None:
+        """Run everything that is due: pulls, starts, crashes and back-off expiries."""
+        now = time.monotonic()
+        meta = pod["metadata"]
+        next_due = float("inf")
+        for c in state.containers:
+            fpath = f"spec.containers{{{c.name}}}"
+
+            def emit(etype: str, reason: str, message: str, fpath: str = fpath) -> None:
+                self.events.record(pod, etype, reason, message, component="kubelet", host=state.node, field_path=fpath)
+
+            if c.phase == "running":
+                continue
+            if c.phase == "pull-error":
+                # The next sync finds the image in back-off.
+                c.phase = "pull-backoff"
+                delay, _ = self._backoff(c.failures)
+                c.message = f'Back-off pulling image "{c.image}": ErrImagePull: {self._pull_error(c.image)}'
+                emit("Normal", "BackOff", f'Back-off pulling image "{c.image}"')
+                emit("Warning", "Failed", "Error: ImagePullBackOff")
+                next_due = min(next_due, now + delay)
+                continue
+            if c.phase in ("creating", "pull-backoff"):
+                if not self.registry.image_exists(c.image):
+                    c.failures += 1
+                    c.phase = "pull-error"
+                    c.message = self._pull_error(c.image)
+                    emit("Normal", "Pulling", f'Pulling image "{c.image}"')
+                    emit("Warning", "Failed", f'Failed to pull image "{c.image}": {c.message}')
+                    emit("Warning", "Failed", "Error: ErrImagePull")
+                    # ErrImagePull is visible until the kubelet's next pod sync.
+                    next_due = min(next_due, now + min(self.backoff_base, max(self.ready_seconds, 0.2)))
+                    continue
+                c.failures = 0
+                self._pulled(pod, state, c, emit)
+            if c.phase == "crash-backoff":
+                c.phase = "starting"
+            if c.phase == "starting" or c.phase == "creating":
+                emit("Normal", "Created", f"Created container: {c.name}")
+                emit("Normal", "Started", f"Started container {c.name}")
+                c.started_at = rfc3339()
+                if self.registry.crashes(c.image):
+                    c.restart_count += 1 if c.last_terminated is not None else 0
+                    c.last_terminated = {
+                        "terminated": {
+                            "exitCode": 1,
+                            "reason": "Error",
+                            "startedAt": c.started_at,
+                            "finishedAt": rfc3339(),
+                            "containerID": self._container_id(state, c),
+                        }
+                    }
+                    if c.restart_count == 0:
+                        c.restart_count = 1
+                    c.phase = "crash-backoff"
+                    delay, real = self._backoff(c.restart_count)
+                    c.message = (
+                        f"back-off {real}s restarting failed container={c.name} "
+                        f"pod={meta['name']}_{meta['namespace']}({meta['uid']})"
+                    )
+                    emit(
+                        "Warning",
+                        "BackOff",
+                        f"Back-off restarting failed container {c.name} in pod "
+                        f"{meta['name']}_{meta['namespace']}({meta['uid']})",
+                    )
+                    next_due = min(next_due, now + delay)
+                else:
+                    c.phase = "running"
+        state.due = next_due
+
+    def _pulled(self, pod: Obj, state: PodState, c: ContainerState, emit: Any) -> None:
+        policy = next(
+            (
+                x.get("imagePullPolicy")
+                for x in (pod.get("spec") or {}).get("containers") or []
+                if x.get("name") == c.name
+            ),
+            "IfNotPresent",
+        )
+        if policy == "Always":
+            emit("Normal", "Pulling", f'Pulling image "{c.image}"')
+            emit(
+                "Normal",
+                "Pulled",
+                f'Successfully pulled image "{c.image}" in 512ms (512ms including waiting). Image size: 4194304 bytes.',
+            )
+        else:
+            emit("Normal", "Pulled", f'Container image "{c.image}" already present on machine')
+        c.phase = "starting"
+
+    @staticmethod
+    def _pull_error(image: str) -> str:
+        ref = normalize_image(image)
+        return (
+            f'rpc error: code = NotFound desc = failed to pull and unpack image "{ref}": '
+            f'failed to resolve reference "{ref}": {ref}: not found'
+        )
+
+    @staticmethod
+    def _container_id(state: PodState, c: ContainerState) -> str:
+        import hashlib
+
+        digest = hashlib.sha256(f"{state.uid}/{c.name}/{c.restart_count}".encode()).hexdigest()
+        return f"containerd://{digest}"
+
+    # ------------------------------------------------------------------ status
+
+    def _condition(self, state: PodState, ctype: str, ok: bool, reason: str = "", message: str = "") -> Obj:
+        status = "True" if ok else "False"
+        prev = state.conditions_since.get(ctype)
+        if prev is None or prev[0] != status:
+            prev = (status, rfc3339())
+            state.conditions_since[ctype] = prev
+        cond: Obj = {"type": ctype, "status": status, "lastProbeTime": None, "lastTransitionTime": prev[1]}
+        if not ok and reason:
+            cond["reason"] = reason
+            cond["message"] = message
+        return cond
+
+    def _write_status(self, pod: Obj, state: PodState) -> None:
+        statuses: list[Obj] = []
+        unready: list[str] = []
+        any_started = False
+        for c in state.containers:
+            entry: Obj = {
+                "name": c.name,
+                "image": normalize_image(c.image) if c.phase in ("running", "crash-backoff") else c.image,
+                "imageID": image_id(c.image) if c.phase in ("running", "crash-backoff") else "",
+                "ready": c.phase == "running",
+                "restartCount": c.restart_count,
+                "started": c.phase == "running",
+                "lastState": c.last_terminated or {},
+            }
+            if c.phase == "running":
+                entry["containerID"] = self._container_id(state, c)
+                entry["state"] = {"running": {"startedAt": c.started_at}}
+                any_started = True
+            elif c.phase == "crash-backoff":
+                entry["containerID"] = self._container_id(state, c)
+                entry["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message": c.message}}
+                any_started = True
+            elif c.phase == "pull-error":
+                entry["state"] = {"waiting": {"reason": "ErrImagePull", "message": c.message}}
+            elif c.phase == "pull-backoff":
+                entry["state"] = {"waiting": {"reason": "ImagePullBackOff", "message": c.message}}
+            else:
+                entry["state"] = {"waiting": {"reason": "ContainerCreating"}}
+            if c.phase != "running":
+                unready.append(c.name)
+            statuses.append(entry)
+        all_ready = not unready
+        not_ready_msg = f"containers with unready status: [{' '.join(unready)}]"
+        status: Obj = {
+            "phase": "Running" if any_started else "Pending",
+            "conditions": [
+                self._condition(state, "PodReadyToStartContainers", True),
+                self._condition(state, "Initialized", True),
+                self._condition(state, "Ready", all_ready, "ContainersNotReady", not_ready_msg),
+                self._condition(state, "ContainersReady", all_ready, "ContainersNotReady", not_ready_msg),
+                self._condition(state, "PodScheduled", True),
+            ],
+            "hostIP": state.host_ip,
+            "hostIPs": [{"ip": state.host_ip}],
+            "podIP": state.pod_ip,
+            "podIPs": [{"ip": state.pod_ip}],
+            "startTime": state.start_time,
+            "containerStatuses": statuses,
+            "qosClass": (pod.get("status") or {}).get("qosClass", "BestEffort"),
+        }
+        if pod.get("status") == status:
+            return
+        new = clone(pod)
+        new["status"] = status
+        self.store.update(PODS, new, subresource="status", check_rv=False)
