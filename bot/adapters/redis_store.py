@@ -22,7 +22,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import redis
@@ -136,7 +136,7 @@ def describe_busy(target: TargetName | str, holder: LockInfo) -> str:
     """The TargetBusy text: `workshop is locked by op-1a2b (requested by <@U0AAA> at 14:02 UTC)`."""
     return (
         f"{target} is locked by {holder.operation_id} "
-        f"(requested by <@{holder.requester}> at {holder.since.strftime('%H:%M')} UTC)"
+        f"(requested by <@{holder.requester}> at {holder.since.astimezone(UTC):%H:%M} UTC)"
     )
 
 

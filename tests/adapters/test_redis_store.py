@@ -338,3 +338,33 @@ def test_resent_first_delivery_after_a_lost_reply_is_still_first(lossy_store: Lo
 
     assert proxy.dropped == 1
     assert store.first_delivery("event:Ev2", timedelta(hours=1)) is False
+
+
+def test_a_refused_refresh_leaves_the_owners_ttl_alone(replica: Replica, raw: RawRedis) -> None:
+    store = replica()
+    owner = make_operation()
+    store.create(owner, timedelta(seconds=30))
+    other = make_operation(phase=Phase.PREVIEW)
+    store.create(other, LOCK_TTL)
+    # A stale in-flight copy of another operation (as after its own lock expired) tries to refresh.
+    raw.set(f"rollbot:op:{other.id}", other.model_copy(update={"phase": Phase.APPROVED}).model_dump_json())
+
+    with pytest.raises(TargetBusy):
+        store.refresh_lock(other, timedelta(hours=1))
+
+    assert 0 < raw.pttl(f"rollbot:lock:{owner.target.lock_key}") <= 30_000
+
+
+def test_store_works_with_a_client_that_decodes_responses(redis_url: str, manual_clock: ManualClock) -> None:
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        store = RedisOperationStore(client, manual_clock)
+        operation = make_operation()
+        store.create(operation, LOCK_TTL)
+        store.link_message(operation.id, REQUEST)
+        store.replace(advanced(operation, phase=Phase.APPROVED), expected_version=1, actor=APPROVER)
+
+        assert store.find_by_message(REQUEST) == advanced(operation, phase=Phase.APPROVED)
+        assert [entry.actor for entry in store.audit(operation.id)] == [REQUESTER, APPROVER]
+        assert store.first_delivery("event:Ev3", timedelta(minutes=5)) is True
+        assert store.is_reachable() is True
+        store.close()

@@ -230,13 +230,15 @@ def test_another_operation_cannot_refresh_the_lock(harness: Harness) -> None:
     store.create(stale, SHORT_TTL)
     harness.pass_time(PAST_SHORT_TTL)
     owner = make_operation()
-    store.create(owner, SHORT_TTL)
+    store.create(owner, LOCK_TTL)
 
-    with pytest.raises(TargetBusy, match=owner.id):
+    with pytest.raises(TargetBusy, match=owner.id) as busy:
         store.refresh_lock(stale, LOCK_TTL)
-    harness.pass_time(PAST_SHORT_TTL)
 
-    assert store.lock_holder(owner.target.lock_key) is None  # the owner's short TTL was not extended
+    assert busy.value.holder == store.lock_holder(owner.target.lock_key)
+    holder = store.lock_holder(owner.target.lock_key)
+    assert holder is not None
+    assert holder.operation_id == owner.id
 
 
 def test_refresh_by_an_operation_the_store_never_saw_changes_nothing(store: OperationStore) -> None:
