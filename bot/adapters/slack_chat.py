@@ -185,6 +185,7 @@ def build_web_client(
     base_url: str = "https://slack.com/api/",
     observer: SlackApiObserver | None = None,
     max_rate_limit_retries: int = 3,
+    max_connection_retries: int = 2,
     max_retry_wait: timedelta = DEFAULT_MAX_RETRY_WAIT,
     timeout: int = 15,
 ) -> WebClient:
@@ -194,7 +195,7 @@ def build_web_client(
         base_url=base_url,
         timeout=timeout,
         retry_handlers=[
-            ConnectionErrorRetryHandler(max_retry_count=2),
+            ConnectionErrorRetryHandler(max_retry_count=max_connection_retries),
             RateLimitRetryHandler(max_rate_limit_retries, max_wait=max_retry_wait, observer=observer),
         ],
     )
@@ -304,7 +305,9 @@ class SlackChat:
         target = self.current(ref)
 
         def send(msg: ChatMessage) -> SlackResponse:
-            return self._client.chat_update(channel=target.channel, ts=target.ts, **_message_args(msg))
+            return self._client.chat_update(
+                channel=target.channel, ts=target.ts, **_message_args(msg, replace_blocks=True)
+            )
 
         try:
             self._send("chat.update", send, message, channel=target.channel, passthrough=GONE)
@@ -477,9 +480,10 @@ class SlackChat:
         return ChatRejected(method, code, detail)
 
 
-def _message_args(message: ChatMessage) -> dict[str, Any]:
+def _message_args(message: ChatMessage, *, replace_blocks: bool = False) -> dict[str, Any]:
+    """chat.* arguments; `replace_blocks` sends an empty list too (chat.update keeps omitted blocks)."""
     args: dict[str, Any] = {"text": message.text}
-    if message.blocks:
+    if message.blocks or replace_blocks:
         args["blocks"] = [dict(block) for block in message.blocks]
     if message.metadata is not None:
         args["metadata"] = message.metadata
