@@ -259,9 +259,15 @@ class KubernetesBackend:
             rules.check_rollback_allowed(obj, workload.kind)
             history = self._history(workload, obj)
             chosen = self._planned_entry(workload, obj, history, plan)
+            newest = max((entry.revision for entry in history), default=0)
             if rules.templates_equal(chosen.template, rules.workload_template(obj)):
                 # Already applied (a take-over after a crash, or someone ran kubectl undo): do not patch twice.
-                return RollbackReceipt(message=f"{workload.label} already runs revision {plan.to_revision}'s template")
+                # The controller renumbers the target to newest+1 unless it already did.
+                renumbered = chosen.revision if chosen.revision == newest else newest + 1
+                return RollbackReceipt(
+                    new_revision=RevisionNumber(renumbered),
+                    message=f"{workload.label} already runs revision {plan.to_revision}'s template",
+                )
             try:
                 self._patch(workload, obj, chosen)
             except ApiException as exc:
@@ -274,7 +280,11 @@ class KubernetesBackend:
                     f"cannot reach the Kubernetes API while rolling back {workload.label}"
                 ) from exc
             log.info("rollback patched", operation_id=operation_id, target=workload.label, to=plan.to_revision)
-            return RollbackReceipt(message=f"{workload.label} rolled back to revision {plan.to_revision}'s template")
+            # Rolling back re-uses the target's ReplicaSet/ControllerRevision and renumbers it to newest+1.
+            return RollbackReceipt(
+                new_revision=RevisionNumber(newest + 1),
+                message=f"{workload.label} rolled back to revision {plan.to_revision}'s template",
+            )
         raise RollbackFailed(f"{workload.label} kept changing while rolling back; try again")
 
     def _planned_entry(

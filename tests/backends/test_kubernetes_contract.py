@@ -1,0 +1,51 @@
+"""The Kubernetes backend meets the backend contract on kubesim, for each workload kind."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from bot.backends.kubernetes_api import KubernetesBackend, KubernetesClients
+from bot.core.catalog import Target, WorkloadKind
+from bot.core.rollouts import RevisionNumber
+from sandbox.kubesim.cluster import KubeSim
+from tests.backends.kube_world import KubeWorld
+from tests.contracts.backend_contract import BackendCase, BackendContract
+
+
+def workload_target(kind: WorkloadKind, name: str, namespace: str = "default") -> Target:
+    return Target.model_validate(
+        {
+            "name": name,
+            "spec": {"backend": "kubernetes", "kind": kind.value, "name": name, "namespace": namespace},
+            "policy": {"approvers": ["U0AAA"]},
+        }
+    )
+
+
+@pytest.fixture(params=list(WorkloadKind), ids=[kind.value for kind in WorkloadKind])
+def workload_kind(request: pytest.FixtureRequest) -> WorkloadKind:
+    return WorkloadKind(request.param)
+
+
+class TestKubernetesBackend(BackendContract):
+    @pytest.fixture
+    def backend_case(
+        self, kubesim: KubeSim, kube_clients: KubernetesClients, workload_kind: WorkloadKind
+    ) -> BackendCase:
+        world = KubeWorld(kubesim)
+        world.create(workload_kind, "web", "web:v1")
+        world.wait_until(lambda: world.rolled_out(workload_kind, "web"), what="v1 rolled out")
+        world.set_image(workload_kind, "web", "web:v2")
+        world.wait_until(
+            lambda: world.observed(workload_kind, "web") and world.history_numbers(workload_kind, "web") == [1, 2],
+            what="revision 2 recorded",
+        )
+        return BackendCase(
+            backend=KubernetesBackend(kube_clients),
+            target=workload_target(workload_kind, "web"),
+            good=RevisionNumber(1),
+            current=RevisionNumber(2),
+            watch_timeout=timedelta(seconds=30),
+        )
