@@ -21,12 +21,13 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from http.client import HTTPConnection, HTTPException
 from typing import Any, Literal
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from sandbox.slack.blockkit import blocks_plain_text
 from sandbox.slack.seed import API_APP_ID, TEAM_DOMAIN, TEAM_ID, Clock, WallClock
 from sandbox.slack.server import FakeSlack
 from sandbox.slack.signing import SLACK_USER_AGENT, compute_signature, signed_headers
+from sandbox.slack.socket_mode import EnvelopeType
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
@@ -39,6 +40,7 @@ LEGACY_TOKEN = "legacy-verification-token"
 
 RequestKind = Literal["slash_command", "event", "block_actions", "url_verification", "ssl_check", "raw"]
 RetryReason = Literal["http_timeout", "http_error", "connection_failed", "unknown_error"]
+Transport = Literal["http", "socket"]
 
 
 @dataclass
@@ -123,11 +125,17 @@ class Delivery:
 
 
 class SlackDriver:
-    """Sends Slack's requests to the bot at ``bot_url`` (Bolt serves everything on ``/slack/events``)."""
+    """Sends Slack's requests to the bot.
+
+    ``transport="http"`` (default) POSTs signed requests to ``bot_url`` (Bolt serves everything on
+    ``/slack/events``). ``transport="socket"`` pushes the same payloads as Socket Mode envelopes over the
+    fake's ``/link`` WebSocket instead (``bot_url`` unused; signatures do not exist there, so the negative
+    signing helpers just deliver their payload).
+    """
 
     def __init__(
         self,
-        bot_url: str,
+        bot_url: str | None,
         signing_secret: str,
         fake: FakeSlack | None = None,
         *,
@@ -137,6 +145,7 @@ class SlackDriver:
         clock: Clock | None = None,
         timeout: float = 10.0,
         reflect_acks: bool = True,
+        transport: Transport = "http",
     ) -> None:
         self.bot_url = bot_url
         self.signing_secret = signing_secret
@@ -148,14 +157,17 @@ class SlackDriver:
         self.timeout = timeout
         # Mirror what Slack shows for an ack (ephemeral text, in_channel message, operation_timeout) into the fake.
         self.reflect_acks = reflect_acks
-        parts = urlsplit(bot_url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"bot_url must be http://host:port/path, got {bot_url!r}")
-        self._host = parts.hostname
-        self._port = parts.port or 80
-        self._path = parts.path or "/"
-        if parts.query:
-            self._path += f"?{parts.query}"
+        self.transport: Transport = transport
+        if transport == "socket" and fake is None:
+            raise ValueError("the socket transport delivers through the fake; pass fake=")
+        self._host, self._port, self._path = "", 0, "/"
+        if transport == "http":
+            parts = urlsplit(bot_url or "")
+            if parts.scheme != "http" or not parts.hostname:
+                raise ValueError(f"bot_url must be http://host:port/path, got {bot_url!r}")
+            self._host = parts.hostname
+            self._port = parts.port or 80
+            self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self._local = threading.local()
         self._lock = threading.Lock()
         self._event_counter = 0
@@ -240,7 +252,7 @@ class SlackDriver:
                 channel, user, f'{command} failed with the error "{error}"', source="operation_timeout"
             )
             return
-        payload = ack.json
+        payload: Any = ack.json
         if ack.is_in_channel and isinstance(payload, dict):
             self.fake.store_message(
                 channel,
@@ -469,7 +481,7 @@ class SlackDriver:
             else f"https://hooks.slack.com/actions/{self.team_id}/{self._next_number()}/{uuid.uuid4().hex}"
         )
         trigger_id = self.fake.issue_trigger_id(user) if self.fake is not None else f"{self._next_number()}.1.x"
-        payload = {
+        payload: dict[str, Any] = {
             "type": "block_actions",
             "user": {
                 "id": user,
@@ -578,6 +590,8 @@ class SlackDriver:
         return compute_signature(self.signing_secret, timestamp, body)
 
     def _post(self, body: bytes, headers: Mapping[str, str], *, kind: RequestKind) -> Ack:
+        if self.transport == "socket":
+            return self._push(body, headers, kind=kind)
         started = time.perf_counter()
         last_error: Exception | None = None
         # One retry only for a pooled connection the server closed while idle; a fresh one failing is real.
@@ -609,6 +623,32 @@ class SlackDriver:
             body,
             transport_error=f"{type(last_error).__name__}: {last_error}",
         )
+
+    def _push(self, body: bytes, headers: Mapping[str, str], *, kind: RequestKind) -> Ack:
+        """Socket Mode: the same payload as an envelope; the ack's ``payload`` becomes the Ack body."""
+        assert self.fake is not None
+        envelope_type: EnvelopeType
+        if headers.get("Content-Type", "").startswith(JSON):
+            envelope_type, payload = "events_api", json.loads(body)
+        else:
+            fields = dict(parse_qsl(body.decode(), keep_blank_values=True))
+            if "payload" in fields:
+                envelope_type, payload = "interactive", json.loads(fields["payload"])
+            else:
+                envelope_type, payload = "slash_commands", fields
+        result = self.fake.push_envelope(
+            envelope_type,
+            payload,
+            retry_attempt=int(headers.get("X-Slack-Retry-Num", "0")),
+            retry_reason=headers.get("X-Slack-Retry-Reason", ""),
+            timeout=self.timeout,
+        )
+        if not result.acked:
+            return Ack(0, {}, b"", result.latency, kind, body, transport_error="timeout")
+        if result.payload:
+            encoded = json.dumps(result.payload).encode()
+            return Ack(200, {"content-type": JSON}, encoded, result.latency, kind, body)
+        return Ack(200, {}, b"", result.latency, kind, body)
 
     def _connection(self) -> tuple[HTTPConnection, bool]:
         connection: HTTPConnection | None = getattr(self._local, "connection", None)

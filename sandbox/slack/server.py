@@ -34,6 +34,7 @@ from sandbox.slack.blockkit import validate_blocks
 from sandbox.slack.ratelimits import RateLimiter, RateLimitMode
 from sandbox.slack.records import Call, ResponseUrlPost
 from sandbox.slack.seed import Clock, Token, WallClock, Workspace, default_workspace
+from sandbox.slack.socket_mode import EnvelopeType, SocketAck, SocketLink, serve_link
 from sandbox.slack.state import RESPONSE_URL_MAX_USES, RESPONSE_URL_TTL_SECONDS, ResponseUrl, SlackState
 from sandbox.slack.webapi import METHODS, ApiOptions, Context, SlackApiError, decode_json_fields
 
@@ -82,8 +83,9 @@ class FakeSlack(SlackState):
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._sequence = 0
-        # Socket Mode connections register here (see socket_mode.py); the driver pushes envelopes to them.
-        self.socket_links: list[Any] = []
+        # Open Socket Mode connections (socket_mode.py); envelopes go to them round-robin.
+        self.socket_links: list[SocketLink] = []
+        self._next_link = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -93,8 +95,7 @@ class FakeSlack(SlackState):
         server = _Server(self._address, _Handler)
         server.fake = self
         self._server = server
-        host, port = server.server_address[:2]
-        self.base_url = f"http://{host}:{port}"
+        self.base_url = f"http://{self._address[0]}:{server.server_address[1]}"
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.01}, name="fake-slack", daemon=True
         )
@@ -230,6 +231,49 @@ class FakeSlack(SlackState):
                     if fault.remaining <= 0:
                         self._faults.remove(fault)
         return taken
+
+    # ------------------------------------------------------------------ Socket Mode
+
+    def wait_for_socket(self, count: int = 1, timeout: float = 5.0) -> None:
+        """Block until ``count`` Socket Mode connections are open (the bot finished connecting)."""
+        self.wait_for(lambda: len(self.socket_links) >= count, timeout, description=f"{count} socket link(s)")
+
+    def push_envelope(
+        self,
+        envelope_type: EnvelopeType,
+        payload: dict[str, Any],
+        *,
+        retry_attempt: int = 0,
+        retry_reason: str = "",
+        timeout: float = 3.0,
+    ) -> SocketAck:
+        """Deliver one envelope over an open connection (round-robin, as Slack spreads them) and await its ack."""
+        with self._lock:
+            if not self.socket_links:
+                raise RuntimeError("no Socket Mode connection is open")
+            link = self.socket_links[self._next_link % len(self.socket_links)]
+            self._next_link += 1
+        return link.push(
+            envelope_type, payload, retry_attempt=retry_attempt, retry_reason=retry_reason, timeout=timeout
+        )
+
+    def disconnect_sockets(self, reason: str = "refresh_requested") -> None:
+        """Ask every connected client to reconnect (Slack does this every few hours)."""
+        with self._lock:
+            links = list(self.socket_links)
+        for link in links:
+            link.disconnect(reason)
+
+    def _add_link(self, link: SocketLink) -> None:
+        with self._lock:
+            self.socket_links.append(link)
+            self._changed.notify_all()
+
+    def _remove_link(self, link: SocketLink) -> None:
+        with self._lock:
+            if link in self.socket_links:
+                self.socket_links.remove(link)
+            self._changed.notify_all()
 
     # ------------------------------------------------------------------ Web API pipeline
 
@@ -427,8 +471,6 @@ class FakeSlack(SlackState):
         elif request.path.startswith("/hooks/") and request.http_method == "POST":
             self._serve_response_url(request)
         elif request.path.rstrip("/") == "/link" and request.headers.get("upgrade", "").lower() == "websocket":
-            from sandbox.slack.socket_mode import serve_link  # optional feature, kept out of the hot path
-
             serve_link(self, request)
         else:
             request.reply(404, b"not found", "text/plain")

@@ -430,12 +430,12 @@ class SlackState:
 
     def wait_for_call(self, method: str, timeout: float = 5.0, *, count: int = 1, **filters: Any) -> Call:
         """Wait until at least ``count`` matching calls were recorded; return the ``count``-th one."""
-        calls = self.wait_for(
-            lambda: (found := self.calls(method, **filters)) and len(found) >= count and found,
-            timeout,
-            description=f"{count}× {method} {filters}",
-        )
-        return calls[count - 1]
+
+        def enough() -> list[Call]:
+            found = self.calls(method, **filters)
+            return found if len(found) >= count else []
+
+        return self.wait_for(enough, timeout, description=f"{count}× {method} {filters}")[count - 1]
 
     def messages(self, channel: str, thread_ts: str | None = None) -> list[Message]:
         """Current messages, oldest first: top level (incl. broadcast replies), or a thread's replies."""
