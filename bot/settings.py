@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     # Concurrent rollbacks and slow command work one replica runs; Bolt's listener threads never do this work.
     executor_workers: int = Field(default=16, ge=1, validation_alias="ROLLBOT_EXECUTOR_WORKERS")
     helm_path: str = Field(default="helm", validation_alias="ROLLBOT_HELM")
+    kubeconfig: str | None = Field(default=None, validation_alias="KUBECONFIG")
     replica_id: str = Field(default_factory=_default_replica_id, validation_alias="ROLLBOT_REPLICA_ID")
     # An executing replica renews its claim every lease/3; another replica takes over after the lease lapses.
     lease: Duration = Field(default=timedelta(seconds=30), validation_alias="ROLLBOT_LEASE")

@@ -1,0 +1,252 @@
+"""The composition root: the only module that names concrete classes and wires them together.
+
+`build_app(settings)` returns a `RollbotApp` that is built but not running: a Bolt `App` whose `WebClient`
+points at `SLACK_API_URL` with retry handlers for dropped connections and 429s, the Redis operation store, the
+Slack chat adapter, the backends, two bounded executors (rollouts; short request work), the flow, the
+listeners, the sweeper and either the HTTP server (`POST /slack/events`, `/healthz`, `/readyz`, `/metrics`)
+or a Socket Mode connection. `start()` resumes what a previous process left in flight, then serves;
+`stop()` stops serving and watching (in-flight operations stay in Redis for the next process).
+
+Tests inject what they simulate: `build_app(settings, backends={…}, clock=…)` runs a real bot on
+`127.0.0.1:0` against the fake Slack and a real redis-server.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from slack_bolt import App
+
+from bot.adapters.http_server import ReadinessAnswer, Server, serve
+from bot.adapters.prometheus_metrics import PrometheusMetrics
+from bot.adapters.redis_store import RedisOperationStore
+from bot.adapters.slack_chat import SlackChat, build_web_client
+from bot.core.catalog import BackendKind, Catalog
+from bot.core.operations import OperationId
+from bot.flows import RollbackFlow
+from bot.ports import Backend, Chat, Clock, OperationStore
+from bot.settings import Settings, load_catalog_file
+from handlers import register_listeners
+
+log = logging.getLogger("rollbot.app")
+
+# Bolt's listener threads only parse, ack and hand over; a few more than Bolt's default 5 absorb bursts.
+LISTENER_THREADS = 16
+# Short request work (answering commands, counting votes): Redis and Slack calls of a few ms each.
+REQUEST_WORKERS = 16
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+def new_operation_id() -> OperationId:
+    # Six hex digits: short enough to type in `/rollback cancel op-…`, unique enough for a team's lifetime
+    # of rollbacks (collisions are refused by the store, not silently merged).
+    return OperationId(f"op-{secrets.token_hex(3)}")
+
+
+def build_backends(settings: Settings) -> dict[BackendKind, Backend]:
+    """The real backends, one per technology; adding one is one line here and one module in bot/backends."""
+    from bot.backends.aws_ecs import EcsBackend
+    from bot.backends.helm_cli import HelmCliBackend
+    from bot.backends.kubernetes_api import KubernetesBackend, KubernetesClients
+
+    kubernetes = KubernetesClients(settings.kubeconfig)
+    return {
+        BackendKind.HELM: HelmCliBackend(settings.helm_path, kubeconfig=settings.kubeconfig, clients=kubernetes),
+        BackendKind.KUBERNETES: KubernetesBackend(kubernetes),
+        BackendKind.ECS: EcsBackend(),
+    }
+
+
+@dataclass
+class RollbotApp:
+    """A wired bot. `start()` / `stop()`; `url` is the HTTP base URL once started (HTTP mode)."""
+
+    settings: Settings
+    bolt: App
+    flow: RollbackFlow
+    store: OperationStore
+    chat: Chat
+    metrics: PrometheusMetrics
+    server: Server | None
+    rollout_executor: ThreadPoolExecutor
+    request_executor: ThreadPoolExecutor
+    socket_handler: Any = None
+    _closers: list[Callable[[], None]] = field(default_factory=list)
+    _sweeper: threading.Thread | None = None
+    _stopping: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def url(self) -> str:
+        if self.server is None:
+            raise RuntimeError("no HTTP server (Socket Mode)")
+        return self.server.url
+
+    @property
+    def events_url(self) -> str:
+        return f"{self.url}/slack/events"
+
+    def start(self) -> RollbotApp:
+        resumed = self.flow.resume_in_flight()
+        if resumed:
+            log.info("resuming operations left in flight", extra={"count": resumed})
+        if self.server is not None:
+            self.server.start()
+        if self.socket_handler is not None:
+            self.socket_handler.connect()
+        self._sweeper = threading.Thread(target=self._sweep_forever, name="rollbot-sweeper", daemon=True)
+        self._sweeper.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.flow.stop()
+        if self.socket_handler is not None:
+            self._quietly(self.socket_handler.close)
+        if self.server is not None:
+            self._quietly(self.server.stop)
+        if self._sweeper is not None:
+            self._sweeper.join(timeout=5)
+        self.request_executor.shutdown(wait=False, cancel_futures=True)
+        self.rollout_executor.shutdown(wait=False, cancel_futures=True)
+        for close in self._closers:
+            self._quietly(close)
+
+    def __enter__(self) -> RollbotApp:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _sweep_forever(self) -> None:
+        interval = self.settings.sweep_interval.total_seconds()
+        while not self._stopping.wait(interval):
+            try:
+                self.flow.sweep()
+            except Exception:  # Redis hiccup: the next sweep tries again
+                log.exception("sweep failed")
+
+    @staticmethod
+    def _quietly(action: Callable[[], object]) -> None:
+        try:
+            action()
+        except Exception:
+            log.exception("shutdown step failed")
+
+
+def build_app(
+    settings: Settings,
+    *,
+    backends: Mapping[BackendKind, Backend] | None = None,
+    clock: Clock | None = None,
+    catalog: Catalog | None = None,
+    store: OperationStore | None = None,
+    new_id: Callable[[], OperationId] = new_operation_id,
+    registry: CollectorRegistry | None = None,
+) -> RollbotApp:
+    """Wire a bot from settings; anything passed in replaces the production part of the same name."""
+    clock = clock if clock is not None else SystemClock()
+    catalog = catalog if catalog is not None else _load_catalog(settings)
+    metrics = PrometheusMetrics(registry if registry is not None else CollectorRegistry())
+    closers: list[Callable[[], None]] = []
+    if store is None:
+        redis_store = RedisOperationStore.from_url(settings.redis_url, clock, key_prefix=settings.redis_key_prefix)
+        closers.append(redis_store.close)
+        store = redis_store
+    web_client = build_web_client(
+        settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url, observer=metrics
+    )
+    chat = SlackChat(web_client, clock=clock, observer=metrics)
+    bolt = App(
+        client=web_client,
+        signing_secret=settings.slack_signing_secret.get_secret_value() or None,
+        listener_executor=ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="bolt-listener"),
+        logger=logging.getLogger("slack_bolt.App"),
+    )
+    rollout_executor = ThreadPoolExecutor(max_workers=settings.executor_workers, thread_name_prefix="rollout")
+    request_executor = ThreadPoolExecutor(max_workers=REQUEST_WORKERS, thread_name_prefix="request")
+    flow = RollbackFlow(
+        backends=backends if backends is not None else build_backends(settings),
+        chat=chat,
+        store=store,
+        clock=clock,
+        metrics=metrics,
+        catalog=catalog,
+        submit=_submitter(rollout_executor),
+        submit_request=_submitter(request_executor),
+        new_operation_id=new_id,
+        replica_id=settings.replica_id,
+        command_name=settings.slash_command,
+        rollout_timeout=settings.rollout_timeout,
+        lease=settings.lease,
+    )
+    register_listeners(bolt, flow, settings)
+    server: Server | None = None
+    socket_handler: Any = None
+    readiness = _readiness(store)
+    if settings.is_socket_mode:
+        socket_handler = _socket_mode_handler(bolt, settings)
+        server = serve(
+            None, host=settings.host, port=settings.port, readiness=readiness, metrics_registry=metrics.registry
+        )
+    else:
+        server = serve(
+            bolt,
+            host=settings.host,
+            port=settings.port,
+            readiness=readiness,
+            metrics_registry=metrics.registry,
+            signing_secret=settings.slack_signing_secret.get_secret_value(),
+            observer=metrics,
+        )
+    return RollbotApp(
+        settings=settings,
+        bolt=bolt,
+        flow=flow,
+        store=store,
+        chat=chat,
+        metrics=metrics,
+        server=server,
+        rollout_executor=rollout_executor,
+        request_executor=request_executor,
+        socket_handler=socket_handler,
+        _closers=closers,
+    )
+
+
+def _load_catalog(settings: Settings) -> Catalog:
+    if settings.config_path is None:
+        raise ValueError("ROLLBOT_CONFIG is not set (path of the YAML catalog)")
+    return load_catalog_file(settings.config_path)
+
+
+def _submitter(executor: ThreadPoolExecutor) -> Callable[[Callable[[], None]], None]:
+    def submit(work: Callable[[], None]) -> None:
+        executor.submit(work)
+
+    return submit
+
+
+def _readiness(store: OperationStore) -> Callable[[], ReadinessAnswer]:
+    def ready() -> ReadinessAnswer:
+        return (True, "") if store.is_reachable() else (False, "redis unreachable")
+
+    return ready
+
+
+def _socket_mode_handler(bolt: App, settings: Settings) -> Any:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    assert settings.slack_app_token is not None
+    return SocketModeHandler(bolt, settings.slack_app_token.get_secret_value())

@@ -1,0 +1,47 @@
+"""Events API listeners: reactions are votes; every other subscribed event is acknowledged and ignored."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from slack_bolt import App
+
+from bot.core.catalog import ChannelId, SlackUserId
+from bot.core.operations import MessageRef
+from bot.flows import RollbackFlow
+
+log = logging.getLogger("rollbot.handlers")
+
+
+def register_events(app: App, flow: RollbackFlow) -> None:
+    @app.event("reaction_added")
+    def on_reaction_added(body: dict[str, Any], event: dict[str, Any]) -> None:
+        _vote(flow, body, event, added=True)
+
+    @app.event("reaction_removed")
+    def on_reaction_removed(body: dict[str, Any], event: dict[str, Any]) -> None:
+        _vote(flow, body, event, added=False)
+
+    # Anything else Slack sends (message, app_mention, member_joined_channel…) gets a 200, never Bolt's 404,
+    # which Slack would count as a failed delivery and retry.
+    @app.event(re.compile(".*"))
+    def on_other_event() -> None:
+        return None
+
+
+def _vote(flow: RollbackFlow, body: dict[str, Any], event: dict[str, Any], *, added: bool) -> None:
+    try:
+        item = event.get("item") or {}
+        if item.get("type") != "message" or not item.get("channel") or not item.get("ts"):
+            return
+        flow.accept_reaction(
+            MessageRef(channel=ChannelId(str(item["channel"])), ts=str(item["ts"])),
+            SlackUserId(str(event.get("user", ""))),
+            str(event.get("reaction", "")),
+            added=added,
+            event_id=str(body["event_id"]) if body.get("event_id") else None,
+        )
+    except Exception:  # events are acked already; a failure here must not become a Bolt error response
+        log.exception("handling a reaction failed")
