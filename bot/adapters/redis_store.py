@@ -7,7 +7,7 @@ Keys (all under `key_prefix`, default ``rollbot:``):
     lock:{target.lock_key}     JSON LockInfo {operation_id, requester, since}, with a TTL the caller refreshes
     in-flight                  sorted set of in-flight operation ids, scored by created_at
     audit                      append-only stream of every write (operation id, phase, version, actor, note, at)
-    audit:{id}                 the same entries for one operation (same stream ids as in `audit`)
+    audit:{id}                 the same entries, for one operation
     seen:{key}                 first-delivery markers (Slack event_id, command idempotency), with a TTL
 
 Every write is one Lua script, so it is atomic in one round trip: the compare-and-set on `version`, the
@@ -51,8 +51,8 @@ end
 local function append_audit(global_stream, own_stream, first)
   local fields = {}
   for i = first, #ARGV do fields[#fields + 1] = ARGV[i] end
-  local id = redis.call('XADD', global_stream, '*', unpack(fields))
-  redis.call('XADD', own_stream, id, unpack(fields))
+  redis.call('XADD', global_stream, '*', unpack(fields))
+  redis.call('XADD', own_stream, '*', unpack(fields))
 end
 """
 
@@ -159,6 +159,7 @@ class RedisOperationStore:
         self._refresh_script = redis_client.register_script(_LUA_REFRESH)
         self._first_delivery_script = redis_client.register_script(_LUA_FIRST_DELIVERY)
         self._probe = _probe_client(redis_client, probe_timeout)
+        self._owns_client = False  # from_url() made the client, so close() closes it too
 
     @classmethod
     def from_url(
@@ -179,11 +180,15 @@ class RedisOperationStore:
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
             health_check_interval=30,
         )
-        return cls(client, clock, key_prefix=key_prefix)
+        store = cls(client, clock, key_prefix=key_prefix)
+        store._owns_client = True
+        return store
 
     def close(self) -> None:
-        """Release the store's own probe connections (the injected client belongs to the caller)."""
+        """Release the store's own connections; an injected client belongs to the caller and stays open."""
         self._probe.close()
+        if self._owns_client:
+            self._redis.close()
 
     def create(self, operation: Operation, lock_ttl: timedelta) -> None:
         takes_lock = operation.phase.is_in_flight
