@@ -81,6 +81,20 @@ class RedactingRenderer:
         return self._redactor.text(rendered if isinstance(rendered, str) else rendered.decode())
 
 
+class _VendorFloor(logging.Filter):
+    """Drops vendor records below their floor.
+
+    A handler filter, because Bolt copies the root logger's level onto each logger it creates
+    (`slack_bolt.logger._configure_from_root`), so the level set on `slack_bolt` alone does not hold.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for prefix, floor in QUIET_LOGGERS.items():
+            if record.name == prefix or record.name.startswith(prefix + "."):
+                return record.levelno >= floor
+        return True
+
+
 def _message_from_record(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """Stdlib records arrive with the formatted message; name the source logger like structlog lines do."""
     record = event_dict.get("_record")
@@ -135,6 +149,7 @@ def configure_logging(
     )
     handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
     handler.setFormatter(formatter)
+    handler.addFilter(_VendorFloor())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
