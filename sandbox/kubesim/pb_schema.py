@@ -1,8 +1,9 @@
 """Field numbers of the Kubernetes protobuf messages kubesim decodes (requests only).
 
-Derived from the public `generated.proto` files of k8s.io/api (core, apps, batch v1) and
+Derived from the public `generated.proto` files of k8s.io/api (core, apps, batch, rbac, networking, policy v1) and
 k8s.io/apimachinery (meta/v1, intstr, resource): for every message reachable from Secret, ConfigMap,
-Service, Deployment, DaemonSet, StatefulSet, Job and DeleteOptions, a map of
+Service, Namespace, ServiceAccount, Pod, Deployment, DaemonSet, StatefulSet, Job, the RBAC kinds,
+Ingress, NetworkPolicy, PodDisruptionBudget and DeleteOptions, a map of
 field number -> (JSON field name, "opt" | "rep" | "map", type). Types are proto scalars, other entries
 of this table, or the specially encoded meta.Time / intstr.IntOrString / resource.Quantity.
 Top-level `status` fields and `managedFields` are left out: clients never send them.
@@ -388,6 +389,8 @@ SCHEMA: dict[str, dict[int, tuple[str, str, str]]] = {
         2: ("path", "opt", "string"),
         3: ("readOnly", "opt", "bool"),
     },
+    "core.Namespace": {1: ("metadata", "opt", "meta.ObjectMeta"), 2: ("spec", "opt", "core.NamespaceSpec")},
+    "core.NamespaceSpec": {1: ("finalizers", "rep", "string")},
     "core.NodeAffinity": {
         1: ("requiredDuringSchedulingIgnoredDuringExecution", "opt", "core.NodeSelector"),
         2: ("preferredDuringSchedulingIgnoredDuringExecution", "rep", "core.PreferredSchedulingTerm"),
@@ -403,6 +406,15 @@ SCHEMA: dict[str, dict[int, tuple[str, str, str]]] = {
         2: ("matchFields", "rep", "core.NodeSelectorRequirement"),
     },
     "core.ObjectFieldSelector": {1: ("apiVersion", "opt", "string"), 2: ("fieldPath", "opt", "string")},
+    "core.ObjectReference": {
+        1: ("kind", "opt", "string"),
+        2: ("namespace", "opt", "string"),
+        3: ("name", "opt", "string"),
+        4: ("uid", "opt", "string"),
+        5: ("apiVersion", "opt", "string"),
+        6: ("resourceVersion", "opt", "string"),
+        7: ("fieldPath", "opt", "string"),
+    },
     "core.PersistentVolumeClaim": {
         1: ("metadata", "opt", "meta.ObjectMeta"),
         2: ("spec", "opt", "core.PersistentVolumeClaimSpec"),
@@ -444,6 +456,7 @@ SCHEMA: dict[str, dict[int, tuple[str, str, str]]] = {
     },
     "core.PersistentVolumeClaimVolumeSource": {1: ("claimName", "opt", "string"), 2: ("readOnly", "opt", "bool")},
     "core.PhotonPersistentDiskVolumeSource": {1: ("pdID", "opt", "string"), 2: ("fsType", "opt", "string")},
+    "core.Pod": {1: ("metadata", "opt", "meta.ObjectMeta"), 2: ("spec", "opt", "core.PodSpec")},
     "core.PodAffinity": {
         1: ("requiredDuringSchedulingIgnoredDuringExecution", "rep", "core.PodAffinityTerm"),
         2: ("preferredDuringSchedulingIgnoredDuringExecution", "rep", "core.WeightedPodAffinityTerm"),
@@ -663,6 +676,12 @@ SCHEMA: dict[str, dict[int, tuple[str, str, str]]] = {
         12: ("appArmorProfile", "opt", "core.AppArmorProfile"),
     },
     "core.Service": {1: ("metadata", "opt", "meta.ObjectMeta"), 2: ("spec", "opt", "core.ServiceSpec")},
+    "core.ServiceAccount": {
+        1: ("metadata", "opt", "meta.ObjectMeta"),
+        2: ("secrets", "rep", "core.ObjectReference"),
+        3: ("imagePullSecrets", "rep", "core.LocalObjectReference"),
+        4: ("automountServiceAccountToken", "opt", "bool"),
+    },
     "core.ServiceAccountTokenProjection": {
         1: ("audience", "opt", "string"),
         2: ("expirationSeconds", "opt", "int64"),
@@ -861,4 +880,102 @@ SCHEMA: dict[str, dict[int, tuple[str, str, str]]] = {
         7: ("blockOwnerDeletion", "opt", "bool"),
     },
     "meta.Preconditions": {1: ("uid", "opt", "string"), 2: ("resourceVersion", "opt", "string")},
+    "networking.HTTPIngressPath": {
+        1: ("path", "opt", "string"),
+        2: ("backend", "opt", "networking.IngressBackend"),
+        3: ("pathType", "opt", "string"),
+    },
+    "networking.HTTPIngressRuleValue": {1: ("paths", "rep", "networking.HTTPIngressPath")},
+    "networking.IPBlock": {1: ("cidr", "opt", "string"), 2: ("except", "rep", "string")},
+    "networking.Ingress": {1: ("metadata", "opt", "meta.ObjectMeta"), 2: ("spec", "opt", "networking.IngressSpec")},
+    "networking.IngressBackend": {
+        3: ("resource", "opt", "core.TypedLocalObjectReference"),
+        4: ("service", "opt", "networking.IngressServiceBackend"),
+    },
+    "networking.IngressRule": {
+        1: ("host", "opt", "string"),
+        2: ("ingressRuleValue", "opt", "networking.IngressRuleValue"),
+    },
+    "networking.IngressRuleValue": {1: ("http", "opt", "networking.HTTPIngressRuleValue")},
+    "networking.IngressServiceBackend": {
+        1: ("name", "opt", "string"),
+        2: ("port", "opt", "networking.ServiceBackendPort"),
+    },
+    "networking.IngressSpec": {
+        1: ("defaultBackend", "opt", "networking.IngressBackend"),
+        2: ("tls", "rep", "networking.IngressTLS"),
+        3: ("rules", "rep", "networking.IngressRule"),
+        4: ("ingressClassName", "opt", "string"),
+    },
+    "networking.IngressTLS": {1: ("hosts", "rep", "string"), 2: ("secretName", "opt", "string")},
+    "networking.NetworkPolicy": {
+        1: ("metadata", "opt", "meta.ObjectMeta"),
+        2: ("spec", "opt", "networking.NetworkPolicySpec"),
+    },
+    "networking.NetworkPolicyEgressRule": {
+        1: ("ports", "rep", "networking.NetworkPolicyPort"),
+        2: ("to", "rep", "networking.NetworkPolicyPeer"),
+    },
+    "networking.NetworkPolicyIngressRule": {
+        1: ("ports", "rep", "networking.NetworkPolicyPort"),
+        2: ("from", "rep", "networking.NetworkPolicyPeer"),
+    },
+    "networking.NetworkPolicyPeer": {
+        1: ("podSelector", "opt", "meta.LabelSelector"),
+        2: ("namespaceSelector", "opt", "meta.LabelSelector"),
+        3: ("ipBlock", "opt", "networking.IPBlock"),
+    },
+    "networking.NetworkPolicyPort": {
+        1: ("protocol", "opt", "string"),
+        2: ("port", "opt", "intstr.IntOrString"),
+        3: ("endPort", "opt", "int32"),
+    },
+    "networking.NetworkPolicySpec": {
+        1: ("podSelector", "opt", "meta.LabelSelector"),
+        2: ("ingress", "rep", "networking.NetworkPolicyIngressRule"),
+        3: ("egress", "rep", "networking.NetworkPolicyEgressRule"),
+        4: ("policyTypes", "rep", "string"),
+    },
+    "networking.ServiceBackendPort": {1: ("name", "opt", "string"), 2: ("number", "opt", "int32")},
+    "policy.PodDisruptionBudget": {
+        1: ("metadata", "opt", "meta.ObjectMeta"),
+        2: ("spec", "opt", "policy.PodDisruptionBudgetSpec"),
+    },
+    "policy.PodDisruptionBudgetSpec": {
+        1: ("minAvailable", "opt", "intstr.IntOrString"),
+        2: ("selector", "opt", "meta.LabelSelector"),
+        3: ("maxUnavailable", "opt", "intstr.IntOrString"),
+        4: ("unhealthyPodEvictionPolicy", "opt", "string"),
+    },
+    "rbac.AggregationRule": {1: ("clusterRoleSelectors", "rep", "meta.LabelSelector")},
+    "rbac.ClusterRole": {
+        1: ("metadata", "opt", "meta.ObjectMeta"),
+        2: ("rules", "rep", "rbac.PolicyRule"),
+        3: ("aggregationRule", "opt", "rbac.AggregationRule"),
+    },
+    "rbac.ClusterRoleBinding": {
+        1: ("metadata", "opt", "meta.ObjectMeta"),
+        2: ("subjects", "rep", "rbac.Subject"),
+        3: ("roleRef", "opt", "rbac.RoleRef"),
+    },
+    "rbac.PolicyRule": {
+        1: ("verbs", "rep", "string"),
+        2: ("apiGroups", "rep", "string"),
+        3: ("resources", "rep", "string"),
+        4: ("resourceNames", "rep", "string"),
+        5: ("nonResourceURLs", "rep", "string"),
+    },
+    "rbac.Role": {1: ("metadata", "opt", "meta.ObjectMeta"), 2: ("rules", "rep", "rbac.PolicyRule")},
+    "rbac.RoleBinding": {
+        1: ("metadata", "opt", "meta.ObjectMeta"),
+        2: ("subjects", "rep", "rbac.Subject"),
+        3: ("roleRef", "opt", "rbac.RoleRef"),
+    },
+    "rbac.RoleRef": {1: ("apiGroup", "opt", "string"), 2: ("kind", "opt", "string"), 3: ("name", "opt", "string")},
+    "rbac.Subject": {
+        1: ("kind", "opt", "string"),
+        2: ("apiGroup", "opt", "string"),
+        3: ("name", "opt", "string"),
+        4: ("namespace", "opt", "string"),
+    },
 }

@@ -26,6 +26,16 @@ KINDS: dict[str, tuple[str, str]] = {
     "StatefulSet": ("apps/v1", "apps.StatefulSet"),
     "Job": ("batch/v1", "batch.Job"),
     "DeleteOptions": ("v1", "meta.DeleteOptions"),
+    "Namespace": ("v1", "core.Namespace"),
+    "ServiceAccount": ("v1", "core.ServiceAccount"),
+    "Pod": ("v1", "core.Pod"),
+    "Role": ("rbac.authorization.k8s.io/v1", "rbac.Role"),
+    "RoleBinding": ("rbac.authorization.k8s.io/v1", "rbac.RoleBinding"),
+    "ClusterRole": ("rbac.authorization.k8s.io/v1", "rbac.ClusterRole"),
+    "ClusterRoleBinding": ("rbac.authorization.k8s.io/v1", "rbac.ClusterRoleBinding"),
+    "Ingress": ("networking.k8s.io/v1", "networking.Ingress"),
+    "NetworkPolicy": ("networking.k8s.io/v1", "networking.NetworkPolicy"),
+    "PodDisruptionBudget": ("policy/v1", "policy.PodDisruptionBudget"),
 }
 
 # gogo-protobuf writes non-pointer scalars even when zero, so zero values are dropped as "unset" —

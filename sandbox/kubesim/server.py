@@ -674,7 +674,9 @@ class _Handler(BaseHTTPRequestHandler):
             dry_run=dry_run,
             preconditions=options.get("preconditions"),
         )
-        if info.kind in _RETURNS_DELETED_OBJECT or (deleted["metadata"].get("deletionTimestamp") and info.kind != "Pod"):
+        if info.kind in _RETURNS_DELETED_OBJECT or (
+            deleted["metadata"].get("deletionTimestamp") and info.kind != "Pod"
+        ):
             self._send_json(200, deleted)
             return
         self._send_json(

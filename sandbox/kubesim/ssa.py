@@ -9,7 +9,7 @@ fields that disappear from its next apply are removed from the object (unless an
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sandbox.kubesim.patch import list_strategy, strategic_merge
@@ -113,6 +113,20 @@ def _delete(obj: Any, path: FieldPath) -> None:
                 return
 
 
+def _prune_emptied(obj: dict, removed: list[FieldPath], applied: Iterable[FieldPath]) -> None:
+    """Drop maps/lists that only held removed fields (the applier no longer mentions them at all)."""
+    still_applied = {path[:n] for path in applied for n in range(1, len(path) + 1)}
+    for path in removed:
+        for depth in range(len(path) - 1, 0, -1):
+            ancestor = path[:depth]
+            if ancestor in still_applied:
+                break
+            found, value = _lookup(obj, ancestor)
+            if not found or value not in ({}, []):
+                break
+            _delete(obj, ancestor)
+
+
 def _side(store: Store, info: ResourceInfo, namespace: str, name: str) -> dict[str, Any]:
     return store.side.setdefault((info.key, namespace, name), {"owners": {}, "applied": {}})
 
@@ -179,11 +193,15 @@ def apply(
         previous = side["applied"].get(manager)
         if previous is not None:
             previous_fields = dict(leaf_fields(previous, info.kind))
-            # Deepest paths first so item removal happens after its fields.
-            for path in sorted(previous_fields.keys() - applied_fields.keys(), key=len, reverse=True):
-                owner = owners.get(path)
-                if owner in (None, manager):
-                    _delete(merged, path)
+            removed = [
+                path
+                for path in sorted(previous_fields.keys() - applied_fields.keys(), key=len)
+                if owners.get(path) in (None, manager)
+            ]
+            # Shortest paths first: a dropped list item goes as a whole, its fields then no longer resolve.
+            for path in removed:
+                _delete(merged, path)
+            _prune_emptied(merged, removed, applied_fields.keys())
         merged = strategic_merge(merged, body, info.kind)
         merged["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         result = store.update(info.key, merged, dry_run=dry_run)
