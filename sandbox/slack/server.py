@@ -74,6 +74,7 @@ class FakeSlack(SlackState):
         options: ApiOptions | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        socket_ping_interval: float | None = 0.2,
     ) -> None:
         super().__init__(workspace or default_workspace(), clock or WallClock())
         self.options = options or ApiOptions()
@@ -85,6 +86,7 @@ class FakeSlack(SlackState):
         self._sequence = 0
         # Open Socket Mode connections (socket_mode.py); envelopes go to them round-robin.
         self.socket_links: list[SocketLink] = []
+        self.socket_ping_interval = socket_ping_interval
         self._next_link = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -257,12 +259,31 @@ class FakeSlack(SlackState):
             envelope_type, payload, retry_attempt=retry_attempt, retry_reason=retry_reason, timeout=timeout
         )
 
-    def disconnect_sockets(self, reason: str = "refresh_requested") -> None:
-        """Ask every connected client to reconnect (Slack does this every few hours)."""
+    def disconnect_sockets(self, reason: str = "refresh_requested", *, grace: float = 10.0) -> None:
+        """Ask every connected client to reconnect (Slack does this every few hours).
+
+        Like Slack, the old connections are then closed from our side, as soon as replacements are open or after
+        ``grace`` seconds; without that the client sits in a blocking read until its own timeout.
+        """
         with self._lock:
             links = list(self.socket_links)
         for link in links:
             link.disconnect(reason)
+
+        def close_when_replaced() -> None:
+            with contextlib.suppress(TimeoutError):
+                self.wait_for(lambda: sum(link not in links for link in self.socket_links) >= len(links), grace)
+            for link in links:
+                link.close()
+
+        threading.Thread(target=close_when_replaced, name="fake-slack-disconnect", daemon=True).start()
+
+    def close_sockets(self) -> None:
+        """Drop every Socket Mode connection from the server side (call before stopping a client quickly)."""
+        with self._lock:
+            links = list(self.socket_links)
+        for link in links:
+            link.close()
 
     def _add_link(self, link: SocketLink) -> None:
         with self._lock:

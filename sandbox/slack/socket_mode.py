@@ -44,9 +44,17 @@ class SocketAck:
 class SocketLink:
     """The fake's end of one Socket Mode WebSocket."""
 
-    def __init__(self, fake: FakeSlack, connection: socket.socket, reader: BinaryIO, ticket: str) -> None:
+    def __init__(
+        self,
+        fake: FakeSlack,
+        connection: socket.socket,
+        reader: BinaryIO,
+        ticket: str,
+        ping_interval: float | None = None,
+    ) -> None:
         self.fake = fake
         self.ticket = ticket
+        self.ping_interval = ping_interval
         self._connection = connection
         self._reader = reader
         self._send_lock = threading.Lock()
@@ -119,8 +127,20 @@ class SocketLink:
 
     # ---------------------------------------------------------------- receiving
 
+    def _ping_until_closed(self) -> None:
+        # Slack pings its clients too; here it also wakes slack_sdk's blocking read, whose close() would
+        # otherwise wait out a 3 s socket timeout.
+        assert self.ping_interval is not None
+        while not self.closed.wait(self.ping_interval):
+            try:
+                self._send_frame(OPCODE_PING, b"fake-slack")
+            except OSError:
+                return
+
     def serve(self) -> None:
         """Read frames until the client goes away; runs on the HTTP handler's thread."""
+        if self.ping_interval:
+            threading.Thread(target=self._ping_until_closed, name="fake-slack-ping", daemon=True).start()
         try:
             while not self.closed.is_set():
                 frame = self._read_frame()
@@ -202,7 +222,13 @@ def serve_link(fake: FakeSlack, request: _Request) -> None:
     handler.wfile.flush()
     handler.close_connection = True
     ticket = dict(part.split("=", 1) for part in request.query.split("&") if "=" in part).get("ticket", "")
-    link = SocketLink(fake, handler.connection, handler.rfile, ticket)  # type: ignore[arg-type]
+    link = SocketLink(
+        fake,
+        handler.connection,
+        handler.rfile,  # type: ignore[arg-type]
+        ticket,
+        ping_interval=fake.socket_ping_interval,
+    )
     fake._add_link(link)
     try:
         link.send_json(
