@@ -152,7 +152,17 @@ def revision_patch(template: dict[str, Any]) -> dict[str, Any]:
     tmpl = go_roundtrip(template) or {}
     tmpl.setdefault("metadata", {})
     tmpl["$patch"] = "replace"
-    return {"spec": {"template": tmpl}}
+    # Keys sorted at every level, as Go's map encoding emits them: a server that serialises dicts in
+    # insertion order then returns the very bytes kubectl compares against for "skipped rollback".
+    return _sorted_keys({"spec": {"template": tmpl}})
+
+
+def _sorted_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _sorted_keys(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_keys(v) for v in value]
+    return value
 
 
 def hash_controller_revision(data: dict[str, Any], probe: int | None) -> str:
