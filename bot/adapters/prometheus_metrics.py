@@ -6,6 +6,8 @@ same process get their own counters. `/metrics` (bot/adapters/http_server.py) re
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Rollouts take seconds (a Deployment of 3 pods) to many minutes (an ECS service draining connections).
@@ -15,7 +17,7 @@ ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
 
 
 class PrometheusMetrics:
-    """Implements `ports.Metrics`, SlackChat's `SlackApiObserver` and the HTTP server's `RequestObserver`."""
+    """Implements `ports.Metrics` and the adapters' observers (SlackApiObserver, RequestObserver, SocketObserver)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -96,5 +98,8 @@ class PrometheusMetrics:
     def slack_request_handled(self, kind: str, status: int, seconds: float) -> None:
         self.slack_requests.labels(kind=kind, status=str(status)).observe(seconds)
 
-    def socket_mode_connected(self, is_connected: bool) -> None:
-        self.socket_connected.set(1 if is_connected else 0)
+    # Socket Mode (bot/adapters/socket_mode.py: SocketObserver)
+
+    def watch_socket_connection(self, is_connected: Callable[[], bool]) -> None:
+        """The gauge asks the connection at scrape time, so it is never stale."""
+        self.socket_connected.set_function(lambda: 1.0 if is_connected() else 0.0)

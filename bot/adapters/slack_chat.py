@@ -16,8 +16,9 @@ What the flow sees instead of a `SlackApiError` (slack.md §5.3):
     internal_error…
     anything else               ChatRejected (a PermanentError naming the method and Slack's error code)
 
-Progress coalescing (at most one `chat.update` per message per second) is the flow's job, through
-`rollouts.should_publish`; `CoalescingChat` below does the same for any caller that wants it at the seam.
+Coalescing progress (at most one `chat.update` per message per second, finished states at once) is the flow's
+job, through `rollouts.should_publish`; this adapter sends what it is given, and a 429 makes the calling thread
+wait Retry-After (the flow's rollout thread, never a Bolt listener doing real work).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,7 +19,9 @@ from slack_sdk import WebClient
 
 from bot.adapters.http_server import Server, protect_payload_substring, request_kind, serve
 from bot.adapters.prometheus_metrics import PrometheusMetrics
+from bot.adapters.socket_mode import ConnectionReadiness, SocketModeRunner
 from sandbox.slack import FakeSlack, SlackDriver, seed
+from tests.fakes.clock import ManualClock
 
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
 FORM = "application/x-www-form-urlencoded"
@@ -357,3 +360,86 @@ def test_protect_payload_substring(body: str, content_type: str, expected: str) 
 )
 def test_request_kind(body: str, content_type: str, kind: str) -> None:
     assert request_kind(body, content_type) == kind
+
+
+# ------------------------------------------------------------------ Socket Mode: the same probes, no inbound Slack
+
+
+@pytest.fixture
+def socket_fake() -> Iterator[FakeSlack]:
+    with FakeSlack() as server:
+        yield server
+
+
+def socket_app(fake: FakeSlack) -> App:
+    app = App(client=WebClient(token=seed.BOT_TOKEN, base_url=fake.api_url))
+
+    @app.command("/rollback")
+    def on_rollback(ack: Ack, command: dict[str, Any]) -> None:
+        ack(f"via socket: {command['text']}")
+
+    return app
+
+
+def test_socket_mode_connects_acks_commands_and_reports_ready(socket_fake: FakeSlack) -> None:
+    metrics = PrometheusMetrics(CollectorRegistry())
+    runner = SocketModeRunner(
+        socket_app(socket_fake),
+        seed.APP_TOKEN,
+        host="127.0.0.1",
+        port=0,
+        metrics_registry=metrics.registry,
+        observer=metrics,
+    )
+
+    runner.start()
+    try:
+        socket_fake.wait_for_socket()
+        ack = SlackDriver(None, "", socket_fake, transport="socket").slash_command("workshop 1", seed.ALICE, seed.OPS)
+
+        ack.assert_acked(within=1.0)
+        assert ack.ephemeral_text == "via socket: workshop 1"
+        assert socket_fake.last("apps.connections.open").ok
+        assert get(runner.url + "/readyz")[0] == 200
+        assert get(runner.url + "/healthz")[0] == 200
+        assert "rollbot_socket_mode_connected 1.0" in get(runner.url + "/metrics")[2]
+        assert get(runner.url + "/slack/events")[0] == 404
+    finally:
+        socket_fake.close_sockets()
+        runner.stop()
+
+
+def test_socket_mode_is_not_ready_until_connected_and_shows_why(socket_fake: FakeSlack) -> None:
+    runner = SocketModeRunner(socket_app(socket_fake), seed.APP_TOKEN, host="127.0.0.1", port=0)
+    runner.server.start()
+    try:
+        status, _, body = get(runner.url + "/readyz")
+    finally:
+        runner.server.stop()
+
+    assert status == 503
+    assert json.loads(body)["reason"] == "socket mode not connected to Slack"
+
+
+def test_a_short_reconnect_does_not_flap_readiness() -> None:
+    clock = ManualClock()
+    connected = [True]
+    readiness = ConnectionReadiness(lambda: connected[0], grace=timedelta(seconds=30), clock=clock)
+
+    assert readiness() is True
+    connected[0] = False
+    clock.advance(timedelta(seconds=29))
+    assert readiness() is True
+    clock.advance(timedelta(seconds=2))
+    assert readiness() == (False, "socket mode not connected to Slack")
+
+
+def test_readiness_also_needs_the_bots_own_check() -> None:
+    readiness = ConnectionReadiness(lambda: True, lambda: (False, "redis unreachable"))
+
+    assert readiness() == (False, "redis unreachable")
+
+
+def test_socket_mode_needs_an_app_level_token(socket_fake: FakeSlack) -> None:
+    with pytest.raises(ValueError, match="xapp-"):
+        SocketModeRunner(socket_app(socket_fake), seed.BOT_TOKEN, port=0)
