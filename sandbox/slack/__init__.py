@@ -20,7 +20,7 @@ from sandbox.slack.records import Call, Change, Ephemeral, Message, ResponseUrlP
 from sandbox.slack.seed import ManualClock, Workspace, default_workspace
 from sandbox.slack.server import FakeSlack
 from sandbox.slack.signing import compute_signature
-from sandbox.slack.transcript import TranscriptPrinter
+from sandbox.slack.transcript import TranscriptPrinter, render_thread
 from sandbox.slack.webapi import ApiOptions
 
 __all__ = [
@@ -40,5 +40,6 @@ __all__ = [
     "Workspace",
     "compute_signature",
     "default_workspace",
+    "render_thread",
     "seed",
 ]

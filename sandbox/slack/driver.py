@@ -15,8 +15,8 @@ import string
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from http.client import HTTPConnection, HTTPException
@@ -24,6 +24,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from sandbox.slack.blockkit import blocks_plain_text
+from sandbox.slack.records import Change
 from sandbox.slack.seed import API_APP_ID, TEAM_DOMAIN, TEAM_ID, Clock, WallClock
 from sandbox.slack.server import FakeSlack
 from sandbox.slack.signing import SLACK_USER_AGENT, compute_signature, signed_headers
@@ -172,6 +173,7 @@ class SlackDriver:
         self._lock = threading.Lock()
         self._event_counter = 0
         self._background = ThreadPoolExecutor(max_workers=8, thread_name_prefix="slack-driver")
+        self.forwarded: list[Future[Ack]] = []
 
     def close(self) -> None:
         self._background.shutdown(wait=False, cancel_futures=True)
@@ -445,6 +447,42 @@ class SlackDriver:
                 retry_num=retry_num,
                 transport_error="timeout",
             )
+
+    def forward_bot_activity(self, *, messages: bool = True, reactions: bool = True) -> Callable[[], None]:
+        """Echo the bot's own messages and reactions back to it as events, as Slack does.
+
+        A correct bot drops them (Bolt's IgnoringSelfEvents); this lets a test prove it. Deliveries run on a
+        background pool (never inside the fake's lock, where a bot calling back into the fake would deadlock);
+        their acks collect in ``self.forwarded``. Returns a function that stops forwarding.
+        """
+        if self.fake is None:
+            raise ValueError("forwarding needs the fake")
+        fake = self.fake
+        bot_user = fake.workspace.bot_user_id
+
+        def on_change(change: Change) -> None:
+            if change.user != bot_user or change.channel is None or change.ts is None:
+                return
+            inner: dict[str, Any] | None = None
+            if reactions and change.kind in ("reaction_added", "reaction_removed") and change.reaction:
+                inner = self.reaction_event(change.kind, bot_user, change.reaction, change.channel, change.ts)
+            elif messages and change.kind == "message_posted" and change.message is not None:
+                inner = {
+                    "type": "message",
+                    "channel": change.channel,
+                    "user": bot_user,
+                    "bot_id": change.message.bot_id,
+                    "text": change.message.text,
+                    "ts": change.ts,
+                    "event_ts": change.ts,
+                    "channel_type": self._channel_type(change.channel),
+                }
+                if change.message.is_reply:
+                    inner["thread_ts"] = change.message.thread_ts
+            if inner is not None:
+                self.forwarded.append(self._background.submit(self.event, inner))
+
+        return fake.subscribe(on_change)
 
     # ------------------------------------------------------------------ interactivity
 

@@ -98,3 +98,16 @@ class TranscriptPrinter:
 def _one_line(text: str) -> str:
     flat = " ⏎ ".join(line.strip() for line in text.splitlines() if line.strip())
     return flat if len(flat) <= MAX_LINE_TEXT else flat[: MAX_LINE_TEXT - 1] + "…"
+
+
+def render_thread(state: SlackState, channel: str, ts: str) -> str:
+    """A thread as plain text for snapshot-style assertions: parent, replies (indented), reactions."""
+    lines: list[str] = []
+    for message in state.thread(channel, ts):
+        indent = "  ↳ " if message.is_reply else ""
+        edited = " (edited)" if message.is_edited else ""
+        lines.append(f"{indent}@{state.user_name(message.user)}: {_one_line(message.all_text())}{edited}")
+        for name, users in message.reactions.items():
+            voters = ", ".join(f"@{state.user_name(user)}" for user in users)
+            lines.append(f"{'    ' if message.is_reply else '  '}:{name}: {voters}")
+    return "\n".join(lines)

@@ -12,7 +12,7 @@ import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from sandbox.slack import FakeSlack, ManualClock, TranscriptPrinter, seed
+from sandbox.slack import FakeSlack, ManualClock, TranscriptPrinter, render_thread, seed
 from sandbox.slack.records import Change
 
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
@@ -648,6 +648,17 @@ def test_subscribers_and_transcript_see_every_change(fake: FakeSlack, client: We
     assert "Rolled back" in lines[2]
     assert "+ :white_check_mark: by @bob" in lines[3]
     assert "(only @dave sees) not allowed" in lines[4]
+
+
+def test_render_thread_gives_a_snapshot_friendly_text(client: WebClient, fake: FakeSlack) -> None:
+    parent = client.chat_postMessage(channel=seed.OPS, text="Rollback workshop to 1?")["ts"]
+    client.chat_postMessage(channel=seed.OPS, text="Rolling back", thread_ts=parent)
+    client.chat_update(channel=seed.OPS, ts=parent, text="Rolled back workshop to 1")
+    fake.apply_reaction(seed.OPS, parent, "white_check_mark", seed.BOB)
+
+    assert render_thread(fake, seed.OPS, parent) == (
+        "@rollbot: Rolled back workshop to 1 (edited)\n  :white_check_mark: @bob\n  ↳ @rollbot: Rolling back"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- modals, sockets

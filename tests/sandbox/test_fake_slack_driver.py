@@ -369,3 +369,17 @@ def test_concurrent_slash_commands_are_all_acked(bolt: BoltHarness) -> None:
     for ack in acks:
         ack.assert_acked(within=2.0)
     bolt.fake.wait_for(lambda: len(bolt.fake.messages(seed.OPS)) == 20, timeout=10)
+
+
+def test_bots_own_activity_is_echoed_back_and_bolt_drops_it(bolt: BoltHarness) -> None:
+    stop_forwarding = bolt.driver.forward_bot_activity()
+    try:
+        bolt.driver.slash_command("workshop 1", seed.ALICE, seed.OPS).assert_acked()
+        bolt.fake.wait_for(lambda: len(bolt.driver.forwarded) == 2)  # the request message and its :eyes:
+        acks = [future.result(timeout=5) for future in bolt.driver.forwarded]
+    finally:
+        stop_forwarding()
+
+    assert [json.loads(a.request_body)["event"]["type"] for a in acks] == ["message", "reaction_added"]
+    assert all(a.ok for a in acks)
+    assert bolt.seen == []  # IgnoringSelfEvents kept the bot's own reaction from the listener
