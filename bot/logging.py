@@ -139,7 +139,8 @@ def configure_logging(
         cache_logger_on_first_use=False,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, _message_from_record],
+        # ExtraAdder: stdlib callers (the flow, handlers) pass fields as `extra={...}`; they become keys too.
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), _message_from_record],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,

@@ -134,6 +134,14 @@ def test_stdlib_lines_carry_the_operation_id_too(log_output: io.StringIO) -> Non
     assert line["logger"] == "redis.connection"
 
 
+def test_stdlib_extra_fields_become_keys(log_output: io.StringIO) -> None:
+    logging.getLogger("rollbot.flows").info("rollback requested", extra={"operation_id": "op-9", "target": "workshop"})
+
+    [line] = lines(log_output)
+    assert line["operation_id"] == "op-9"
+    assert line["target"] == "workshop"
+
+
 def test_the_operation_id_stays_in_its_thread(log_output: io.StringIO) -> None:
     log = get_logger("rollbot.executor")
     other_thread_logged = threading.Event()
@@ -165,6 +173,7 @@ def test_secrets_never_reach_the_output_on_any_path(log_output: io.StringIO) -> 
     log.info("object", value=Leaky())
     stdlib.info("stdlib %s and %s", seed.BOT_TOKEN, seed.SIGNING_SECRET)
     stdlib.info("stdlib dict %s", {"token": seed.APP_TOKEN})
+    stdlib.info("stdlib extra", extra={"token": seed.BOT_TOKEN, "secret": seed.SIGNING_SECRET})
     try:
         raise RuntimeError(f"auth failed for {seed.BOT_TOKEN} signed with {seed.SIGNING_SECRET}")
     except RuntimeError:
@@ -176,7 +185,7 @@ def test_secrets_never_reach_the_output_on_any_path(log_output: io.StringIO) -> 
     assert_no_secret(log_output)
     output = log_output.getvalue()
     assert output.count(REDACTED) >= 15
-    assert len(lines(log_output)) == 10
+    assert len(lines(log_output)) == 11
 
 
 def test_bolt_and_slack_sdk_are_held_at_warning(log_output: io.StringIO) -> None:
