@@ -10,11 +10,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from slack_bolt import Ack, App
+from slack_bolt.request.internals import parse_body
 from slack_sdk import WebClient
 
 from bot.adapters.http_server import Server, protect_payload_substring, request_kind, serve
@@ -443,3 +446,22 @@ def test_readiness_also_needs_the_bots_own_check() -> None:
 def test_socket_mode_needs_an_app_level_token(socket_fake: FakeSlack) -> None:
     with pytest.raises(ValueError, match="xapp-"):
         SocketModeRunner(socket_app(socket_fake), seed.BOT_TOKEN, port=0)
+
+
+form_fields = st.dictionaries(
+    keys=st.sampled_from(["command", "text", "channel_name", "user_name", "team_domain", "response_url"]),
+    values=st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40).map(
+        lambda text: text.replace("\x00", "")
+    )
+    | st.sampled_from(["payload", "payload-api 1", "my payload=x", "payloads&payload", "PAYLOAD payload"]),
+    min_size=1,
+)
+
+
+@given(fields=form_fields)
+def test_bolt_parses_a_protected_form_to_exactly_the_fields_sent(fields: dict[str, str]) -> None:
+    body = urlencode(fields)
+
+    protected = protect_payload_substring(body, FORM)
+
+    assert parse_body(protected, FORM) == dict(parse_qsl(body, keep_blank_values=True))
