@@ -415,10 +415,9 @@ class _Handler(BaseHTTPRequestHandler):
         first_table = True
         last_bookmark = time.monotonic()
         try:
-            if error_event is not None or watch is None:
+            if error_event is not None:
                 self._write_chunk(_dumps(error_event) + b"\n")
-                return
-            while not self.server.stopping.is_set():
+            while watch is not None and not self.server.stopping.is_set():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
