@@ -11,6 +11,7 @@ What the flow sees instead of a `SlackApiError` (slack.md §5.3):
     msg_blocks_too_long
     message_not_found,          on update: a new message is posted instead (see `SlackChat.update`)
     edit_window_closed
+    cannot_reply_to_message     on a thread reply: posted in the channel instead
     already_reacted             success
     5xx, transport errors,      ChatUnavailable (retryable)
     internal_error…
@@ -67,6 +68,8 @@ REMEMBERED_MESSAGES = 10_000
 RATE_LIMITED = frozenset({"ratelimited", "rate_limited"})
 TOO_LONG = frozenset({"msg_too_long", "msg_blocks_too_long"})
 GONE = frozenset({"message_not_found", "edit_window_closed"})
+# chat.postMessage with a thread_ts whose parent no longer exists.
+NO_THREAD = frozenset({"cannot_reply_to_message", "thread_not_found"})
 NOT_IN_CHANNEL = frozenset({"not_in_channel", "channel_not_found"})
 TRANSIENT = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout", "team_added_to_org"})
 SLACKBOT = "USLACKBOT"
@@ -277,7 +280,10 @@ class SlackChat:
     # ports.Chat
 
     def post(self, channel: ChannelId, message: ChatMessage, thread: MessageRef | None = None) -> MessageRef:
-        """Post in `channel` (in `thread`'s thread if given); returns the new message's ref."""
+        """Post in `channel` (in `thread`'s thread if given); returns the new message's ref.
+
+        If the thread's parent is gone (deleted), the message goes to the channel instead of being lost.
+        """
         parent = self.current(thread) if thread is not None else None
 
         def send(msg: ChatMessage) -> SlackResponse:
@@ -287,7 +293,12 @@ class SlackChat:
                 **_message_args(msg),
             )
 
-        response = self._send("chat.postMessage", send, message, channel=channel)
+        try:
+            response = self._send("chat.postMessage", send, message, channel=channel, passthrough=NO_THREAD)
+        except SlackApiError as exc:
+            log.warning("thread parent gone, posting in the channel", channel=channel, error=_error_code(exc))
+            parent = None
+            response = self._send("chat.postMessage", send, message, channel=channel)
         ref = MessageRef(channel=ChannelId(str(response.get("channel") or channel)), ts=str(response["ts"]))
         if parent is not None:
             with self._lock:

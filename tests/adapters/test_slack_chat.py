@@ -300,6 +300,17 @@ def test_a_deleted_thread_reply_is_replaced_in_the_same_thread(chat: SlackChat, 
     assert fake.message(seed.OPS, replacement.ts).thread_ts == parent.ts
 
 
+def test_a_reply_to_a_deleted_parent_goes_to_the_channel(chat: SlackChat, fake: FakeSlack) -> None:
+    parent = chat.post(OPS, operation_message())
+    delete(fake, parent)
+
+    reply = chat.post(OPS, ChatMessage(text="Rolled back workshop to revision 1"), thread=parent)
+
+    stored = fake.message(seed.OPS, reply.ts)
+    assert stored.text == "Rolled back workshop to revision 1"
+    assert stored.thread_ts is None
+
+
 def test_update_after_the_edit_window_posts_a_new_message(chat: SlackChat, fake: FakeSlack) -> None:
     ref = chat.post(OPS, operation_message())
     fake.options.edit_window_seconds = -1.0  # every message is past its edit window
