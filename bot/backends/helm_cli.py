@@ -58,6 +58,8 @@ HISTORY_MAX = 10
 HISTORY_IMAGES_LIMIT = 10
 # helm commands that only read (history, get, status) are quick; a stuck one means the cluster is unreachable.
 READ_TIMEOUT_SECONDS = 60
+# helm writes the pending-rollback revision within a second or two of starting; look for it this often.
+RECORD_POLL_SECONDS = 0.2
 
 
 @dataclass
@@ -83,12 +85,15 @@ class HelmCliBackend:
         clients: KubernetesClients | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         environment: Mapping[str, str] | None = None,
+        wait_timeout: timedelta = timedelta(minutes=10),
     ) -> None:
         self._helm = helm_path
         self._kubeconfig = kubeconfig
         self._clients = clients or KubernetesClients(kubeconfig)
         self._monotonic = monotonic
         self._environment = dict(environment if environment is not None else os.environ)
+        # helm's own --timeout for the rollback's wait; the bot's rollout timeout, so both give up together.
+        self._wait_timeout = wait_timeout
         self._running: dict[str, _RunningRollback] = {}
         self._lock = threading.Lock()
 
@@ -160,7 +165,7 @@ class HelmCliBackend:
 
     def current_revision(self, target: Target) -> RevisionNumber:
         rows = self._history_rows(self._spec(target))
-        current = helm.last_deployed(rows) or rows[-1]
+        current = helm.current_row(rows) or rows[-1]
         return RevisionNumber(current.revision)
 
     def plan_rollback(
@@ -195,8 +200,9 @@ class HelmCliBackend:
         key = self._rollback_key(spec, plan)
         with self._lock:
             running = self._running.get(key)
+        expected = RevisionNumber(int(plan.backend_data.get("latest_before", "0")) + 1)
         if running is not None:
-            return RollbackReceipt(message="helm rollback already running")
+            return RollbackReceipt(new_revision=expected, message="helm rollback already running")
         started_revision = self._started_rollback(spec, plan)
         if started_revision is not None:
             # A take-over after a crash: helm already recorded our rollback; never create a second one.
@@ -211,7 +217,7 @@ class HelmCliBackend:
             "--history-max",
             str(HISTORY_MAX),
             "--timeout",
-            f"{int(self._wait_timeout(plan).total_seconds())}s",
+            f"{int(self._wait_timeout.total_seconds())}s",
             *self._wait_flags(),
         )
         try:
@@ -229,21 +235,29 @@ class HelmCliBackend:
         with self._lock:
             self._running[key] = running
         log.info("helm rollback started", operation_id=operation_id, release=spec.release, to=plan.to_revision)
+        recorded = self._await_recorded(spec, plan, running)
         return RollbackReceipt(
-            new_revision=RevisionNumber(int(plan.backend_data.get("latest_before", "0")) + 1),
+            new_revision=RevisionNumber(recorded) if recorded is not None else expected,
             message=f"helm rollback {spec.release} {plan.to_revision}",
         )
+
+    def _await_recorded(self, spec: HelmTarget, plan: RollbackPlan, running: _RunningRollback) -> int | None:
+        """Return once helm has stored the new revision (pending-rollback), so the receipt is a fact."""
+        deadline = self._monotonic() + READ_TIMEOUT_SECONDS
+        while self._monotonic() < deadline:
+            recorded = self._started_rollback(spec, plan)
+            if recorded is not None:
+                return recorded
+            if running.finished():
+                if running.process.returncode != 0:
+                    raise helm.translate_helm_error("\n".join(running.output), release=spec.release)
+                return self._started_rollback(spec, plan)
+            time.sleep(RECORD_POLL_SECONDS)
+        return None
 
     def _wait_flags(self) -> list[str]:
         # v4 has --wait=watcher|legacy|hookOnly (default hookOnly: no wait); v3 has a boolean --wait.
         return ["--wait=watcher"] if self.major_version >= 4 else ["--wait"]
-
-    @staticmethod
-    def _wait_timeout(plan: RollbackPlan) -> timedelta:
-        seconds = plan.options.get("helm_timeout_seconds")
-        return (
-            timedelta(seconds=int(seconds)) if isinstance(seconds, str) and seconds.isdigit() else timedelta(minutes=10)
-        )
 
     @staticmethod
     def _collect_output(running: _RunningRollback) -> None:

@@ -88,8 +88,15 @@ def last_deployed(rows: Sequence[HistoryRow]) -> HistoryRow | None:
     return deployed[-1] if deployed else None
 
 
+def current_row(rows: Sequence[HistoryRow]) -> HistoryRow | None:
+    """The revision the release runs or is moving to: a rollback in progress counts (its template is applied)."""
+    if rows and rows[-1].status == "pending-rollback":
+        return rows[-1]
+    return last_deployed(rows)
+
+
 def revisions(rows: Sequence[HistoryRow], images: Mapping[int, Sequence[ContainerImage]]) -> list[Revision]:
-    current = last_deployed(rows)
+    current = current_row(rows)
     return [
         Revision(
             number=RevisionNumber(row.revision),

@@ -1,0 +1,128 @@
+"""The Helm backend drives the real helm binary against kubesim."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.backends.helm_cli import HelmCliBackend
+from bot.backends.kubernetes_api import KubernetesClients
+from bot.core.catalog import Target
+from bot.core.errors import RevisionNotFound, RollbackRefused, UnknownTarget
+from bot.core.operations import OperationId
+from bot.core.rollouts import RevisionNumber, RolloutPhase
+from sandbox.kubesim.cluster import KubeSim
+from tests.backends.helm_world import HELM, HelmWorld
+from tests.contracts.backend_contract import BackendCase, BackendContract
+
+
+def helm_target(release: str = "workshop") -> Target:
+    return Target.model_validate(
+        {
+            "name": release,
+            "spec": {"backend": "helm", "release": release, "namespace": "default"},
+            "policy": {"approvers": ["U0AAA"]},
+        }
+    )
+
+
+@pytest.fixture
+def helm_world(kubesim: KubeSim, tmp_path: Path, kubeconfig: Path) -> HelmWorld:
+    return HelmWorld(kubesim, tmp_path, kubeconfig)
+
+
+@pytest.fixture
+def backend(helm_world: HelmWorld, kube_clients: KubernetesClients) -> HelmCliBackend:
+    return HelmCliBackend(
+        str(HELM),
+        kubeconfig=str(helm_world.kubeconfig),
+        clients=kube_clients,
+        environment=helm_world.env,
+        wait_timeout=timedelta(seconds=20),
+    )
+
+
+class TestHelmBackend(BackendContract):
+    @pytest.fixture
+    def backend_case(self, helm_world: HelmWorld, backend: HelmCliBackend) -> BackendCase:
+        helm_world.install()
+        helm_world.upgrade()
+        return BackendCase(
+            backend=backend,
+            target=helm_target(),
+            good=RevisionNumber(1),
+            current=RevisionNumber(2),
+            watch_timeout=timedelta(seconds=30),
+        )
+
+
+def test_seed_000_rollback_streams_and_leaves_helm_history_as_helm_would(
+    helm_world: HelmWorld, backend: HelmCliBackend
+) -> None:
+    helm_world.install()
+    helm_world.upgrade()
+    target = helm_target()
+    history = backend.history(target)
+    assert [(r.number, r.status, r.is_current) for r in history] == [(1, "superseded", False), (2, "deployed", True)]
+    assert history[1].images[0].image == "nginx:non-existing"
+    plan = backend.plan_rollback(target, RevisionNumber(1), {})
+    assert [(c.field, c.before, c.after) for c in plan.changes] == [("image", "nginx:non-existing", "nginx:1.16.0")]
+    receipt = backend.roll_back(target, plan, OperationId("op-seed"))
+    statuses = list(backend.watch_rollout(target, plan, timedelta(seconds=30)))
+    assert statuses[-1].phase is RolloutPhase.SUCCEEDED
+    assert "as revision 3" in statuses[-1].summary
+    assert receipt.new_revision == 3
+    assert helm_world.statuses() == [
+        (1, "superseded", "Install complete"),
+        (2, "superseded", "Upgrade complete"),
+        (3, "deployed", "Rollback to 1"),
+    ]
+    status = backend.status(target)
+    assert status.revision == 3
+    assert status.is_healthy
+
+
+def test_unknown_release_is_a_clear_message(backend: HelmCliBackend) -> None:
+    with pytest.raises(UnknownTarget, match="helm release `nope` not found"):
+        backend.check_target(helm_target("nope"))
+
+
+def test_unknown_revision_lists_the_revisions_that_exist(helm_world: HelmWorld, backend: HelmCliBackend) -> None:
+    helm_world.install()
+    helm_world.upgrade()
+    with pytest.raises(RevisionNotFound, match=r"no revision 7; available: 1, 2"):
+        backend.plan_rollback(helm_target(), RevisionNumber(7), {})
+    assert [row[0] for row in helm_world.statuses()] == [1, 2]
+
+
+def test_release_stuck_in_pending_upgrade_is_explained_before_anything_runs(
+    helm_world: HelmWorld, backend: HelmCliBackend
+) -> None:
+    helm_world.install()
+    helm_world.interrupted_upgrade()
+    before = helm_world.statuses()
+    assert before[-1][1] == "pending-upgrade"
+    with pytest.raises(RollbackRefused, match=r"stuck in pending-upgrade at revision 2.*`/rollback workshop 1`"):
+        backend.plan_rollback(helm_target(), None, {})
+    assert helm_world.statuses() == before
+    # The last deployed revision is accepted explicitly: the way out of a stuck release.
+    plan = backend.plan_rollback(helm_target(), RevisionNumber(1), {})
+    assert plan.to_revision == 1
+
+
+def test_rollback_to_a_revision_whose_image_is_also_missing_fails_with_the_pods_reason(
+    helm_world: HelmWorld, backend: HelmCliBackend
+) -> None:
+    helm_world.install(tag="non-existing-one", wait=False)
+    helm_world.upgrade(tag="non-existing-two")
+    target = helm_target()
+    plan = backend.plan_rollback(target, RevisionNumber(1), {})
+    backend.roll_back(target, plan, OperationId("op-bad-target"))
+    statuses = list(backend.watch_rollout(target, plan, timedelta(seconds=4)))
+    final = statuses[-1]
+    assert final.phase is RolloutPhase.FAILED
+    assert "timed out after 4s" in (final.reason or "")
+    assert "ImagePullBackOff" in (final.reason or "") or "ErrImagePull" in (final.reason or "")
+    assert any(unit.reason in ("ImagePullBackOff", "ErrImagePull") for unit in final.unhealthy)
