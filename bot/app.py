@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ log = logging.getLogger("rollbot.app")
 LISTENER_THREADS = 16
 # Short request work (answering commands, counting votes): Redis and Slack calls of a few ms each.
 REQUEST_WORKERS = 16
+# How long stop() waits for executor threads to notice it; a rollout still running stays in Redis for takeover.
+STOP_GRACE_SECONDS = 5.0
 
 
 class SystemClock:
@@ -118,8 +121,11 @@ class RollbotApp:
             self._quietly(self.server.stop)
         if self._sweeper is not None:
             self._sweeper.join(timeout=5)
+        # Watches notice `flow.stop()` at their next observation; give running work a moment to wind down.
         self.request_executor.shutdown(wait=False, cancel_futures=True)
         self.rollout_executor.shutdown(wait=False, cancel_futures=True)
+        for executor in (self.request_executor, self.rollout_executor):
+            _join_workers(executor, timeout=STOP_GRACE_SECONDS)
         for close in self._closers:
             self._quietly(close)
 
@@ -223,6 +229,12 @@ def build_app(
         socket_handler=socket_handler,
         _closers=closers,
     )
+
+
+def _join_workers(executor: ThreadPoolExecutor, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for thread in list(getattr(executor, "_threads", ())):
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _load_catalog(settings: Settings) -> Catalog:

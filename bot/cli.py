@@ -54,6 +54,7 @@ def check_config(path: Path | None) -> int:
 
 def serve() -> int:
     from bot.app import build_app  # the wiring pulls in every vendor library; check-config does not need it
+    from bot.logging import configure_logging
 
     settings = Settings()
     problems = settings.serve_problems()
@@ -61,6 +62,14 @@ def serve() -> int:
         for problem in problems:
             print(f"rollbot serve: {problem}", file=sys.stderr)
         return EXIT_CONFIG
+    configure_logging(
+        settings.log_level,
+        secrets=[
+            secret.get_secret_value()
+            for secret in (settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token)
+            if secret is not None
+        ],
+    )
     try:
         rollbot = build_app(settings)
     except CatalogFileError as exc:

@@ -648,7 +648,7 @@ class RollbackFlow:
     def _keep_lease(self, operation_id: OperationId, watch: _Watch) -> None:
         """Renew this replica's claim and the target's lock until the execution ends or the claim is lost."""
         interval = max(self._lease.total_seconds() / 3, 0.05)
-        while not watch.lost.wait(interval):
+        while not watch.lost.wait(interval) and not self._stopping.is_set():
             try:
                 operation = self._store.get(operation_id)
                 if operation is None or operation.phase.is_terminal:

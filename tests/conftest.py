@@ -10,7 +10,7 @@ import redis
 
 from tests.fakes.clock import ManualClock
 from tests.fakes.memory_store import InMemoryOperationStore
-from tests.fakes.redis_server import DATABASES, RedisServer, RedisServerUnavailable
+from sandbox.redis_server import DATABASES, RedisServer, RedisServerUnavailable
 
 _databases = itertools.cycle(range(DATABASES))
 

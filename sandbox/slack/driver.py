@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from sandbox.slack.blockkit import blocks_plain_text
 from sandbox.slack.records import Change
-from sandbox.slack.seed import API_APP_ID, TEAM_DOMAIN, TEAM_ID, Clock, WallClock
+from sandbox.slack.seed import ALICE, API_APP_ID, EVE, OPS, TEAM_DOMAIN, TEAM_ID, Clock, WallClock
 from sandbox.slack.server import FakeSlack
 from sandbox.slack.signing import SLACK_USER_AGENT, compute_signature, signed_headers
 from sandbox.slack.socket_mode import EnvelopeType
@@ -578,27 +578,27 @@ class SlackDriver:
 
     # ------------------------------------------------------------------ negative cases (all send a slash command)
 
-    def bad_signature(self, text: str = "help", user: str = "U0EVE", channel: str = "C0OPS") -> Ack:
+    def bad_signature(self, text: str = "help", user: str = EVE, channel: str = OPS) -> Ack:
         """Signed with the wrong secret."""
         _, _, body = self._slash_body(text, user, channel, "/rollback", None, None)
         timestamp = int(self.clock.now())
         headers = signed_headers("not-the-" + self.signing_secret, timestamp, body, FORM)
         return self._post(body, headers, kind="slash_command")
 
-    def stale(self, seconds: int = 301, text: str = "help", user: str = "U0ALICE", channel: str = "C0OPS") -> Ack:
+    def stale(self, seconds: int = 301, text: str = "help", user: str = ALICE, channel: str = OPS) -> Ack:
         """Correctly signed, but with a timestamp ``seconds`` in the past (replay window is 300 s)."""
         return self._with_timestamp(int(self.clock.now()) - seconds, text, user, channel)
 
-    def future(self, seconds: int = 301, text: str = "help", user: str = "U0ALICE", channel: str = "C0OPS") -> Ack:
+    def future(self, seconds: int = 301, text: str = "help", user: str = ALICE, channel: str = OPS) -> Ack:
         """Correctly signed, but with a timestamp ``seconds`` in the future."""
         return self._with_timestamp(int(self.clock.now()) + seconds, text, user, channel)
 
-    def missing_headers(self, text: str = "help", user: str = "U0ALICE", channel: str = "C0OPS") -> Ack:
+    def missing_headers(self, text: str = "help", user: str = ALICE, channel: str = OPS) -> Ack:
         """No timestamp and no signature headers at all."""
         _, _, body = self._slash_body(text, user, channel, "/rollback", None, None)
         return self._post(body, {"Content-Type": FORM, "User-Agent": SLACK_USER_AGENT}, kind="slash_command")
 
-    def non_integer_timestamp(self, text: str = "help", user: str = "U0ALICE", channel: str = "C0OPS") -> Ack:
+    def non_integer_timestamp(self, text: str = "help", user: str = ALICE, channel: str = OPS) -> Ack:
         """Timestamp ``abc`` (signed over it): Bolt answers 500 here, so tests should assert only 'not 2xx'."""
         _, _, body = self._slash_body(text, user, channel, "/rollback", None, None)
         return self._post(body, signed_headers(self.signing_secret, "abc", body, FORM), kind="slash_command")

@@ -14,6 +14,8 @@ from sandbox.slack.blockkit import blocks_plain_text
 
 MessageSource = Literal["chat.postMessage", "response_url", "slash_ack", "user"]
 EphemeralSource = Literal["chat.postEphemeral", "response_url", "slash_ack", "operation_timeout"]
+ResponseEffect = Literal["ephemeral", "in_channel", "replace_original", "delete_original", "rejected"]
+Encoding = Literal["json", "form", "query", "none"]
 ChangeKind = Literal[
     "message_posted",
     "message_edited",
@@ -130,7 +132,7 @@ class Call:
     path: str
     method: str
     content_type: str
-    encoding: Literal["json", "form", "query", "none"]
+    encoding: Encoding
     headers: dict[str, str]  # Authorization is redacted to the token prefix
     raw_body: bytes
     args: dict[str, Any]  # query ∪ body, with blocks/metadata/attachments/view JSON-decoded
@@ -186,7 +188,7 @@ class ResponseUrlPost:
     body: dict[str, Any] | None
     raw_body: bytes
     t: float
-    effect: Literal["ephemeral", "in_channel", "replace_original", "delete_original", "rejected"]
+    effect: ResponseEffect
     reason: str | None = None  # why it was rejected: used_url, expired_url, invalid_payload, no_text…
 
     @property

@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from sandbox.slack.blockkit import validate_blocks
 from sandbox.slack.ratelimits import RateLimiter, RateLimitMode
-from sandbox.slack.records import Call, ResponseUrlPost
+from sandbox.slack.records import Call, Encoding, ResponseEffect, ResponseUrlPost
 from sandbox.slack.seed import Clock, Token, WallClock, Workspace, default_workspace
 from sandbox.slack.socket_mode import EnvelopeType, SocketAck, SocketLink, serve_link
 from sandbox.slack.state import RESPONSE_URL_MAX_USES, RESPONSE_URL_TTL_SECONDS, ResponseUrl, SlackState
@@ -414,7 +414,7 @@ class FakeSlack(SlackState):
                 body=body,
                 raw_body=request.body,
                 t=self.clock.now(),
-                effect=effect,  # type: ignore[arg-type]
+                effect=effect,
                 reason=reason,
             )
         )
@@ -422,7 +422,7 @@ class FakeSlack(SlackState):
 
     def _apply_response(
         self, entry: ResponseUrl, raw: bytes, headers: dict[str, str]
-    ) -> tuple[int, str | None, str, dict[str, Any] | None]:
+    ) -> tuple[int, str | None, ResponseEffect, dict[str, Any] | None]:
         """Return (status, rejection reason, effect, parsed body) and apply the effect to the workspace."""
         body = _parse_response_body(raw, headers.get("content-type", ""))
         if body is None:
@@ -528,10 +528,10 @@ def _redacted(headers: dict[str, str]) -> dict[str, str]:
     return redacted
 
 
-def _parse_args(request: _Request) -> tuple[dict[str, Any], Any, str | None]:
+def _parse_args(request: _Request) -> tuple[dict[str, Any], Encoding, str | None]:
     """Merge query string and body (JSON or form) into one args dict, as Slack does."""
     args: dict[str, Any] = dict(parse_qsl(request.query, keep_blank_values=True))
-    encoding = "query" if args else "none"
+    encoding: Encoding = "query" if args else "none"
     parse_error = None
     content_type = request.headers.get("content-type", "").lower()
     if request.body:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import io
 import json
 import socket
 import struct
@@ -19,7 +20,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from sandbox.slack.server import FakeSlack, _Request
@@ -48,7 +49,7 @@ class SocketLink:
         self,
         fake: FakeSlack,
         connection: socket.socket,
-        reader: BinaryIO,
+        reader: io.BufferedIOBase,
         ticket: str,
         ping_interval: float | None = None,
     ) -> None:
@@ -225,7 +226,7 @@ def serve_link(fake: FakeSlack, request: _Request) -> None:
     link = SocketLink(
         fake,
         handler.connection,
-        handler.rfile,  # type: ignore[arg-type]
+        handler.rfile,
         ticket,
         ping_interval=fake.socket_ping_interval,
     )

@@ -419,8 +419,17 @@ class SlackState:
             raise AssertionError(f"no {method} call matching {filters}; calls seen: {seen}")
         return matching[-1]
 
+    def notify(self) -> None:
+        """Wake ``wait_for`` callers, for predicates that also look at state outside the fake."""
+        with self._changed:
+            self._changed.notify_all()
+
     def wait_for(self, predicate: Callable[[], T], timeout: float = 5.0, *, description: str = "") -> T:
-        """Block until ``predicate()`` is truthy (re-checked on every call/change); return its value."""
+        """Block until ``predicate()`` is truthy; return its value.
+
+        The predicate is re-checked whenever the fake records a call or changes state (or ``notify()`` is
+        called), never on a timer: a predicate over other state needs one of those to happen.
+        """
         with self._changed:
             result = self._changed.wait_for(predicate, timeout=timeout)
         if not result:

@@ -303,6 +303,12 @@ def test_ack_latency_is_recorded_per_request_kind(driver: SlackDriver, metrics: 
     )
 
 
+def test_a_body_larger_than_slack_ever_sends_is_refused(driver: SlackDriver) -> None:
+    ack = driver.send(b"text=" + b"x" * (1 << 20), FORM, kind="raw")
+
+    assert ack.status == 413
+
+
 # ------------------------------------------------------------------ the server itself
 
 

@@ -48,6 +48,11 @@ CATALOG: dict[str, Any] = {
             "approvals": {"required": 2},
         },
         "payload-api": {"backend": "ecs", "cluster": "default", "service": "payload-api", "region": "ap-northeast-1"},
+        # Enough independent targets to run more rollbacks at once than Bolt has listener threads (Pitfall A).
+        **{
+            f"shop-{n}": {"backend": "kubernetes", "kind": "Deployment", "name": f"shop-{n}", "namespace": "shop"}
+            for n in range(1, 8)
+        },
     },
 }
 
@@ -196,3 +201,12 @@ def wait_for_phase(fake: FakeSlack, request: Request, phase: str, timeout: float
 
 def thread_texts(fake: FakeSlack, request: Request) -> list[str]:
     return [m.all_text() for m in fake.messages(request.channel, thread_ts=request.ts)]
+
+
+def wait_for_thread_line(fake: FakeSlack, request: Request, containing: str, timeout: float = WAIT) -> list[str]:
+    """The thread once a line containing `containing` is in it."""
+    return fake.wait_for(
+        lambda: (lines := thread_texts(fake, request)) and any(containing in line for line in lines) and lines,
+        timeout,
+        description=f"a thread line containing {containing!r}",
+    )

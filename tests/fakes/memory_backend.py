@@ -39,6 +39,8 @@ from bot.core.rollouts import (
 )
 
 Outcome = Literal["succeed", "fail", "hang"]
+# A held or hanging rollout repeats its last status this often (a real backend's poll interval, compressed).
+HOLD_POLL_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -263,10 +265,13 @@ class MemoryBackend:
                 )
                 return
             if script.outcome == "hang" or (script.hold and step >= 1):
-                time.sleep(max(self._poll, script.step_delay))
                 if step == 0:
                     self._advance(target)
                     yield self._progress(script, 1)
+                    continue
+                # Stuck: keep reporting the same state, as a polling backend would, so watchers can stop.
+                time.sleep(max(self._poll, script.step_delay, HOLD_POLL_SECONDS))
+                yield self._progress(script, step)
                 continue
             if script.step_delay:
                 time.sleep(script.step_delay)

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 from sandbox.kubesim.controllers.util import (
-    CONTROLLERREVISIONS,
     DAEMONSETS,
     DEPLOYMENTS,
     EVENTS,
@@ -27,7 +26,7 @@ from sandbox.kubesim.controllers.util import (
     REPLICASETS,
     STATEFULSETS,
 )
-from sandbox.kubesim.resources import ResourceKey
+from sandbox.kubesim.resources import RESOURCES, ResourceKey
 from sandbox.kubesim.store import ApiError, Store
 
 log = logging.getLogger("kubesim.controllers")
@@ -43,7 +42,6 @@ CONTROLLED: dict[ResourceKey, str] = {
     DAEMONSETS: "DaemonSet",
     STATEFULSETS: "StatefulSet",
 }
-WATCHED: tuple[ResourceKey, ...] = (DEPLOYMENTS, REPLICASETS, DAEMONSETS, STATEFULSETS, CONTROLLERREVISIONS, PODS)
 
 
 class Requeue(Exception):
@@ -209,7 +207,8 @@ class Runtime:
     def start(self) -> None:
         with self.store.lock:
             # Index what is already stored, then listen; both under the lock so no change slips between.
-            for res in WATCHED:
+            # Every kind, not just the controlled ones: the GC must know which owner uids are alive.
+            for res in [r.key for r in RESOURCES if r.key != EVENTS]:
                 items, _ = self.store.list_refs(res)
                 for obj in items:
                     self.on_event("ADDED", res, obj)

@@ -1,7 +1,7 @@
-"""A throwaway `redis-server` on a unix socket: real TTLs, Lua and SET NX, no port to collide on.
+"""A private `redis-server` on a unix socket: real TTLs, Lua and SET NX, no port to collide on.
 
 Started with `--port 0` (no TCP) and no persistence; readiness is read from the server's own log line, not
-polled. Stopped through its Popen handle. Tests reach it with `server.url(db)`.
+polled. Stopped through its Popen handle. Tests and the demo reach it with `server.url(db)`.
 """
 
 from __future__ import annotations
