@@ -107,7 +107,7 @@ def bare_bolt(fake: FakeSlack, *, concurrency: int, rounds: int) -> dict[str, An
 
 @contextmanager
 def private_redis() -> Iterator[str]:
-    from tests.fakes.redis_server import RedisServer
+    from sandbox.redis_server import RedisServer
 
     server = RedisServer().start()
     try:

@@ -26,7 +26,7 @@ from bot.ports import LockInfo
 from tests.contracts.test_operation_store import race
 from tests.fakes.clock import ManualClock
 from tests.fakes.operations import APPROVER, CHANNEL, REQUESTER, advanced, make_operation
-from tests.fakes.redis_server import RedisServer
+from sandbox.redis_server import RedisServer
 
 LOCK_TTL = timedelta(minutes=15)
 # A decode_responses client for looking at keys as an operator would; redis-py types every reply as a union.
