@@ -79,6 +79,10 @@ class Message:
         rendered = blocks_plain_text(self.blocks)
         return f"{self.text}\n{rendered}" if rendered else self.text
 
+    def display_text(self) -> str:
+        """What the channel shows: the blocks when there are any (``text`` is then only the fallback)."""
+        return blocks_plain_text(self.blocks) or self.text
+
     def reaction_users(self, name: str) -> list[str]:
         return list(self.reactions.get(name, []))
 

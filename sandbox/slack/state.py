@@ -203,7 +203,7 @@ class SlackState:
                 user=user,
                 ts=ts,
                 thread_ts=thread_ts,
-                text=message.all_text(),
+                text=message.display_text(),
                 message=copy.deepcopy(message),
             )
             return message
@@ -254,7 +254,7 @@ class SlackState:
                 user=editor,
                 ts=message.ts,
                 thread_ts=message.thread_ts if message.is_reply else None,
-                text=message.all_text(),
+                text=message.display_text(),
                 message=copy.deepcopy(message),
             )
 

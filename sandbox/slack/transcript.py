@@ -106,7 +106,7 @@ def render_thread(state: SlackState, channel: str, ts: str) -> str:
     for message in state.thread(channel, ts):
         indent = "  ↳ " if message.is_reply else ""
         edited = " (edited)" if message.is_edited else ""
-        lines.append(f"{indent}@{state.user_name(message.user)}: {_one_line(message.all_text())}{edited}")
+        lines.append(f"{indent}@{state.user_name(message.user)}: {_one_line(message.display_text())}{edited}")
         for name, users in message.reactions.items():
             voters = ", ".join(f"@{state.user_name(user)}" for user in users)
             lines.append(f"{'    ' if message.is_reply else '  '}:{name}: {voters}")

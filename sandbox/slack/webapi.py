@@ -360,6 +360,17 @@ def _channel_object(ctx: Context, channel: Channel) -> dict[str, Any]:
     }
 
 
+def conversations_join(ctx: Context) -> dict[str, Any]:
+    channel = _visible_channel(ctx)
+    if channel.is_archived:
+        raise SlackApiError("is_archived")
+    if channel.is_private or channel.is_im:
+        raise SlackApiError("method_not_supported_for_channel_type")
+    if ctx.token.user_id not in channel.members:
+        channel.members.append(ctx.token.user_id)
+    return {"channel": _channel_object(ctx, channel)}
+
+
 def conversations_info(ctx: Context) -> dict[str, Any]:
     return {"channel": _channel_object(ctx, _visible_channel(ctx))}
 
@@ -489,14 +500,13 @@ def views_open(ctx: Context) -> dict[str, Any]:
     return {"view": opened}
 
 
-_BOT_AND_USER = frozenset({"bot", "user"})
 _CHANNEL_READ = ("channels:read", "groups:read", "im:read", "mpim:read")
 _CHANNEL_HISTORY = ("channels:history", "groups:history", "im:history", "mpim:history")
 
 METHODS: dict[str, MethodSpec] = {
     spec.name: spec
     for spec in (
-        MethodSpec("auth.test", auth_test, token_kinds=frozenset({"bot", "user", "app"})),
+        MethodSpec("auth.test", auth_test),
         MethodSpec("chat.postMessage", chat_post_message, ("chat:write",), ("channel",), None),
         MethodSpec("chat.update", chat_update, ("chat:write",), ("channel", "ts"), "tier3"),
         MethodSpec("chat.postEphemeral", chat_post_ephemeral, ("chat:write",), ("channel", "user"), "tier4"),
@@ -509,6 +519,7 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("reactions.get", reactions_get, ("reactions:read",), ("channel", "timestamp"), "tier3"),
         MethodSpec("conversations.info", conversations_info, _CHANNEL_READ, ("channel",), "tier3"),
         MethodSpec("conversations.members", conversations_members, _CHANNEL_READ, ("channel",), "tier4"),
+        MethodSpec("conversations.join", conversations_join, ("channels:join",), ("channel",), "tier3"),
         MethodSpec("conversations.history", conversations_history, _CHANNEL_HISTORY, ("channel",), "tier3"),
         MethodSpec("conversations.replies", conversations_replies, _CHANNEL_HISTORY, ("channel", "ts"), "tier3"),
         MethodSpec("users.info", users_info, ("users:read",), ("user",), "tier4"),

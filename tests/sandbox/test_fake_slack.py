@@ -204,10 +204,11 @@ def test_reactions_get_truncates_users_unless_full(client: WebClient, fake: Fake
         (None, "auth.test", "not_authed"),
         ("xoxb-unknown", "auth.test", "invalid_auth"),
         (seed.APP_TOKEN, "chat.postMessage", "not_allowed_token_type"),
+        (seed.APP_TOKEN, "auth.test", "not_allowed_token_type"),
         (seed.BOT_TOKEN, "apps.connections.open", "not_allowed_token_type"),
         (seed.BOT_TOKEN, "chat.fly", "unknown_method"),
     ],
-    ids=["no-token", "unknown-token", "app-token-on-chat", "bot-token-on-apps", "unknown-method"],
+    ids=["no-token", "unknown-token", "app-token-on-chat", "app-token-on-auth", "bot-token-on-apps", "unknown-method"],
 )
 def test_token_and_method_errors(fake: FakeSlack, token: str | None, method: str, expected: str) -> None:
     client = WebClient(token=token, base_url=fake.api_url)
@@ -261,6 +262,18 @@ def test_not_in_channel_without_chat_write_public(fake: FakeSlack, client: WebCl
 
     assert allowed["ok"]
     assert error.response["error"] == "not_in_channel"
+
+
+def test_joining_a_public_channel_makes_posting_possible(fake: FakeSlack, client: WebClient) -> None:
+    fake.set_scopes(seed.BOT_TOKEN, ("chat:write", "channels:join"))
+
+    before = slack_error(lambda: client.chat_postMessage(channel=seed.RANDOM, text="x"))
+    client.conversations_join(channel=seed.RANDOM)
+    private = slack_error(lambda: client.conversations_join(channel=seed.SRE_PRIVATE))
+
+    assert before.response["error"] == "not_in_channel"
+    assert client.chat_postMessage(channel=seed.RANDOM, text="hello")["ok"]
+    assert private.response["error"] == "method_not_supported_for_channel_type"
 
 
 def test_post_message_without_text_or_blocks_is_no_text(client: WebClient) -> None:
