@@ -447,7 +447,7 @@ def command_words(command: Command) -> list[str]:
             return [verb, *_target_words(command.target)]
         case HelpCommand():
             return ["help"] if command.topic is None else ["help", command.topic]
-        case CancelCommand():
+        case _:
             return ["cancel", command.operation_id]
 
 

@@ -156,7 +156,7 @@ def advance(
             if operation.phase is not Phase.ROLLING_BACK:
                 return Transition(operation)
             return _finish(operation, Phase.FAILED, f"rollback failed: {event.reason}", now)
-        case ReceiptRecorded():
+        case _:
             if operation.phase is not Phase.ROLLING_BACK or event.receipt == operation.receipt:
                 return Transition(operation)
             return Transition(_next(operation, now, receipt=event.receipt), changed=True)
@@ -187,7 +187,7 @@ def _judge(operation: Operation, event: Gesture, group_members: frozenset[SlackU
                 operation, event.user, event.action, is_bot=event.is_bot, group_members=group_members
             )
             return _Judged(event.user, verdict, "button", event.is_bot)
-        case CancelRequested():
+        case _:
             if event.user == operation.requester or is_eligible(operation, event.user, group_members):
                 return _Judged(event.user, Verdict(Decision.CANCEL), "command", False)
             refusal = f"Only <@{operation.requester}> or an approver can cancel this request."

@@ -15,7 +15,6 @@ from typing import Final
 from bot.core.catalog import (
     Catalog,
     ChannelId,
-    EcsTarget,
     HelmTarget,
     KubernetesTarget,
     Target,
@@ -109,5 +108,5 @@ def _workload_name(spec: TargetSpec) -> str:
             return spec.release
         case KubernetesTarget():
             return spec.name
-        case EcsTarget():
+        case _:
             return spec.service
