@@ -174,11 +174,13 @@ class SlackDriver:
         self._event_counter = 0
         self._background = ThreadPoolExecutor(max_workers=8, thread_name_prefix="slack-driver")
         self.forwarded: list[Future[Ack]] = []
+        self._connections: list[HTTPConnection] = []  # every thread's keep-alive connection, for close()
 
     def close(self) -> None:
         self._background.shutdown(wait=False, cancel_futures=True)
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
             connection.close()
 
     def __enter__(self) -> SlackDriver:
@@ -694,12 +696,17 @@ class SlackDriver:
             return connection, True
         connection = HTTPConnection(self._host, self._port, timeout=self.timeout)
         self._local.connection = connection
+        with self._lock:
+            self._connections.append(connection)
         return connection, False
 
     def _drop_connection(self) -> None:
         connection = getattr(self._local, "connection", None)
         if connection is not None:
             connection.close()
+            with self._lock:
+                if connection in self._connections:
+                    self._connections.remove(connection)
         self._local.connection = None
 
     # ------------------------------------------------------------------ lookups

@@ -303,7 +303,9 @@ class FakeSlack(SlackState):
         arrived_at = self.clock.now()
         method = request.path.removeprefix("/api/").strip("/")
         args, encoding, parse_error = _parse_args(request)
-        token = _bearer(request.headers.get("authorization")) or _pop_str(args, "token")
+        # Slack accepts the token as a header or an argument; never keep it in the recorded args.
+        argument_token = _pop_str(args, "token")
+        token = _bearer(request.headers.get("authorization")) or argument_token
         faults = self._take_faults(method, args)
         for fault in faults:
             if fault.delay:

@@ -575,6 +575,22 @@ def test_fail_next_can_target_matching_arguments(fake: FakeSlack, client: WebCli
     )
 
 
+def test_dropped_connection_is_retried_once_by_the_sdk(fake: FakeSlack, client: WebClient) -> None:
+    fake.drop_connection("auth.test")
+
+    assert client.auth_test()["ok"]  # slack_sdk's default ConnectionErrorRetryHandler retries once
+    assert [c.status for c in fake.calls("auth.test")] == [0, 200]
+
+
+def test_delay_slows_answers_down(fake: FakeSlack, client: WebClient) -> None:
+    fake.delay("auth.test", 0.1, times=1)
+
+    client.auth_test()
+    client.auth_test()
+
+    assert [c.latency >= 0.1 for c in fake.calls("auth.test")] == [True, False]
+
+
 def test_server_error_status_surfaces_as_slack_api_error(fake: FakeSlack, client: WebClient) -> None:
     fake.fail_next("auth.test", status=500)
 
