@@ -82,7 +82,7 @@ def test_protobuf_of_an_unsupported_kind_is_415(kubesim: KubeSim) -> None:
     # An envelope for kind "Lease" (typeMeta{apiVersion, kind}) with an empty raw object.
     type_meta = b"\x0a\x16coordination.k8s.io/v1" + b"\x12\x05Lease"
     body = b"k8s\x00" + b"\x0a" + bytes([len(type_meta)]) + type_meta + b"\x12\x00"
-    request = urllib.request.Request(
+    request = urllib.request.Request(  # noqa: S310 - loopback test server
         f"{kubesim.url}/api/v1/namespaces/default/configmaps",
         data=body,
         method="POST",
