@@ -12,6 +12,7 @@ operation carries the `rollbot_operation` metadata, so workflows can follow the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -79,6 +80,15 @@ _PHASE_BADGES: dict[Phase, str] = {
 def escape(text: str) -> str:
     """Mrkdwn-escape a user- or backend-provided string (`&`, `<`, `>`; Slack needs nothing else)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# Slack's own markup for people, groups and channels, which texts written by the core may contain.
+_SLACK_REFERENCE = re.compile(r"&lt;([@#][UWC][A-Z0-9]+|!subteam\^S[A-Z0-9]+)&gt;")
+
+
+def escape_keeping_mentions(text: str) -> str:
+    """Escape like `escape`, but keep `<@U…>`, `<#C…>` and `<!subteam^S…>` working (never `<!channel>`)."""
+    return _SLACK_REFERENCE.sub(r"<\1>", escape(text))
 
 
 def mention(user: SlackUserId | str) -> str:
@@ -431,11 +441,12 @@ def target_busy(target: Target | str, operation_id: str, requester: str, since: 
 
 def user_error(text: str) -> ChatMessage:
     """A UserError's own text, already written for people (escaped: it may quote what they typed)."""
-    return plain(f":warning: {escape(text)}")
+    return plain(f":warning: {escape_keeping_mentions(text)}")
 
 
 def not_allowed(text: str) -> ChatMessage:
-    return plain(f":no_entry: {text}")
+    """Why a vote or a cancel did not count (the lifecycle's words, with mentions of approvers)."""
+    return plain(f":no_entry: {escape_keeping_mentions(text)}")
 
 
 def dry_run_posted() -> ChatMessage:

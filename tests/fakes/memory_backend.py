@@ -17,7 +17,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
@@ -56,6 +56,10 @@ class RolloutScript:
     hold: bool = False
     # Seconds between steps, so progress coalescing and leases can be observed.
     step_delay: float = 0.0
+    # Raise an unexpected RuntimeError (a bug, not a BotError) from `roll_back` or from `watch_rollout`.
+    explode_in: Literal["roll_back", "watch"] | None = None
+    # Raise BackendUnavailable from this many `roll_back` calls before one succeeds.
+    unavailable_calls: int = 0
 
 
 class BackendWorld(Protocol):
@@ -241,7 +245,12 @@ class MemoryBackend:
             state["rollout"] = {"operation_id": operation_id, "to": int(plan.to_revision), "step": 0}
             return state
 
-        self._state(target)
+        script = RolloutScript(**self._state(target)["script"])
+        if script.explode_in == "roll_back":
+            raise RuntimeError("boom: KeyError('spec') in the rollback code, with internal details")
+        if script.unavailable_calls > 0:
+            self.script(target, replace(script, unavailable_calls=script.unavailable_calls - 1))
+            raise BackendUnavailable(f"{target.spec.display} cannot be reached right now")
         state = self._world.update(self._key(target), apply)
         return RollbackReceipt.model_validate(state["receipts"][operation_id])
 
@@ -252,6 +261,8 @@ class MemoryBackend:
         while True:
             state = self._state(target)
             script = RolloutScript(**state["script"])
+            if script.explode_in == "watch":
+                raise RuntimeError("boom: AttributeError in the watch code, with internal details")
             rollout = state["rollout"] or {"step": script.steps}
             step = int(rollout["step"])
             if step >= script.steps:

@@ -1,0 +1,289 @@
+"""The flow's choreography, one behaviour per test, on in-memory ports and a manual clock."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from bot.core.errors import ConcurrentUpdate
+from bot.core.operations import Approval, MessageRef, Operation, Phase
+from bot.core.rollouts import RolloutPhase, RolloutStatus
+from tests.fakes.memory_backend import MemoryBackend, RolloutScript
+from tests.fakes.memory_store import InMemoryOperationStore
+from tests.flows.conftest import APPROVER, CHANNEL, GROUP_MEMBER, OTHER_APPROVER, OUTSIDER, REQUESTER, World
+
+
+def request(world: World, text: str = "workshop", user=REQUESTER) -> Operation:
+    operation = world.flow.handle_command(text, user, CHANNEL, world.reply)
+    assert operation is not None, [m.text for m in world.replies]
+    stored = world.store.get(operation.id)
+    assert stored is not None
+    return stored
+
+
+def approve(world: World, operation: Operation, user=APPROVER, *, event_id: str | None = None) -> Operation:
+    assert operation.request_message is not None
+    world.flow.handle_reaction(operation.request_message, user, "white_check_mark", added=True, event_id=event_id)
+    stored = world.store.get(operation.id)
+    assert stored is not None
+    return stored
+
+
+def test_a_request_posts_one_message_with_metadata_and_links_it(world: World) -> None:
+    operation = request(world)
+    assert operation.phase is Phase.AWAITING_APPROVAL
+    assert operation.request_message is not None
+    assert world.store.find_by_message(operation.request_message).id == operation.id
+    posted = world.chat.current(operation.request_message)
+    assert posted.metadata == {"event_type": "rollbot_operation", "event_payload": operation.metadata_payload()}
+    assert "Approve" in str(posted.blocks)
+    assert ("command", "rollback") in world.metrics.events
+
+
+def test_an_approval_runs_the_rollback_to_success_and_updates_everything(world: World) -> None:
+    operation = approve(world, request(world))
+    assert operation.phase is Phase.SUCCEEDED
+    assert operation.executor == "replica-a"
+    target = world.catalog.get("workshop")
+    assert world.backend.rollbacks_applied(target) == 1
+    final = world.chat.current(operation.request_message)
+    assert final.metadata["event_payload"]["phase"] == "succeeded"
+    assert "Approve" not in str(final.blocks)
+    thread = world.chat.thread(operation.request_message)
+    assert any("rolled back to revision 1" in line for line in thread)
+    assert world.store.lock_holder(target.lock_key) is None
+    assert ("finished", "helm", "succeeded") in world.metrics.events
+
+
+def test_a_group_member_may_approve(world: World) -> None:
+    assert approve(world, request(world), GROUP_MEMBER).phase is Phase.SUCCEEDED
+
+
+def test_an_outsider_is_told_and_nothing_changes(world: World) -> None:
+    operation = approve(world, request(world), OUTSIDER)
+    assert operation.phase is Phase.AWAITING_APPROVAL
+    assert any("not an approver" in text for text in world.chat.told(OUTSIDER))
+
+
+def test_a_redelivered_event_counts_once(world: World) -> None:
+    operation = request(world, "fluentd")
+    approve(world, operation, APPROVER, event_id="Ev1")
+    approve(world, operation, APPROVER, event_id="Ev1")
+    operation = approve(world, operation, OTHER_APPROVER, event_id="Ev1")  # same id: a redelivery, dropped
+    assert operation.approvers == (APPROVER,)
+    assert operation.phase is Phase.AWAITING_APPROVAL
+
+
+def test_reactions_on_unknown_messages_and_other_emoji_are_ignored(world: World) -> None:
+    operation = request(world)
+    world.flow.handle_reaction(MessageRef(channel=CHANNEL, ts="1.000001"), APPROVER, "white_check_mark", added=True)
+    world.flow.handle_reaction(operation.request_message, APPROVER, "tada", added=True)
+    assert world.store.get(operation.id).phase is Phase.AWAITING_APPROVAL
+    assert world.chat.ephemerals == []
+
+
+def test_the_buttons_vote_like_the_reactions(world: World) -> None:
+    operation = request(world)
+    world.flow.handle_button(operation.request_message, OUTSIDER, "rollbot_approve")
+    assert any("not an approver" in text for text in world.chat.told(OUTSIDER))
+    world.flow.handle_button(operation.request_message, APPROVER, "rollbot_reject")
+    assert world.store.get(operation.id).phase is Phase.REJECTED
+
+
+def test_a_target_with_an_open_request_is_locked_for_others(world: World) -> None:
+    first = request(world)
+    assert world.flow.handle_command("workshop 1", APPROVER, CHANNEL, world.reply) is None
+    assert f"locked by `{first.id}` requested by <@{REQUESTER}>" in world.replies[-1].text
+
+
+def test_dry_run_replies_with_the_preview_and_takes_no_lock(world: World) -> None:
+    operation = world.flow.handle_command("workshop --dry-run", REQUESTER, CHANNEL, world.reply)
+    assert operation is not None and operation.phase is Phase.PREVIEW
+    assert "Dry run" in world.replies[-1].text
+    assert world.chat.posts == []
+    assert world.store.lock_holder(operation.target.lock_key) is None
+
+
+def test_usage_errors_are_answered_without_io(world: World) -> None:
+    answer = world.flow.answer_now("workshop --to-revision=x")
+    assert answer is not None and "revision must be a whole number" in answer.text
+    assert world.flow.answer_now("workshop 1") is None
+    assert "workshop" in str(world.flow.answer_now("help").blocks)
+
+
+def test_an_unexpected_error_fails_the_operation_with_a_reference_not_a_traceback(world: World) -> None:
+    world.backend.script(world.catalog.get("workshop"), RolloutScript(explode_in="roll_back"))
+    operation = approve(world, request(world))
+    assert operation.phase is Phase.FAILED
+    assert f"Internal error, reference {operation.id}" in (operation.outcome or "")
+    everything = " ".join(world.chat.thread(operation.request_message))
+    everything += " ".join(m.text for _, m in world.chat.updates)
+    assert "Internal error" in everything
+    assert "boom" not in everything and "Traceback" not in everything
+    assert world.store.lock_holder(operation.target.lock_key) is None
+
+
+def test_an_error_while_watching_fails_the_operation_too(world: World) -> None:
+    world.backend.script(world.catalog.get("workshop"), RolloutScript(explode_in="watch"))
+    operation = approve(world, request(world))
+    assert operation.phase is Phase.FAILED
+    assert "Internal error" in (operation.outcome or "")
+
+
+def test_a_failed_rollout_reports_the_reason(world: World) -> None:
+    world.backend.script(world.catalog.get("workshop"), RolloutScript(outcome="fail", reason="ImagePullBackOff"))
+    operation = approve(world, request(world))
+    assert operation.phase is Phase.FAILED
+    assert "ImagePullBackOff" in " ".join(world.chat.thread(operation.request_message))
+
+
+def test_a_briefly_unavailable_backend_is_retried(world: World) -> None:
+    world.backend.script(world.catalog.get("workshop"), RolloutScript(unavailable_calls=2))
+    assert approve(world, request(world)).phase is Phase.SUCCEEDED
+
+
+def test_a_backend_that_stays_unavailable_fails_the_operation(world: World) -> None:
+    world.backend.script(world.catalog.get("workshop"), RolloutScript(unavailable_calls=5))
+    operation = approve(world, request(world))
+    assert operation.phase is Phase.FAILED
+    assert "unavailable" in (operation.outcome or "")
+
+
+def test_unhealthy_pods_and_events_get_their_own_thread_lines_once(world: World) -> None:
+    world.backend.script(world.catalog.get("workshop"), RolloutScript(steps=4, trouble_at_step=2))
+    operation = approve(world, request(world))
+    thread = world.chat.thread(operation.request_message)
+    assert sum("CrashLoopBackOff" in line and "web-2" in line for line in thread) == 1
+    assert sum("pod web-2 restarted" in line for line in thread) == 1
+
+
+class _ClockedBackend(MemoryBackend):
+    """Every observation takes `step` of manual-clock time, so coalescing can be counted exactly."""
+
+    def __init__(self, world: World, step: timedelta, statuses: int) -> None:
+        super().__init__(now=world.clock.now)
+        self._clock, self._step, self._statuses = world.clock, step, statuses
+
+    def watch_rollout(self, target, plan, timeout, resume_token=None):
+        for n in range(1, self._statuses + 1):
+            self._clock.advance(self._step)
+            yield RolloutStatus(phase=RolloutPhase.PROGRESSING, summary=f"{n}/{self._statuses} pods updated")
+        yield RolloutStatus(phase=RolloutPhase.SUCCEEDED, summary="all pods ready")
+
+
+def test_progress_is_one_thread_message_updated_at_most_once_per_second(world: World) -> None:
+    backend = _ClockedBackend(world, timedelta(milliseconds=250), statuses=20)  # 20 observations over 5 s
+    backend.arrange(world.catalog.get("workshop"))
+    flow = world.make_flow(backends=dict.fromkeys(world.flow._backends, backend))
+    operation = flow.handle_command("workshop", REQUESTER, CHANNEL, world.reply)
+    flow.handle_reaction(operation.request_message, APPROVER, "white_check_mark", added=True)
+    operation = world.store.get(operation.id)
+    assert operation.phase is Phase.SUCCEEDED
+    progress = [p for p in world.chat.posts if p.thread and "Rollout" in p.message.text]
+    assert len(progress) == 1  # one message…
+    updates = [m for ref, m in world.chat.updates if ref == progress[0].ref]
+    assert 4 <= len(updates) <= 6  # …updated about once a second over 5 s, plus the final state
+    assert "all pods ready" in updates[-1].text
+
+
+def test_start_up_expires_overdue_requests(world: World) -> None:
+    operation = request(world)
+    world.clock.advance(timedelta(minutes=16))
+    world.make_flow(replica_id="replica-b").resume_in_flight()
+    stored = world.store.get(operation.id)
+    assert stored.phase is Phase.EXPIRED
+    assert world.store.lock_holder(stored.target.lock_key) is None
+
+
+def test_start_up_executes_an_approval_nobody_claimed(world: World) -> None:
+    operation = request(world)
+    approved = operation.model_copy(
+        update={
+            "phase": Phase.APPROVED,
+            "version": operation.version + 1,
+            "approvals": (Approval(user=APPROVER, at=world.clock.now()),),
+        }
+    )
+    world.store.replace(approved, expected_version=operation.version)
+    world.make_flow(replica_id="replica-b").resume_in_flight()
+    stored = world.store.get(operation.id)
+    assert stored.phase is Phase.SUCCEEDED
+    assert stored.executor == "replica-b"
+
+
+def _rolling_back_elsewhere(world: World, *, receipt: bool) -> Operation:
+    """An operation that replica-dead started and then went silent on."""
+    world.backend.script(world.catalog.get("workshop"), RolloutScript(steps=3))
+    operation = request(world)
+    target = world.catalog.get("workshop")
+    plan = operation.plan
+    done = world.backend.roll_back(target, plan, operation.id) if receipt else None
+
+    stolen = operation.model_copy(
+        update={
+            "phase": Phase.ROLLING_BACK,
+            "version": operation.version + 1,
+            "approvals": (Approval(user=APPROVER, at=world.clock.now()),),
+            "executor": "replica-dead",
+            "lease_until": world.clock.now() + timedelta(seconds=30),
+            "started_at": world.clock.now(),
+            "receipt": done,
+        }
+    )
+    world.store.replace(stolen, expected_version=operation.version)
+    return stolen
+
+
+def test_a_live_lease_of_another_replica_is_left_alone(world: World) -> None:
+    operation = _rolling_back_elsewhere(world, receipt=True)
+    assert world.make_flow(replica_id="replica-b").sweep() == 0
+    assert world.store.get(operation.id).executor == "replica-dead"
+
+
+def test_an_expired_lease_is_taken_over_without_rolling_back_twice(world: World) -> None:
+    operation = _rolling_back_elsewhere(world, receipt=True)
+    world.clock.advance(timedelta(seconds=31))
+    assert world.make_flow(replica_id="replica-b").sweep() == 1
+    stored = world.store.get(operation.id)
+    assert stored.phase is Phase.SUCCEEDED
+    assert stored.executor == "replica-b"
+    target = world.catalog.get("workshop")
+    assert world.backend.roll_back_calls(target) == 1
+    assert world.backend.rollbacks_applied(target) == 1
+    assert any("took over" in line for line in world.chat.thread(operation.request_message))
+
+
+def test_a_takeover_before_the_receipt_calls_the_idempotent_roll_back_again(world: World) -> None:
+    operation = _rolling_back_elsewhere(world, receipt=True)
+    world.store.replace(
+        world.store.get(operation.id).model_copy(update={"receipt": None, "version": operation.version + 1}),
+        expected_version=operation.version,
+    )
+    world.clock.advance(timedelta(seconds=31))
+    world.make_flow(replica_id="replica-b").sweep()
+    target = world.catalog.get("workshop")
+    assert world.store.get(operation.id).phase is Phase.SUCCEEDED
+    assert world.backend.roll_back_calls(target) == 2
+    assert world.backend.rollbacks_applied(target) == 1
+
+
+class _ContendedStore(InMemoryOperationStore):
+    """Loses the next `conflicts` compare-and-sets, as if another replica kept writing first."""
+
+    def __init__(self, clock, conflicts: int) -> None:
+        super().__init__(clock)
+        self.conflicts = conflicts
+
+    def replace(self, operation, expected_version, actor=None, note=None) -> None:
+        if self.conflicts > 0:
+            self.conflicts -= 1
+            raise ConcurrentUpdate("someone else wrote first")
+        super().replace(operation, expected_version, actor, note)
+
+
+def test_a_lost_compare_and_set_is_decided_again(world: World) -> None:
+    store = _ContendedStore(world.clock, conflicts=0)
+    flow = world.make_flow(store=store)
+    operation = flow.handle_command("fluentd", REQUESTER, CHANNEL, world.reply)
+    store.conflicts = 3
+    flow.handle_reaction(operation.request_message, APPROVER, "white_check_mark", added=True)
+    assert store.get(operation.id).approvers == (APPROVER,)
