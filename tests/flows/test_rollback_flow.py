@@ -97,7 +97,8 @@ def test_a_target_with_an_open_request_is_locked_for_others(world: World) -> Non
 
 def test_dry_run_replies_with_the_preview_and_takes_no_lock(world: World) -> None:
     operation = world.flow.handle_command("workshop --dry-run", REQUESTER, CHANNEL, world.reply)
-    assert operation is not None and operation.phase is Phase.PREVIEW
+    assert operation is not None
+    assert operation.phase is Phase.PREVIEW
     assert "Dry run" in world.replies[-1].text
     assert world.chat.posts == []
     assert world.store.lock_holder(operation.target.lock_key) is None
@@ -105,7 +106,8 @@ def test_dry_run_replies_with_the_preview_and_takes_no_lock(world: World) -> Non
 
 def test_usage_errors_are_answered_without_io(world: World) -> None:
     answer = world.flow.answer_now("workshop --to-revision=x")
-    assert answer is not None and "revision must be a whole number" in answer.text
+    assert answer is not None
+    assert "revision must be a whole number" in answer.text
     assert world.flow.answer_now("workshop 1") is None
     assert "workshop" in str(world.flow.answer_now("help").blocks)
 
@@ -118,7 +120,8 @@ def test_an_unexpected_error_fails_the_operation_with_a_reference_not_a_tracebac
     everything = " ".join(world.chat.thread(operation.request_message))
     everything += " ".join(m.text for _, m in world.chat.updates)
     assert "Internal error" in everything
-    assert "boom" not in everything and "Traceback" not in everything
+    assert "boom" not in everything
+    assert "Traceback" not in everything
     assert world.store.lock_holder(operation.target.lock_key) is None
 
 
