@@ -323,9 +323,10 @@ def _parse_rollback(tokens: list[_Token], backend_options: Mapping[str, BackendO
         raise CommandSyntaxError(f"unexpected `{extra}` — usage: {USAGE}")
     target = _parse_target(positionals[0], namespace, USAGE)
     numbers = [_parse_revision(word) for word in revisions]
-    if len(set(numbers)) > 1:
+    other = next((word for word, number in zip(revisions, numbers, strict=True) if number != numbers[0]), None)
+    if other is not None:
         raise CommandSyntaxError(
-            f"conflicting revisions `{_shown(revisions[0])}` and `{_shown(revisions[-1])}` — give the revision once"
+            f"conflicting revisions `{_shown(revisions[0])}` and `{_shown(other)}` — give the revision once"
         )
     to_revision = RevisionNumber(numbers[0]) if numbers and numbers[0] else None
     return RollbackCommand(target=target, to_revision=to_revision, dry_run=dry_run, reason=reason, options=options)

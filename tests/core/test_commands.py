@@ -150,6 +150,8 @@ ERRORS: list[tuple[str, str]] = [
     ("workshop " + "9" * 3000, "revision `" + "9" * 39 + "…` is too large — revisions are numbers like `3`"),
     ("workshop 2 --to-revision 3", "conflicting revisions `2` and `3` — give the revision once"),
     ("workshop 0 --revision=3", "conflicting revisions `0` and `3` — give the revision once"),
+    ("workshop 2 --revision=2 --to-revision 5", "conflicting revisions `2` and `5` — give the revision once"),
+    ("workshop 2 --revision=5 --to-revision 2", "conflicting revisions `2` and `5` — give the revision once"),
     ("workshop --to-revision", "`--to-revision` needs a value: `--to-revision N`"),
     ("workshop --to-revision --dry-run", "`--to-revision` needs a value: `--to-revision N`"),
     ("workshop --reason", '`--reason` needs a value: `--reason "…"`'),
