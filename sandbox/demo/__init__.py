@@ -1,0 +1,1 @@
+"""The README demo: seed incidents end to end on embedded defaults."""
