@@ -66,7 +66,12 @@ def build_backends(settings: Settings) -> dict[BackendKind, Backend]:
 
     kubernetes = KubernetesClients(settings.kubeconfig)
     return {
-        BackendKind.HELM: HelmCliBackend(settings.helm_path, kubeconfig=settings.kubeconfig, clients=kubernetes),
+        BackendKind.HELM: HelmCliBackend(
+            settings.helm_path,
+            kubeconfig=settings.kubeconfig,
+            clients=kubernetes,
+            wait_timeout=settings.rollout_timeout,
+        ),
         BackendKind.KUBERNETES: KubernetesBackend(kubernetes),
         BackendKind.ECS: EcsBackend(),
     }
