@@ -96,7 +96,8 @@ class DaemonSetController:
                 and history.data_bytes(existing) == patch_bytes
                 and is_controlled_by(existing, ds["metadata"]["uid"])
             ):
-                return clone(existing)
+                found: Obj = clone(existing)
+                return found
             updated = clone(ds)
             updated.setdefault("status", {})["collisionCount"] = int(collision or 0) + 1
             self.store.update(DAEMONSETS, updated, subresource="status")

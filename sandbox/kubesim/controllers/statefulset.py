@@ -33,7 +33,7 @@ POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
 
 def _template_from_revision(cr: Obj) -> Obj:
     """ApplyRevision for a `$patch: replace` template: the revision's template itself."""
-    template = clone(((cr.get("data") or {}).get("spec") or {}).get("template") or {})
+    template: Obj = clone(((cr.get("data") or {}).get("spec") or {}).get("template") or {})
     template.pop("$patch", None)
     return template
 
@@ -174,14 +174,14 @@ class StatefulSetController:
         pods = self.rt.owned(sts["metadata"]["uid"], PODS)
         by_ordinal: dict[int, Obj] = {}
         condemned: list[Obj] = []
-        for pod in pods:
-            ordinal = self._ordinal(sts, pod)
+        for owned in pods:
+            ordinal = self._ordinal(sts, owned)
             if ordinal is None:
                 continue
             if ordinal < want:
-                by_ordinal[ordinal] = pod
+                by_ordinal[ordinal] = owned
             else:
-                condemned.append(pod)
+                condemned.append(owned)
         condemned.sort(key=lambda p: self._ordinal(sts, p) or 0)
 
         def versioned(ordinal: int) -> Obj:
@@ -190,6 +190,7 @@ class StatefulSetController:
             )
             return self._new_pod(sts, current if use_current else update, ordinal)
 
+        pod: Obj | None
         for ordinal in range(want):
             pod = by_ordinal.get(ordinal)
             if pod is not None and (pod.get("status") or {}).get("phase") == "Failed":
@@ -202,8 +203,8 @@ class StatefulSetController:
                 continue
             if monotonic and not self._available(sts, pod):
                 return
-        for pod in reversed(condemned):
-            self._delete(sts, pod)
+        for doomed in reversed(condemned):
+            self._delete(sts, doomed)
             if monotonic:
                 return
         if strategy.get("type", "RollingUpdate") == "OnDelete":

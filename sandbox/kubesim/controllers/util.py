@@ -132,7 +132,7 @@ def template_without_hash(template: dict[str, Any], label: str = "pod-template-h
 
 def equal_ignore_hash(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """deploymentutil.EqualIgnoreHash: templates equal once pod-template-hash labels are removed."""
-    return semantic(template_without_hash(a)) == semantic(template_without_hash(b))
+    return bool(semantic(template_without_hash(a)) == semantic(template_without_hash(b)))
 
 
 def compute_hash(template: dict[str, Any], collision_count: int | None) -> str:
@@ -154,7 +154,8 @@ def revision_patch(template: dict[str, Any]) -> dict[str, Any]:
     tmpl["$patch"] = "replace"
     # Keys sorted at every level, as Go's map encoding emits them: a server that serialises dicts in
     # insertion order then returns the very bytes kubectl compares against for "skipped rollback".
-    return _sorted_keys({"spec": {"template": tmpl}})
+    patch: dict[str, Any] = _sorted_keys({"spec": {"template": tmpl}})
+    return patch
 
 
 def _sorted_keys(value: Any) -> Any:
@@ -222,7 +223,8 @@ def controller_ref(owner: dict[str, Any]) -> dict[str, Any]:
 
 
 def controller_of(obj: dict[str, Any]) -> dict[str, Any] | None:
-    for ref in obj.get("metadata", {}).get("ownerReferences") or []:
+    refs: list[dict[str, Any]] = obj.get("metadata", {}).get("ownerReferences") or []
+    for ref in refs:
         if ref.get("controller"):
             return ref
     return None
@@ -234,7 +236,8 @@ def is_controlled_by(obj: dict[str, Any], owner_uid: str) -> bool:
 
 
 def get_condition(status: dict[str, Any], ctype: str) -> dict[str, Any] | None:
-    for cond in status.get("conditions") or []:
+    conditions: list[dict[str, Any]] = status.get("conditions") or []
+    for cond in conditions:
         if cond.get("type") == ctype:
             return cond
     return None
