@@ -219,9 +219,7 @@ def request_message(operation: Operation, now: datetime | None = None) -> ChatMe
         _section("\n".join(facts), block_id="rollbot_facts"),
         _section(f"*What will change*\n{changes_text(operation)}", block_id="rollbot_changes"),
     ]
-    status_line = _decision_status(operation)
-    if status_line:
-        blocks.append(_context(status_line))
+    blocks.append(_context(_decision_status(operation)))
     if operation.phase is Phase.AWAITING_APPROVAL:
         blocks.append(_decision_buttons(operation))
     text = f"{badge}: {target.name} {_revision_arrow(operation)} ({operation.id})"
@@ -427,8 +425,8 @@ def already_at_revision(target: Target, revision: RevisionNumber | int) -> ChatM
 
 def revision_not_found(target: Target, requested: int | None, available: Sequence[int]) -> ChatMessage:
     listed = ", ".join(str(number) for number in available) if available else "none"
-    what = f"revision {requested}" if requested is not None else "that revision"
-    return plain(f":warning: {escape(target.name)} has no {what}. Revisions that exist: {listed}.")
+    what = f"no revision {requested}" if requested is not None else "no earlier revision to roll back to"
+    return plain(f":warning: {escape(target.name)} has {what}. Revisions that exist: {listed}.")
 
 
 def target_busy(target: Target | str, operation_id: str, requester: str, since: datetime) -> ChatMessage:
