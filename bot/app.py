@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 from slack_bolt import App
@@ -30,6 +29,7 @@ from bot.adapters.http_server import ReadinessAnswer, Server, serve
 from bot.adapters.prometheus_metrics import PrometheusMetrics
 from bot.adapters.redis_store import RedisOperationStore
 from bot.adapters.slack_chat import SlackChat, build_web_client
+from bot.adapters.socket_mode import SocketModeRunner
 from bot.core.catalog import BackendKind, Catalog
 from bot.core.operations import OperationId
 from bot.flows import RollbackFlow
@@ -90,15 +90,18 @@ class RollbotApp:
     server: Server | None
     rollout_executor: ThreadPoolExecutor
     request_executor: ThreadPoolExecutor
-    socket_handler: Any = None
+    # Socket Mode: the runner owns the WebSocket and the probe server (then `server` is None).
+    socket_runner: SocketModeRunner | None = None
     _closers: list[Callable[[], None]] = field(default_factory=list)
     _sweeper: threading.Thread | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     @property
     def url(self) -> str:
-        if self.server is None:
-            raise RuntimeError("no HTTP server (Socket Mode)")
+        """Base URL of the HTTP server: Slack's endpoint and probes, or only the probes in Socket Mode."""
+        if self.socket_runner is not None:
+            return self.socket_runner.url
+        assert self.server is not None
         return self.server.url
 
     @property
@@ -109,10 +112,10 @@ class RollbotApp:
         resumed = self.flow.resume_in_flight()
         if resumed:
             log.info("resuming operations left in flight", extra={"count": resumed})
-        if self.server is not None:
+        if self.socket_runner is not None:
+            self.socket_runner.start()
+        elif self.server is not None:
             self.server.start()
-        if self.socket_handler is not None:
-            self.socket_handler.connect()
         self._sweeper = threading.Thread(target=self._sweep_forever, name="rollbot-sweeper", daemon=True)
         self._sweeper.start()
         return self
@@ -120,9 +123,9 @@ class RollbotApp:
     def stop(self) -> None:
         self._stopping.set()
         self.flow.stop()
-        if self.socket_handler is not None:
-            self._quietly(self.socket_handler.close)
-        if self.server is not None:
+        if self.socket_runner is not None:
+            self._quietly(self.socket_runner.stop)
+        elif self.server is not None:
             self._quietly(self.server.stop)
         if self._sweeper is not None:
             self._sweeper.join(timeout=5)
@@ -204,12 +207,19 @@ def build_app(
     )
     register_listeners(bolt, flow, settings)
     server: Server | None = None
-    socket_handler: Any = None
+    socket_runner: SocketModeRunner | None = None
     readiness = _readiness(store)
     if settings.is_socket_mode:
-        socket_handler = _socket_mode_handler(bolt, settings)
-        server = serve(
-            None, host=settings.host, port=settings.port, readiness=readiness, metrics_registry=metrics.registry
+        assert settings.slack_app_token is not None
+        socket_runner = SocketModeRunner(
+            bolt,
+            settings.slack_app_token.get_secret_value(),
+            host=settings.host,
+            port=settings.port,
+            readiness=readiness,
+            metrics_registry=metrics.registry,
+            observer=metrics,
+            clock=clock,
         )
     else:
         server = serve(
@@ -231,7 +241,7 @@ def build_app(
         server=server,
         rollout_executor=rollout_executor,
         request_executor=request_executor,
-        socket_handler=socket_handler,
+        socket_runner=socket_runner,
         _closers=closers,
     )
 
@@ -260,10 +270,3 @@ def _readiness(store: OperationStore) -> Callable[[], ReadinessAnswer]:
         return (True, "") if store.is_reachable() else (False, "redis unreachable")
 
     return ready
-
-
-def _socket_mode_handler(bolt: App, settings: Settings) -> Any:
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-    assert settings.slack_app_token is not None
-    return SocketModeHandler(bolt, settings.slack_app_token.get_secret_value())
