@@ -12,7 +12,7 @@ from tests.e2e_slack.conftest import WAIT, Request, request_messages, wait_for_p
 def test_a_rollback_requested_and_approved_over_socket_mode_succeeds(fake_slack, make_bot) -> None:
     bot = make_bot(slack_app_token=APP_TOKEN, slack_signing_secret="")
     fake_slack.wait_for_socket()
-    with urllib.request.urlopen(f"{bot.url}/healthz", timeout=5) as response:  # probes still served over HTTP
+    with urllib.request.urlopen(f"{bot.url}/healthz", timeout=5) as response:  # noqa: S310 - http to loopback
         assert response.status == 200
 
     ack = fake_slack.push_envelope(
