@@ -98,13 +98,16 @@ def affinity_node(pod: Obj) -> str | None:
 class ContainerState:
     name: str
     image: str
-    # "creating" | "running" | "pull-error" | "pull-backoff" | "crash-backoff"
+    # "creating" | "running" | "pull-error" | "pull-backoff" | "crash-backoff" | "completed" | "failed"
     phase: str = "creating"
     failures: int = 0
     restart_count: int = 0
     started_at: str = ""
     last_terminated: Obj | None = None
     message: str = ""
+    # restartPolicy Never/OnFailure: when the running container exits 0, and its terminated state then.
+    finish_due: float = float("inf")
+    terminated: Obj | None = None
 
 
 @dataclass
@@ -116,6 +119,7 @@ class PodState:
     start_time: str
     due: float
     containers: list[ContainerState] = field(default_factory=list)
+    restart_policy: str = "Always"
     timer_for: float = -1.0
     ready_since: str = ""
     conditions_since: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -237,6 +241,7 @@ class Kubelet:
             host_ip=f"172.18.0.{index + 1}",
             start_time=rfc3339(),
             due=time.monotonic() + self.ready_seconds,
+            restart_policy=(pod.get("spec") or {}).get("restartPolicy") or "Always",
             containers=[
                 ContainerState(name=c.get("name", ""), image=c.get("image", ""))
                 for c in (pod.get("spec") or {}).get("containers") or []
@@ -263,6 +268,14 @@ class Kubelet:
                 self.events.record(pod, etype, reason, message, component="kubelet", host=state.node, field_path=fpath)
 
             if c.phase == "running":
+                if c.finish_due <= now:
+                    # Run-to-completion pods (Jobs, hooks): the container exits 0 after a while.
+                    c.phase = "completed"
+                    c.terminated = self._terminated(state, c, 0, "Completed")
+                else:
+                    next_due = min(next_due, c.finish_due)
+                continue
+            if c.phase in ("completed", "failed"):
                 continue
             if c.phase == "pull-error":
                 # The next sync finds the image in back-off.
@@ -292,7 +305,10 @@ class Kubelet:
                 emit("Normal", "Created", f"Created container: {c.name}")
                 emit("Normal", "Started", f"Started container {c.name}")
                 c.started_at = rfc3339()
-                if self.registry.crashes(c.image):
+                if self.registry.crashes(c.image) and state.restart_policy == "Never":
+                    c.phase = "failed"
+                    c.terminated = self._terminated(state, c, 1, "Error")
+                elif self.registry.crashes(c.image):
                     c.restart_count += 1 if c.last_terminated is not None else 0
                     c.last_terminated = {
                         "terminated": {
@@ -320,6 +336,9 @@ class Kubelet:
                     next_due = min(next_due, now + delay)
                 else:
                     c.phase = "running"
+                    if state.restart_policy != "Always":
+                        c.finish_due = now + max(self.ready_seconds, 0.05)
+                        next_due = min(next_due, c.finish_due)
         state.due = next_due
 
     def _pulled(self, pod: Obj, state: PodState, c: ContainerState, emit: Any) -> None:
@@ -350,6 +369,15 @@ class Kubelet:
             f'failed to resolve reference "{ref}": {ref}: not found'
         )
 
+    def _terminated(self, state: PodState, c: ContainerState, exit_code: int, reason: str) -> Obj:
+        return {
+            "exitCode": exit_code,
+            "reason": reason,
+            "startedAt": c.started_at,
+            "finishedAt": rfc3339(),
+            "containerID": self._container_id(state, c),
+        }
+
     @staticmethod
     def _container_id(state: PodState, c: ContainerState) -> str:
         import hashlib
@@ -368,18 +396,20 @@ class Kubelet:
         cond: Obj = {"type": ctype, "status": status, "lastProbeTime": None, "lastTransitionTime": prev[1]}
         if not ok and reason:
             cond["reason"] = reason
-            cond["message"] = message
+            if message:
+                cond["message"] = message
         return cond
 
     def _write_status(self, pod: Obj, state: PodState) -> None:
         statuses: list[Obj] = []
         unready: list[str] = []
         any_started = False
+        pulled = ("running", "crash-backoff", "completed", "failed")
         for c in state.containers:
             entry: Obj = {
                 "name": c.name,
-                "image": normalize_image(c.image) if c.phase in ("running", "crash-backoff") else c.image,
-                "imageID": image_id(c.image) if c.phase in ("running", "crash-backoff") else "",
+                "image": normalize_image(c.image) if c.phase in pulled else c.image,
+                "imageID": image_id(c.image) if c.phase in pulled else "",
                 "ready": c.phase == "running",
                 "restartCount": c.restart_count,
                 "started": c.phase == "running",
@@ -388,6 +418,10 @@ class Kubelet:
             if c.phase == "running":
                 entry["containerID"] = self._container_id(state, c)
                 entry["state"] = {"running": {"startedAt": c.started_at}}
+                any_started = True
+            elif c.phase in ("completed", "failed") and c.terminated is not None:
+                entry["containerID"] = c.terminated["containerID"]
+                entry["state"] = {"terminated": dict(c.terminated)}
                 any_started = True
             elif c.phase == "crash-backoff":
                 entry["containerID"] = self._container_id(state, c)
@@ -403,14 +437,18 @@ class Kubelet:
                 unready.append(c.name)
             statuses.append(entry)
         all_ready = not unready
-        not_ready_msg = f"containers with unready status: [{' '.join(unready)}]"
+        not_ready_reason, not_ready_msg = "ContainersNotReady", f"containers with unready status: [{' '.join(unready)}]"
+        phase = "Running" if any_started else "Pending"
+        if state.containers and all(c.phase in ("completed", "failed") for c in state.containers):
+            phase = "Succeeded" if all(c.phase == "completed" for c in state.containers) else "Failed"
+            not_ready_reason, not_ready_msg = "PodCompleted", ""
         status: Obj = {
-            "phase": "Running" if any_started else "Pending",
+            "phase": phase,
             "conditions": [
-                self._condition(state, "PodReadyToStartContainers", True),
+                self._condition(state, "PodReadyToStartContainers", phase not in ("Succeeded", "Failed")),
                 self._condition(state, "Initialized", True),
-                self._condition(state, "Ready", all_ready, "ContainersNotReady", not_ready_msg),
-                self._condition(state, "ContainersReady", all_ready, "ContainersNotReady", not_ready_msg),
+                self._condition(state, "Ready", all_ready, not_ready_reason, not_ready_msg),
+                self._condition(state, "ContainersReady", all_ready, not_ready_reason, not_ready_msg),
                 self._condition(state, "PodScheduled", True),
             ],
             "hostIP": state.host_ip,

@@ -204,3 +204,55 @@ def test_registry_loads_from_file(tmp_path: Path, suffix: str) -> None:
     assert config.crashes("jocatalin/x:boom")
     with pytest.raises(ValueError, match="unknown keys"):
         RegistryConfig.from_dict({"mising": []})
+
+
+# ---------------------------------------------------------------------- jobs (helm hooks)
+
+JOBS = ("batch", "v1", "jobs")
+
+
+def job(name: str, image: str, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "hook", "image": image}]}},
+    }
+    body.update(spec)
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": NS}, "spec": body}
+
+
+def test_job_pods_run_to_completion_and_the_job_completes() -> None:
+    with Harness(pod_ready_seconds=0.05) as sim:
+        sim.create(JOBS, job("migrate", "busybox:1", completions=2, parallelism=1))
+        status = sim.wait(
+            lambda: (
+                any(c["type"] == "Complete" for c in sim.get(JOBS, "migrate").get("status", {}).get("conditions", []))
+                and sim.get(JOBS, "migrate")["status"]
+            ),
+            message="Job Complete",
+        )
+        assert status["succeeded"] == 2
+        assert "active" not in status
+        assert status["completionTime"]
+        assert [c["type"] for c in status["conditions"]] == ["SuccessCriteriaMet", "Complete"]
+        pods = sim.list(PODS, "job-name=migrate")
+        assert [p["status"]["phase"] for p in pods] == ["Succeeded", "Succeeded"]
+        terminated = pods[0]["status"]["containerStatuses"][0]["state"]["terminated"]
+        assert terminated["exitCode"] == 0
+        assert terminated["reason"] == "Completed"
+        ready = next(c for c in pods[0]["status"]["conditions"] if c["type"] == "Ready")
+        assert ready["reason"] == "PodCompleted"
+
+
+def test_failing_job_stops_at_the_backoff_limit() -> None:
+    with Harness(pod_ready_seconds=0.05, registry=RegistryConfig(crashloop=["*:boom"])) as sim:
+        sim.create(JOBS, job("hook", "busybox:boom", backoffLimit=1))
+        status = sim.wait(
+            lambda: (
+                any(c["type"] == "Failed" for c in sim.get(JOBS, "hook").get("status", {}).get("conditions", []))
+                and sim.get(JOBS, "hook")["status"]
+            ),
+            message="Job Failed",
+        )
+        assert status["failed"] == 2
+        failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+        assert failed["reason"] == "BackoffLimitExceeded"
+        assert {p["status"]["phase"] for p in sim.list(PODS, "job-name=hook")} == {"Failed"}

@@ -1,4 +1,4 @@
-"""kubesim's controller manager: Deployment, ReplicaSet, DaemonSet, StatefulSet, garbage collector, plus the
+"""kubesim's controller manager: Deployment, ReplicaSet, DaemonSet, StatefulSet, Job, garbage collector, plus the
 fake scheduler/kubelet. `KubeSim.start()` calls `start_controllers`."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from sandbox.kubesim.controllers.daemonset import DaemonSetController
 from sandbox.kubesim.controllers.deployment import DeploymentController
 from sandbox.kubesim.controllers.events import EventRecorder
 from sandbox.kubesim.controllers.gc import GarbageCollector
+from sandbox.kubesim.controllers.job import JobController
 from sandbox.kubesim.controllers.replicaset import ReplicaSetController
 from sandbox.kubesim.controllers.runtime import Runtime
 from sandbox.kubesim.controllers.statefulset import StatefulSetController
@@ -46,6 +47,7 @@ class Controllers:
         self.replicasets = ReplicaSetController(self.runtime, self.events)
         self.daemonsets = DaemonSetController(self.runtime, self.events, self.kubelet.nodes)
         self.statefulsets = StatefulSetController(self.runtime, self.events)
+        self.jobs = JobController(self.runtime, self.events)
         self.gc = GarbageCollector(self.runtime)
 
     def start(self) -> Controllers:

@@ -22,6 +22,7 @@ from sandbox.kubesim.controllers.util import (
     DAEMONSETS,
     DEPLOYMENTS,
     EVENTS,
+    JOBS,
     PODS,
     REPLICASETS,
     STATEFULSETS,
@@ -41,6 +42,7 @@ CONTROLLED: dict[ResourceKey, str] = {
     REPLICASETS: "ReplicaSet",
     DAEMONSETS: "DaemonSet",
     STATEFULSETS: "StatefulSet",
+    JOBS: "Job",
 }
 
 

@@ -17,6 +17,7 @@ REPLICASETS: ResourceKey = ("apps", "v1", "replicasets")
 DAEMONSETS: ResourceKey = ("apps", "v1", "daemonsets")
 STATEFULSETS: ResourceKey = ("apps", "v1", "statefulsets")
 CONTROLLERREVISIONS: ResourceKey = ("apps", "v1", "controllerrevisions")
+JOBS: ResourceKey = ("batch", "v1", "jobs")
 
 # apimachinery/pkg/util/rand: SafeEncodeString maps every byte onto an alphabet without vowels,
 # so generated names never spell words.
