@@ -178,6 +178,9 @@ class Ephemeral:
         rendered = blocks_plain_text(self.blocks)
         return f"{self.text}\n{rendered}" if rendered else self.text
 
+    def display_text(self) -> str:
+        return blocks_plain_text(self.blocks) or self.text
+
 
 @dataclass(frozen=True)
 class ResponseUrlPost:

@@ -330,7 +330,7 @@ class SlackState:
                 user=user,
                 ts=ephemeral.message_ts,
                 thread_ts=thread_ts,
-                text=ephemeral.all_text(),
+                text=ephemeral.display_text(),
                 detail={"source": source},
             )
             return ephemeral
