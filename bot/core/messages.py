@@ -83,7 +83,7 @@ def escape(text: str) -> str:
 
 
 # Slack's own markup for people, groups and channels, which texts written by the core may contain.
-_SLACK_REFERENCE = re.compile(r"&lt;([@#][UWC][A-Z0-9]+|!subteam\^S[A-Z0-9]+)&gt;")
+_SLACK_REFERENCE = re.compile(r"&lt;([@#][UWCGD][A-Z0-9]+|!subteam\^S[A-Z0-9]+)&gt;")
 
 
 def escape_keeping_mentions(text: str) -> str:

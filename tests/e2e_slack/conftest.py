@@ -8,6 +8,8 @@ request message the bot posted.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -197,6 +199,17 @@ def phase_of(fake: FakeSlack, request: Request) -> str:
 def wait_for_phase(fake: FakeSlack, request: Request, phase: str, timeout: float = WAIT) -> Message:
     fake.wait_for(lambda: phase_of(fake, request) == phase, timeout, description=f"request message in phase {phase}")
     return fake.message(request.channel, request.ts)
+
+
+def eventually(predicate: Callable[[], Any], timeout: float = WAIT, description: str = "") -> Any:
+    """Wait for a condition on state the fake Slack cannot signal (Redis): re-check every 20 ms."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not (result := predicate()):
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{description or 'condition'} not satisfied within {timeout} s")
+        pause.wait(0.02)
+    return result
 
 
 def thread_texts(fake: FakeSlack, request: Request) -> list[str]:

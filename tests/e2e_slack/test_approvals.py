@@ -6,7 +6,14 @@ from datetime import timedelta
 
 from bot.core.operations import Phase
 from sandbox.slack.seed import ALICE, BOB, CAROL, DAVE, INCIDENT
-from tests.e2e_slack.conftest import WAIT, request_rollback, thread_texts, wait_for_phase, wait_for_thread_line
+from tests.e2e_slack.conftest import (
+    WAIT,
+    eventually,
+    request_rollback,
+    thread_texts,
+    wait_for_phase,
+    wait_for_thread_line,
+)
 from tests.fakes.clock import ManualClock
 
 
@@ -73,11 +80,11 @@ def test_requesters_own_reject_cancels_the_request(slack, fake_slack, bot) -> No
 def test_withdrawn_approval_before_execution_no_longer_counts(slack, fake_slack, bot, backend) -> None:
     request = request_rollback(slack, fake_slack, bot, "fluentd")  # needs 2 approvals
     slack.reaction_added(BOB, "white_check_mark", INCIDENT, request.ts)
-    fake_slack.wait_for(lambda: len(_operation(bot, request).approvals) == 1, WAIT)
+    eventually(lambda: len(_operation(bot, request).approvals) == 1)
     slack.reaction_removed(BOB, "white_check_mark", INCIDENT, request.ts)
     wait_for_thread_line(fake_slack, request, "withdrew")
     slack.reaction_added(CAROL, "white_check_mark", INCIDENT, request.ts)
-    fake_slack.wait_for(lambda: _operation(bot, request).approvers == ("U0CAROL",), WAIT)
+    eventually(lambda: _operation(bot, request).approvers == ("U0CAROL",))
     assert _operation(bot, request).phase is Phase.AWAITING_APPROVAL
     assert backend.rollbacks_applied(bot.flow.catalog.get("fluentd")) == 0
     assert "approvals 1/2" in fake_slack.message(INCIDENT, request.ts).all_text()
@@ -89,12 +96,7 @@ def test_the_same_event_delivered_three_times_counts_once(slack, fake_slack, bot
     for retry in (None, 1, 2):
         ack = slack.reaction_added(BOB, "white_check_mark", INCIDENT, request.ts, event_id, retry_num=retry)
         assert ack.status == 200
-    try:
-        fake_slack.wait_for(lambda: len(_operation(bot, request).approvals) == 1, WAIT)
-    except TimeoutError:
-        print(_operation(bot, request))
-        print("\n".join(c.describe() for c in fake_slack.calls()))
-        raise
+    eventually(lambda: len(_operation(bot, request).approvals) == 1)
     # A later, different event proves the retries were processed (and dropped) before it.
     slack.reaction_added(DAVE, "white_check_mark", INCIDENT, request.ts)
     _ephemeral_to(fake_slack, DAVE, "not an approver")

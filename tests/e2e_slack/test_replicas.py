@@ -17,8 +17,8 @@ from bot.core.operations import Approval, Phase
 from sandbox.slack.driver import SlackDriver
 from sandbox.slack.seed import BOB, BOT_TOKEN, CAROL, INCIDENT, SIGNING_SECRET
 from tests.e2e_slack.conftest import (
-    WAIT,
     arrange_all,
+    eventually,
     request_rollback,
     thread_texts,
     wait_for_phase,
@@ -41,7 +41,7 @@ def test_two_replicas_racing_on_one_approval_execute_it_once(fake_slack, make_bo
         with ThreadPoolExecutor(max_workers=2) as pool:
             pool.submit(to_first.reaction_added, BOB, "white_check_mark", INCIDENT, request.ts)
             pool.submit(to_second.reaction_added, CAROL, "white_check_mark", INCIDENT, request.ts)
-        fake_slack.wait_for(lambda: first.store.get(request.operation.id).phase is not Phase.AWAITING_APPROVAL, WAIT)
+        eventually(lambda: first.store.get(request.operation.id).phase is not Phase.AWAITING_APPROVAL)
         for app in (first, second, first, second):
             app.rollout_executor.submit(app.flow.execute, request.operation.id)
         wait_for_phase(fake_slack, request, "succeeded")
