@@ -147,6 +147,7 @@ class SlackDriver:
         timeout: float = 10.0,
         reflect_acks: bool = True,
         transport: Transport = "http",
+        ack_deadline: float = ACK_DEADLINE_SECONDS,
     ) -> None:
         self.bot_url = bot_url
         self.signing_secret = signing_secret
@@ -158,6 +159,8 @@ class SlackDriver:
         self.timeout = timeout
         # Mirror what Slack shows for an ack (ephemeral text, in_channel message, operation_timeout) into the fake.
         self.reflect_acks = reflect_acks
+        # When Slack gives up on a slash command ack (3 s); lower it to test the timeout path quickly.
+        self.ack_deadline = ack_deadline
         self.transport: Transport = transport
         if transport == "socket" and fake is None:
             raise ValueError("the socket transport delivers through the fake; pass fake=")
@@ -250,7 +253,7 @@ class SlackDriver:
     def _reflect_slash_ack(self, ack: Ack, command: str, user: str, channel: str) -> None:
         """Record what the user would see: the ack's text, or Slack's error when the ack failed or was late."""
         assert self.fake is not None
-        if not ack.ok or ack.latency > ACK_DEADLINE_SECONDS:
+        if not ack.ok or ack.latency > self.ack_deadline:
             error = "operation_timeout" if ack.ok or ack.transport_error == "timeout" else "dispatch_failed"
             self.fake.record_ephemeral(
                 channel, user, f'{command} failed with the error "{error}"', source="operation_timeout"
@@ -574,6 +577,18 @@ class SlackDriver:
     def url_verification(self, challenge: str) -> Ack:
         body = json.dumps({"token": LEGACY_TOKEN, "challenge": challenge, "type": "url_verification"}).encode()
         return self.send(body, JSON, kind="url_verification")
+
+    def app_rate_limited(self, minute_rate_limited: int | None = None) -> Ack:
+        """Slack's notice that it dropped events for exceeding 30,000 per hour (slack.md §3.1)."""
+        minute = int(self.clock.now()) // 60 * 60 if minute_rate_limited is None else minute_rate_limited
+        body = {
+            "token": LEGACY_TOKEN,
+            "type": "app_rate_limited",
+            "team_id": self.team_id,
+            "minute_rate_limited": minute,
+            "api_app_id": self.api_app_id,
+        }
+        return self.send(json.dumps(body).encode(), JSON, kind="event")
 
     def ssl_check(self) -> Ack:
         return self.send(urlencode({"ssl_check": "1", "token": LEGACY_TOKEN}).encode(), FORM, kind="ssl_check")

@@ -179,6 +179,20 @@ def test_slow_ack_is_retried_as_http_timeout(recording_driver: SlackDriver, endp
     assert endpoint.received[1].headers["x-slack-retry-reason"] == "http_timeout"
 
 
+def test_late_slash_ack_shows_the_user_operation_timeout(endpoint: RecordingEndpoint, fake: FakeSlack) -> None:
+    endpoint.hold_first = threading.Event()
+    release = threading.Timer(0.2, endpoint.hold_first.set)
+    host = WsgiHost(endpoint)
+    with host, SlackDriver(f"{host.url}/", seed.SIGNING_SECRET, fake, ack_deadline=0.1) as driver:
+        release.start()
+        ack = driver.slash_command("workshop 1", seed.ALICE, seed.OPS)
+
+    assert ack.status == 200
+    with pytest.raises(AssertionError, match="acked after"):
+        ack.assert_acked(within=0.1)
+    assert fake.ephemerals(seed.OPS, seed.ALICE)[0].text == '/rollback failed with the error "operation_timeout"'
+
+
 # ---------------------------------------------------------------------------------------------- response_url
 
 
@@ -352,6 +366,11 @@ def test_url_verification_echoes_the_challenge(bolt: BoltHarness) -> None:
     ack = bolt.driver.url_verification("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P")
 
     assert ack.json == {"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}
+
+
+def test_ssl_check_is_answered_without_running_listeners(bolt: BoltHarness) -> None:
+    assert bolt.driver.ssl_check().status == 200
+    assert bolt.fake.calls("chat.postMessage") == []
 
 
 def test_bolt_drops_slash_commands_whose_body_contains_payload(bolt: BoltHarness) -> None:
