@@ -161,7 +161,7 @@ class FakeSlack(SlackState):
         times: int = 1,
         when: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
-        """Answer the next ``times`` calls of ``method`` (matching ``when(args)``) with an error.
+        """Answer the next ``times`` calls of ``method`` (``"*"`` = any method; matching ``when(args)``) with an error.
 
         ``status=429`` defaults to ``error="ratelimited"`` and ``Retry-After: 1``; otherwise the default error is
         ``internal_error``. Injected failures skip all other checks and are marked ``Call.injected``.
@@ -223,9 +223,9 @@ class FakeSlack(SlackState):
         taken: list[_Fault] = []
         with self._lock:
             for fault in list(self._faults):
-                if fault.method != method or (fault.when is not None and not fault.when(args)):
+                if fault.method not in (method, "*") or (fault.when is not None and not fault.when(args)):
                     continue
-                if any(kind_of(f) == kind_of(fault) for f in taken):
+                if any(_kind_of(f) == _kind_of(fault) for f in taken):
                     continue
                 taken.append(fault)
                 if fault.remaining is not None:
@@ -499,7 +499,7 @@ class FakeSlack(SlackState):
             request.reply(404, b"not found", "text/plain")
 
 
-def kind_of(fault: _Fault) -> str:
+def _kind_of(fault: _Fault) -> str:
     return "drop" if fault.drop else "delay" if fault.delay else "error"
 
 

@@ -593,6 +593,15 @@ def test_delay_slows_answers_down(fake: FakeSlack, client: WebClient) -> None:
     assert fast.latency < slow.latency
 
 
+def test_fail_next_wildcard_hits_whatever_comes_next(fake: FakeSlack, client: WebClient) -> None:
+    fake.fail_next("*", "service_unavailable", status=503)
+
+    error = slack_error(client.auth_test)
+
+    assert (error.response.status_code, error.response["error"]) == (503, "service_unavailable")
+    assert client.auth_test()["ok"]
+
+
 def test_server_error_status_surfaces_as_slack_api_error(fake: FakeSlack, client: WebClient) -> None:
     fake.fail_next("auth.test", status=500)
 
