@@ -559,7 +559,7 @@ class SlackDriver:
     ) -> tuple[dict[str, Any], dict[str, Any] | None, str | None]:
         if self.fake is None:
             return {"type": "message", "ts": message_ts, "text": ""}, None, None
-        stored = self.fake.find_message(channel, message_ts)
+        stored = self.fake.message_or_none(channel, message_ts)
         if stored is None:
             return {"type": "message", "ts": message_ts, "text": ""}, None, None
         message = stored.to_api(self.team_id)
@@ -762,7 +762,7 @@ class SlackDriver:
     def _message_author(self, channel: str, ts: str) -> str | None:
         if self.fake is None:
             return None
-        message = self.fake.find_message(channel, ts)
+        message = self.fake.message_or_none(channel, ts)
         return message.user if message is not None else None
 
 

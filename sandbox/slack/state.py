@@ -456,6 +456,12 @@ class SlackState:
                 selected = [m for m in stored if m.is_reply and m.thread_ts == thread_ts]
             return copy.deepcopy(selected)
 
+    def message_or_none(self, channel: str, ts: str) -> Message | None:
+        """A copy of the message, or None when it does not exist (or was deleted)."""
+        with self._lock:
+            message = self.find_message(channel, ts)
+            return None if message is None else copy.deepcopy(message)
+
     def message(self, channel: str, ts: str) -> Message:
         with self._lock:
             message = self.find_message(channel, ts)
