@@ -83,6 +83,49 @@ def node_object(name: str, index: int) -> Obj:
     }
 
 
+def node_labels(name: str) -> dict[str, str]:
+    labels: dict[str, str] = node_object(name, 0)["metadata"]["labels"]
+    return labels
+
+
+def _expression_matches(expr: Obj, labels: dict[str, str]) -> bool:
+    key, op, values = expr.get("key", ""), expr.get("operator", ""), expr.get("values") or []
+    if op == "In":
+        return labels.get(key) in values
+    if op == "NotIn":
+        return labels.get(key) not in values
+    if op == "Exists":
+        return key in labels
+    if op == "DoesNotExist":
+        return key not in labels
+    return False
+
+
+def node_matches(pod_spec: Obj, node: str) -> bool:
+    """Whether a pod template may run on `node`: nodeSelector and required node affinity (labels and the
+    metadata.name field), the checks the DaemonSet controller's NodeShouldRunDaemonPod makes."""
+    labels = node_labels(node)
+    for key, value in (pod_spec.get("nodeSelector") or {}).items():
+        if labels.get(key) != value:
+            return False
+    affinity = (pod_spec.get("affinity") or {}).get("nodeAffinity") or {}
+    required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
+    terms = required.get("nodeSelectorTerms") or []
+    if not terms:
+        return True
+    fields = {"metadata.name": node}
+    for term in terms:
+        exprs = term.get("matchExpressions") or []
+        field_exprs = term.get("matchFields") or []
+        if not exprs and not field_exprs:
+            continue
+        if all(_expression_matches(e, labels) for e in exprs) and all(
+            _expression_matches(e, fields) for e in field_exprs
+        ):
+            return True
+    return False
+
+
 def affinity_node(pod: Obj) -> str | None:
     """The node a DaemonSet pod is pinned to via requiredDuringScheduling matchFields metadata.name."""
     affinity = ((pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {}
@@ -160,19 +203,29 @@ class Kubelet:
 
     def _pick_node(self, pod: Obj) -> str | None:
         spec = pod.get("spec") or {}
-        pinned = affinity_node(pod) or (spec.get("nodeSelector") or {}).get("kubernetes.io/hostname")
-        if pinned:
-            return pinned if pinned in self._load else None
+        fits = [n for n in self.nodes if node_matches(spec, n)]
+        if not fits:
+            return None
         # Least loaded node, round-robin among equals, like the default scheduler's spreading.
-        lowest = min(self._load.values())
-        candidates = [n for n in self.nodes if self._load[n] == lowest]
+        lowest = min(self._load[n] for n in fits)
+        candidates = [n for n in fits if self._load[n] == lowest]
         self._rr += 1
         return candidates[self._rr % len(candidates)]
 
     def _bind(self, pod: Obj) -> None:
         node = self._pick_node(pod)
         if node is None:
-            return  # unschedulable; a real cluster leaves the pod Pending too
+            # Unschedulable: the pod stays Pending, as on a real cluster.
+            count = len(self.nodes)
+            self.events.record(
+                pod,
+                "Warning",
+                "FailedScheduling",
+                f"0/{count} nodes are available: {count} node(s) didn't match Pod's node affinity/selector. "
+                f"preemption: 0/{count} nodes are available: {count} Preemption is not helpful for scheduling.",
+                component="default-scheduler",
+            )
+            return
         bound = clone(pod)
         bound["spec"]["nodeName"] = node
         self.store.update(PODS, bound)
@@ -210,6 +263,10 @@ class Kubelet:
             self._write_status(pod, state)
             self._arm(key, state)
             return
+        if self._restart_changed_containers(pod, state):
+            self._write_status(pod, state)
+            self._arm(key, state)
+            return
         remaining = state.due - time.monotonic()
         if remaining > 0:
             self._arm(key, state)
@@ -217,6 +274,36 @@ class Kubelet:
         self._advance(pod, state)
         self._write_status(pod, state)
         self._arm(key, state)
+
+    def _restart_changed_containers(self, pod: Obj, state: PodState) -> bool:
+        """`kubectl set image pod/...`: the kubelet kills a container whose image changed and starts the new one."""
+        images = {c.get("name"): c.get("image", "") for c in (pod.get("spec") or {}).get("containers") or []}
+        changed = False
+        for c in state.containers:
+            new_image = images.get(c.name)
+            if new_image is None or new_image == c.image:
+                continue
+            self.events.record(
+                pod,
+                "Normal",
+                "Killing",
+                f"Container {c.name} definition changed, will be restarted",
+                component="kubelet",
+                host=state.node,
+                field_path=f"spec.containers{{{c.name}}}",
+            )
+            if c.phase in ("running", "crash-backoff", "completed", "failed"):
+                code, reason = (0, "Completed") if c.phase in ("running", "completed") else (1, "Error")
+                c.last_terminated = {"terminated": self._terminated(state, c, code, reason)}
+                c.restart_count += 1
+            c.image = new_image
+            c.phase = "creating"
+            c.failures = 0
+            c.finish_due = float("inf")
+            changed = True
+        if changed:
+            state.due = time.monotonic() + self.ready_seconds
+        return changed
 
     def _forget(self, key: tuple[str, str], state: PodState) -> None:
         self._pods.pop(key, None)

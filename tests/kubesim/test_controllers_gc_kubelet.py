@@ -256,3 +256,31 @@ def test_failing_job_stops_at_the_backoff_limit() -> None:
         failed = next(c for c in status["conditions"] if c["type"] == "Failed")
         assert failed["reason"] == "BackoffLimitExceeded"
         assert {p["status"]["phase"] for p in sim.list(PODS, "job-name=hook")} == {"Failed"}
+
+
+def test_changing_a_pod_image_restarts_the_container() -> None:
+    with Harness(pod_ready_seconds=0.05) as sim:
+        sim.create(PODS, pod("solo", "nginx:1.25"))
+        sim.wait(lambda: state_of(sim, "solo").get("ready"))
+        sim.mutate(PODS, "solo", lambda p: p["spec"]["containers"][0].update(image="nginx:1.26"))
+        sim.wait(
+            lambda: (
+                state_of(sim, "solo").get("image") == "docker.io/library/nginx:1.26" and state_of(sim, "solo")["ready"]
+            )
+        )
+        cs = state_of(sim, "solo")
+        assert cs["restartCount"] == 1
+        assert cs["lastState"]["terminated"]["reason"] == "Completed"
+        assert ("Normal", "Killing", "Container app definition changed, will be restarted") in events_for(sim, "solo")
+
+
+def test_unschedulable_pod_stays_pending_with_a_failed_scheduling_event() -> None:
+    with Harness() as sim:
+        body = pod("nowhere", "nginx:1")
+        body["spec"]["nodeSelector"] = {"disktype": "ssd"}
+        sim.create(PODS, body)
+        sim.wait(lambda: events_for(sim, "nowhere"))
+        (event,) = events_for(sim, "nowhere")
+        assert event[:2] == ("Warning", "FailedScheduling")
+        assert event[2].startswith("0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector.")
+        assert "nodeName" not in sim.get(PODS, "nowhere")["spec"]

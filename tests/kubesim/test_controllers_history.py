@@ -198,3 +198,13 @@ def _template_of(cr: dict[str, Any]) -> dict[str, Any]:
     template = json.loads(json.dumps(cr["data"]["spec"]["template"]))
     template.pop("$patch")
     return template
+
+
+def test_daemonset_node_selector_limits_the_nodes(sim: Harness) -> None:
+    body = agent()
+    body["spec"]["template"]["spec"]["nodeSelector"] = {"kubernetes.io/hostname": "node-2"}
+    sim.create(DAEMONSETS, body)
+    sim.wait(lambda: ds_done(sim, "agent") and sim.get(DAEMONSETS, "agent")["status"]["numberReady"] == 1)
+    status = sim.get(DAEMONSETS, "agent")["status"]
+    assert status["desiredNumberScheduled"] == 1
+    assert [p["spec"]["nodeName"] for p in sim.list(PODS, "app=agent")] == ["node-2"]

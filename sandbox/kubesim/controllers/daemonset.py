@@ -23,7 +23,7 @@ from sandbox.kubesim.controllers.util import (
     revision_patch,
     scaled_value,
 )
-from sandbox.kubesim.kubelet import affinity_node
+from sandbox.kubesim.kubelet import affinity_node, node_matches
 from sandbox.kubesim.store import ApiError, clone
 
 Obj = dict[str, Any]
@@ -128,16 +128,21 @@ class DaemonSetController:
         cur, old = self._construct_history(ds)
         pod_hash = cur["metadata"]["labels"][HASH_LABEL]
         pods = [p for p in self.rt.owned(ds["metadata"]["uid"], PODS) if pod_is_active(p)]
+        pod_spec = (ds["spec"].get("template") or {}).get("spec") or {}
+        nodes = [n for n in self.nodes if node_matches(pod_spec, n)]
         rolling = ((ds["spec"].get("updateStrategy") or {}).get("type") or "RollingUpdate") == "RollingUpdate"
         # Like the real controller, roll only once the per-node pod set is settled (expectations met).
-        changed = self._manage(ds, pods, pod_hash) or (rolling and self._rolling_update(ds, pods, pod_hash))
+        changed = self._manage(ds, nodes, pods, pod_hash) or (
+            rolling and self._rolling_update(ds, nodes, pods, pod_hash)
+        )
         if changed:
             pods = [p for p in self.rt.owned(ds["metadata"]["uid"], PODS) if pod_is_active(p)]
         self._cleanup_history(ds, old, pods)
-        self._update_status(ds, pods, pod_hash)
+        self._update_status(ds, nodes, pods, pod_hash)
 
-    def _by_node(self, pods: list[Obj]) -> dict[str, list[Obj]]:
-        out: dict[str, list[Obj]] = {n: [] for n in self.nodes}
+    @staticmethod
+    def _by_node(nodes: list[str], pods: list[Obj]) -> dict[str, list[Obj]]:
+        out: dict[str, list[Obj]] = {n: [] for n in nodes}
         for pod in pods:
             node = pod_node(pod)
             out.setdefault(node or "", []).append(pod)
@@ -145,9 +150,9 @@ class DaemonSetController:
             lst.sort(key=_created)
         return out
 
-    def _fences(self, ds: Obj) -> tuple[int, int]:
+    @staticmethod
+    def _fences(ds: Obj, desired: int) -> tuple[int, int]:
         rolling = (ds["spec"].get("updateStrategy") or {}).get("rollingUpdate") or {}
-        desired = len(self.nodes)
         surge = scaled_value(rolling.get("maxSurge", 0), desired, True)
         unavailable = scaled_value(rolling.get("maxUnavailable", 1), desired, True)
         if surge == 0 and unavailable == 0:
@@ -197,12 +202,12 @@ class DaemonSetController:
             component="daemonset-controller",
         )
 
-    def _manage(self, ds: Obj, pods: list[Obj], pod_hash: str) -> bool:
+    def _manage(self, ds: Obj, nodes: list[str], pods: list[Obj], pod_hash: str) -> bool:
         """Create missing daemon pods, delete surplus and misscheduled ones."""
-        surge, _ = self._fences(ds)
+        surge, _ = self._fences(ds, len(nodes))
         changed = False
-        for node, node_pods in self._by_node(pods).items():
-            if node not in self.nodes:
+        for node, node_pods in self._by_node(nodes, pods).items():
+            if node not in nodes:
                 for pod in node_pods:
                     self._delete_pod(ds, pod)
                     changed = True
@@ -229,16 +234,16 @@ class DaemonSetController:
         at = pod_available_at(pod, min_ready)
         return at is not None and (min_ready == 0 or at < now())
 
-    def _rolling_update(self, ds: Obj, pods: list[Obj], pod_hash: str) -> bool:
-        surge, max_unavailable = self._fences(ds)
+    def _rolling_update(self, ds: Obj, nodes: list[str], pods: list[Obj], pod_hash: str) -> bool:
+        surge, max_unavailable = self._fences(ds, len(nodes))
         to_delete: list[Obj] = []
         new_nodes: list[str] = []
         if surge == 0:
             unavailable = 0
             replacements: list[Obj] = []
             candidates: list[Obj] = []
-            for node, node_pods in self._by_node(pods).items():
-                if node not in self.nodes:
+            for node, node_pods in self._by_node(nodes, pods).items():
+                if node not in nodes:
                     continue
                 new_pod, old_pod, ok = self._split(node_pods, pod_hash)
                 if not ok or (new_pod is None) == (old_pod is None):
@@ -257,8 +262,8 @@ class DaemonSetController:
             surged = 0
             allowed: list[str] = []
             candidate_nodes: list[str] = []
-            for node, node_pods in self._by_node(pods).items():
-                if node not in self.nodes:
+            for node, node_pods in self._by_node(nodes, pods).items():
+                if node not in nodes:
                     continue
                 new_pod, old_pod, ok = self._split(node_pods, pod_hash)
                 if not ok:
@@ -296,10 +301,10 @@ class DaemonSetController:
                 old_pod = pod
         return new_pod, old_pod, True
 
-    def _update_status(self, ds: Obj, pods: list[Obj], pod_hash: str) -> None:
+    def _update_status(self, ds: Obj, nodes: list[str], pods: list[Obj], pod_hash: str) -> None:
         desired = current = ready = available = updated = misscheduled = 0
-        for node, node_pods in self._by_node(pods).items():
-            if node not in self.nodes:
+        for node, node_pods in self._by_node(nodes, pods).items():
+            if node not in nodes:
                 misscheduled += 1 if node_pods else 0
                 continue
             desired += 1
