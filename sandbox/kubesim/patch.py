@@ -61,7 +61,7 @@ def _get_pointer(doc: Any, path: str, op: str) -> Any:
     return cur
 
 
-def _list_index(container: list, key: str, op: str, path: str, *, for_insert: bool) -> int:
+def _list_index(container: list[Any], key: str, op: str, path: str, *, for_insert: bool) -> int:
     if key == "-" and for_insert:
         return len(container)
     try:
@@ -224,7 +224,7 @@ def strategic_merge(doc: Any, patch: Any, kind: str, *, path: tuple[str, ...] = 
     return _merge_map(original, patch, kind, path)
 
 
-def _merge_map(original: dict, patch: dict, kind: str, path: tuple[str, ...]) -> dict:
+def _merge_map(original: dict[str, Any], patch: dict[str, Any], kind: str, path: tuple[str, ...]) -> dict[str, Any]:
     directive = patch.get(_DIRECTIVE)
     if directive == "replace":
         return strip_directives({k: v for k, v in patch.items() if k != _DIRECTIVE})
@@ -233,7 +233,7 @@ def _merge_map(original: dict, patch: dict, kind: str, path: tuple[str, ...]) ->
     if directive is not None:
         raise PatchError(f"Unknown patch type: {directive}")
     retain = patch.get(_RETAIN)
-    orders: dict[str, list] = {}
+    orders: dict[str, list[Any]] = {}
     for key, value in patch.items():
         if key in (_DIRECTIVE, _RETAIN):
             continue
@@ -282,7 +282,7 @@ def _hashable(value: Any) -> Any:
     return value
 
 
-def _merge_list(original: list, patch: list, merge_key: str, kind: str, path: tuple[str, ...]) -> list:
+def _merge_list(original: list[Any], patch: list[Any], merge_key: str, kind: str, path: tuple[str, ...]) -> list[Any]:
     if any(isinstance(item, dict) and item.get(_DIRECTIVE) == "replace" and len(item) == 1 for item in patch):
         return strip_directives([i for i in patch if not (isinstance(i, dict) and i.get(_DIRECTIVE) == "replace")])
     if merge_key == "":
@@ -313,7 +313,7 @@ def _merge_list(original: list, patch: list, merge_key: str, kind: str, path: tu
     return result
 
 
-def _apply_order(items: list, order: list, merge_key: str | None) -> list:
+def _apply_order(items: list[Any], order: list[Any], merge_key: str | None) -> list[Any]:
     """$setElementOrder: listed elements first in the given order, then the rest in their current order."""
 
     def ident(value: Any) -> Any:

@@ -295,7 +295,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send_object(req, info, obj)
 
-    def _send_object(self, req: _Request, info: ResourceInfo, obj: dict, code: int = 200) -> None:
+    def _send_object(self, req: _Request, info: ResourceInfo, obj: dict[str, Any], code: int = 200) -> None:
         if req.wants_table:
             include = req.query.get("includeObject", "Metadata")
             self._send_json(
@@ -389,7 +389,7 @@ class _Handler(BaseHTTPRequestHandler):
         table = req.wants_table
         include = query.get("includeObject", "Metadata")
         rv = query.get("resourceVersion")
-        error_event: dict | None = None
+        error_event: dict[str, Any] | None = None
         watch = None
         try:
             watch = self.store.watch(
@@ -464,7 +464,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---------------------------------------------------------------- writes
 
-    def _check_body(self, route: _Route, body: Any, *, require_name: bool) -> dict:
+    def _check_body(self, route: _Route, body: Any, *, require_name: bool) -> dict[str, Any]:
         info = route.info
         if not isinstance(body, dict):
             raise ApiError.bad_request("the request body must be a JSON object")
@@ -570,7 +570,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, updated)
 
     @staticmethod
-    def _apply_patch(ctype: str, current: dict, patch: Any, kind: str) -> Any:
+    def _apply_patch(ctype: str, current: dict[str, Any], patch: Any, kind: str) -> Any:
         try:
             if ctype == "application/json-patch+json":
                 return json_patch(current, patch)
@@ -592,7 +592,7 @@ class _Handler(BaseHTTPRequestHandler):
     # ---------------------------------------------------------------- scale
 
     @staticmethod
-    def _scale_of(info: ResourceInfo, obj: dict) -> dict:
+    def _scale_of(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
         spec = obj.get("spec") or {}
         status = obj.get("status") or {}
@@ -623,7 +623,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "must be greater than or equal to 0",
             )
         with self.store.lock:
-            current = self.store.get_ref(info.key, route.namespace, route.name)
+            current = self.store.get_ref(info.key, route.namespace, route.name or "")
             sent_rv = (scale.get("metadata") or {}).get("resourceVersion")
             if sent_rv and sent_rv != current["metadata"]["resourceVersion"]:
                 raise ApiError.conflict(
@@ -640,7 +640,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---------------------------------------------------------------- delete
 
-    def _delete_options(self, req: _Request) -> dict:
+    def _delete_options(self, req: _Request) -> dict[str, Any]:
         options: dict[str, Any] = {}
         if req.body:
             try:

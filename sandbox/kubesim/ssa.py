@@ -113,7 +113,7 @@ def _delete(obj: Any, path: FieldPath) -> None:
                 return
 
 
-def _prune_emptied(obj: dict, removed: list[FieldPath], applied: Iterable[FieldPath]) -> None:
+def _prune_emptied(obj: dict[str, Any], removed: list[FieldPath], applied: Iterable[FieldPath]) -> None:
     """Drop maps/lists that only held removed fields (the applier no longer mentions them at all)."""
     still_applied = {path[:n] for path in applied for n in range(1, len(path) + 1)}
     for path in removed:
@@ -131,7 +131,9 @@ def _side(store: Store, info: ResourceInfo, namespace: str, name: str) -> dict[s
     return store.side.setdefault((info.key, namespace, name), {"owners": {}, "applied": {}})
 
 
-def record_update(store: Store, info: ResourceInfo, old: dict | None, new: dict, manager: str) -> None:
+def record_update(
+    store: Store, info: ResourceInfo, old: dict[str, Any] | None, new: dict[str, Any], manager: str
+) -> None:
     """After a non-apply write: `manager` now owns every field it added or changed."""
     meta = new["metadata"]
     side = _side(store, info, meta.get("namespace", ""), meta["name"])
@@ -155,7 +157,7 @@ def apply(
     manager: str,
     force: bool,
     dry_run: bool,
-) -> tuple[dict, bool]:
+) -> tuple[dict[str, Any], bool]:
     """Server-side apply; returns (object, created)."""
     if not isinstance(body, dict):
         raise ApiError.bad_request("the body of an apply request must be an object")

@@ -31,7 +31,7 @@ from sandbox.kubesim.selectors import (
 
 __all__ = ["ApiError", "ResourceKey", "Store", "Watch", "clone", "now_rfc3339"]
 
-Listener = Callable[[str, ResourceKey, dict], None]
+Listener = Callable[[str, ResourceKey, dict[str, Any]], None]
 
 # Alphabet and length of apimachinery's rand.String, used for generateName suffixes.
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -59,14 +59,14 @@ def random_suffix(length: int = 5) -> str:
 class ApiError(Exception):
     """An API failure carrying the fields of a metav1.Status."""
 
-    def __init__(self, code: int, reason: str, message: str, details: dict | None = None) -> None:
+    def __init__(self, code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason
         self.message = message
         self.details = details
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "kind": "Status",
             "apiVersion": "v1",
@@ -147,8 +147,8 @@ class _Event:
     type: str
     res: ResourceKey
     namespace: str
-    old: dict | None
-    new: dict
+    old: dict[str, Any] | None
+    new: dict[str, Any]
 
 
 _STOP = object()
@@ -179,7 +179,7 @@ class Watch:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.stopped = False
 
-    def _matches(self, obj: dict | None) -> bool:
+    def _matches(self, obj: dict[str, Any] | None) -> bool:
         if obj is None:
             return False
         meta = obj.get("metadata") or {}
@@ -211,16 +211,16 @@ class Watch:
             elif was:
                 self._queue.put(("DELETED", event.new))
 
-    def _put_raw(self, item: tuple[str, dict]) -> None:
+    def _put_raw(self, item: tuple[str, dict[str, Any]]) -> None:
         self._queue.put(item)
 
-    def bookmark(self, resource_version: str, *, initial_events_end: bool = False) -> dict:
+    def bookmark(self, resource_version: str, *, initial_events_end: bool = False) -> dict[str, Any]:
         meta: dict[str, Any] = {"resourceVersion": resource_version}
         if initial_events_end:
             meta["annotations"] = {"k8s.io/initial-events-end": "true"}
         return {"kind": self.info.kind, "apiVersion": self.info.api_version, "metadata": meta}
 
-    def next_raw(self, timeout: float | None = None) -> tuple[str, dict] | None:
+    def next_raw(self, timeout: float | None = None) -> tuple[str, dict[str, Any]] | None:
         """The next (type, shared object) pair; None on timeout or once stopped. Do not mutate the object."""
         if self.stopped and self._queue.empty():
             return None
@@ -233,10 +233,10 @@ class Watch:
             return None
         return item
 
-    def __iter__(self) -> Iterator[tuple[str, dict]]:
+    def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
         return self
 
-    def __next__(self) -> tuple[str, dict]:
+    def __next__(self) -> tuple[str, dict[str, Any]]:
         while True:
             item = self.next_raw(timeout=None)
             if item is not None:
@@ -256,7 +256,7 @@ class Store:
     def __init__(self, *, event_window: int = _EVENT_WINDOW) -> None:
         self.lock = threading.RLock()
         # res -> namespace ("" for cluster-scoped) -> name -> committed object
-        self._data: dict[ResourceKey, dict[str, dict[str, dict]]] = {}
+        self._data: dict[ResourceKey, dict[str, dict[str, dict[str, Any]]]] = {}
         self._rv = itertools.count(1)
         self._current_rv = 0
         self._events: deque[_Event] = deque()
@@ -292,7 +292,9 @@ class Store:
     def _namespace_exists(self, namespace: str) -> bool:
         return namespace in self._data.get(("", "v1", "namespaces"), {}).get("", {})
 
-    def _commit(self, etype: str, info: ResourceInfo, namespace: str, old: dict | None, new: dict) -> None:
+    def _commit(
+        self, etype: str, info: ResourceInfo, namespace: str, old: dict[str, Any] | None, new: dict[str, Any]
+    ) -> None:
         rv = int(new["metadata"]["resourceVersion"])
         event = _Event(rv, etype, info.key, namespace, old, new)
         events = self._events
@@ -306,11 +308,11 @@ class Store:
 
     # ----------------------------------------------------------------- reads
 
-    def get(self, res: ResourceKey, namespace: str | None, name: str) -> dict:
+    def get(self, res: ResourceKey, namespace: str | None, name: str) -> dict[str, Any]:
         obj = self.get_ref(res, namespace, name)
         return clone(obj)
 
-    def get_ref(self, res: ResourceKey, namespace: str | None, name: str) -> dict:
+    def get_ref(self, res: ResourceKey, namespace: str | None, name: str) -> dict[str, Any]:
         """The committed object itself (read-only!); raises 404."""
         info = self._info(res)
         obj = self._data.get(res, {}).get(self._ns(info, namespace), {}).get(name)
@@ -318,7 +320,7 @@ class Store:
             raise ApiError.not_found(info, name)
         return obj
 
-    def try_get(self, res: ResourceKey, namespace: str | None, name: str) -> dict | None:
+    def try_get(self, res: ResourceKey, namespace: str | None, name: str) -> dict[str, Any] | None:
         info = self._info(res)
         obj = self._data.get(res, {}).get(self._ns(info, namespace), {}).get(name)
         return None if obj is None else clone(obj)
@@ -329,7 +331,7 @@ class Store:
         namespace: str | None = None,
         label_selector: str | None = None,
         field_selector: str | None = None,
-    ) -> tuple[list[dict], str]:
+    ) -> tuple[list[dict[str, Any]], str]:
         """Committed objects (read-only!) sorted by namespace/name, and the RV they were read at."""
         info = self._info(res)
         try:
@@ -343,7 +345,7 @@ class Store:
                 buckets = [(namespace, by_ns.get(namespace, {}))]
             else:
                 buckets = sorted(by_ns.items())
-            out: list[dict] = []
+            out: list[dict[str, Any]] = []
             for _ns, objs in buckets:
                 for name in sorted(objs):
                     obj = objs[name]
@@ -360,13 +362,13 @@ class Store:
         namespace: str | None = None,
         label_selector: str | None = None,
         field_selector: str | None = None,
-    ) -> tuple[list[dict], str]:
+    ) -> tuple[list[dict[str, Any]], str]:
         items, rv = self.list_refs(res, namespace, label_selector, field_selector)
         return [clone(o) for o in items], rv
 
     # ----------------------------------------------------------------- writes
 
-    def create(self, res: ResourceKey, obj: dict, *, dry_run: bool = False) -> dict:
+    def create(self, res: ResourceKey, obj: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         info = self._info(res)
         new = clone(obj)
         meta = new.get("metadata")
@@ -423,12 +425,12 @@ class Store:
     def update(
         self,
         res: ResourceKey,
-        obj: dict,
+        obj: dict[str, Any],
         *,
         subresource: str | None = None,
         check_rv: bool = True,
         dry_run: bool = False,
-    ) -> dict:
+    ) -> dict[str, Any]:
         info = self._info(res)
         if subresource not in (None, "status"):
             raise ApiError(404, "NotFound", f"subresource {subresource} is not handled by the store")
@@ -506,7 +508,9 @@ class Store:
             self._commit("MODIFIED", info, namespace, cur, new)
             return clone(new)
 
-    def _remove(self, info: ResourceInfo, namespace: str, name: str, last: dict, propagation: str = "") -> dict:
+    def _remove(
+        self, info: ResourceInfo, namespace: str, name: str, last: dict[str, Any], propagation: str = ""
+    ) -> dict[str, Any]:
         bucket = self._data[info.key][namespace]
         old = bucket.pop(name)
         gone = {k: v for k, v in last.items() if k != "metadata"}
@@ -531,8 +535,8 @@ class Store:
         *,
         propagation: str = "Background",
         dry_run: bool = False,
-        preconditions: dict | None = None,
-    ) -> dict:
+        preconditions: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         info = self._info(res)
         ns = self._ns(info, namespace)
         with self.lock:
