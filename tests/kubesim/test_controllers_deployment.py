@@ -295,3 +295,24 @@ def test_recreate_strategy_scales_old_to_zero_first(sim: Harness) -> None:
     sim.wait(lambda: sim.deployment_done("web") and sim.get(DEPLOYMENTS, "web")["status"].get("replicas") == 3)
     sim.store.remove_listener(check)
     assert overlap == []
+
+
+def test_scaling_a_stuck_rollout_distributes_replicas_proportionally(sim: Harness) -> None:
+    """The Deployment docs' example: 10 replicas, maxSurge 3, maxUnavailable 2, a bad image, then scale to 15:
+    the old ReplicaSet goes 8 -> 11 and the new one 5 -> 7."""
+    strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 3, "maxUnavailable": 2}}
+    sim.create(DEPLOYMENTS, workload("Deployment", "web", "nginx:1.25", replicas=10, strategy=strategy))
+    sim.wait(lambda: sim.deployment_done("web"), timeout=20)
+    sim.set_image(DEPLOYMENTS, "web", "nginx:broken")
+
+    def sizes() -> dict[str, int]:
+        return {
+            rs["spec"]["template"]["spec"]["containers"][0]["image"]: rs["spec"]["replicas"]
+            for rs in sim.owned_replicasets("web")
+        }
+
+    sim.wait(lambda: sizes() == {"nginx:1.25": 8, "nginx:broken": 5}, message="stuck at 8 old / 5 new")
+    sim.mutate(DEPLOYMENTS, "web", lambda d: d["spec"].update(replicas=15))
+    sim.wait(lambda: sizes() == {"nginx:1.25": 11, "nginx:broken": 7}, message="proportional scale-up")
+    sim.controllers.wait_idle()
+    assert sizes() == {"nginx:1.25": 11, "nginx:broken": 7}
