@@ -130,3 +130,39 @@ def test_change_cause_history_and_undo_to_revision(kubectl: CliRunner, wait_for:
     missing = kubectl("rollout", "undo", f"deploy/{name}", "-n", ns, "--to-revision=1", check=False)
     assert missing.returncode == 1
     assert missing.stderr.strip() == "error: unable to find specified revision 1 in history"
+
+
+PROGRESS_DEADLINE = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  progressDeadlineSeconds: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+"""
+
+
+def test_rollout_status_fails_once_the_progress_deadline_passes(kubectl: CliRunner) -> None:
+    kubectl("apply", "-f", "-", stdin=PROGRESS_DEADLINE)
+    kubectl("rollout", "status", "deploy/web", "--timeout=30s")
+    kubectl("set", "image", "deploy/web", "web=nginx:non-existing")
+    status = kubectl("rollout", "status", "deploy/web", "--timeout=30s", check=False)
+    assert status.returncode == 1
+    assert status.stderr.strip() == 'error: deployment "web" exceeded its progress deadline'
+    reason = kubectl(
+        "get", "deploy", "web", "-o", 'jsonpath={.status.conditions[?(@.type=="Progressing")].reason}'
+    ).stdout
+    assert reason == "ProgressDeadlineExceeded"
+    kubectl("rollout", "undo", "deploy/web")
+    status = kubectl("rollout", "status", "deploy/web", "--timeout=30s")
+    assert status.stdout.splitlines()[-1] == 'deployment "web" successfully rolled out'
