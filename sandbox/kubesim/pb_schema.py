@@ -1,9 +1,9 @@
 """Field numbers of the Kubernetes protobuf messages kubesim decodes (requests only).
 
-Derived from the public `generated.proto` files of k8s.io/api (core, apps, batch, rbac, networking, policy v1) and
+Derived from the public `generated.proto` files of k8s.io/api (core, apps, batch, rbac, networking, policy v1; autoscaling v2) and
 k8s.io/apimachinery (meta/v1, intstr, resource): for every message reachable from Secret, ConfigMap,
-Service, Namespace, ServiceAccount, Pod, Deployment, DaemonSet, StatefulSet, Job, the RBAC kinds,
-Ingress, NetworkPolicy, PodDisruptionBudget and DeleteOptions, a map of
+Service, Namespace, ServiceAccount, Pod, Deployment, DaemonSet, StatefulSet, Job, CronJob, the RBAC kinds,
+Ingress, NetworkPolicy, PodDisruptionBudget, HorizontalPodAutoscaler and DeleteOptions, a map of
 field number -> (JSON field name, "opt" | "rep" | "map", type). Types are proto scalars, other entries
 of this table, or the specially encoded meta.Time / intstr.IntOrString / resource.Quantity.
 Top-level `status` fields and `managedFields` are left out: clients never send them.
@@ -72,6 +72,85 @@ SCHEMA: dict[str, dict[int, tuple[str, str, str]]] = {
         1: ("type", "opt", "string"),
         2: ("rollingUpdate", "opt", "apps.RollingUpdateStatefulSetStrategy"),
     },
+    "autoscaling.ContainerResourceMetricSource": {
+        1: ("name", "opt", "string"),
+        2: ("target", "opt", "autoscaling.MetricTarget"),
+        3: ("container", "opt", "string"),
+    },
+    "autoscaling.CrossVersionObjectReference": {
+        1: ("kind", "opt", "string"),
+        2: ("name", "opt", "string"),
+        3: ("apiVersion", "opt", "string"),
+    },
+    "autoscaling.ExternalMetricSource": {
+        1: ("metric", "opt", "autoscaling.MetricIdentifier"),
+        2: ("target", "opt", "autoscaling.MetricTarget"),
+    },
+    "autoscaling.HPAScalingPolicy": {
+        1: ("type", "opt", "string"),
+        2: ("value", "opt", "int32"),
+        3: ("periodSeconds", "opt", "int32"),
+    },
+    "autoscaling.HPAScalingRules": {
+        1: ("selectPolicy", "opt", "string"),
+        2: ("policies", "rep", "autoscaling.HPAScalingPolicy"),
+        3: ("stabilizationWindowSeconds", "opt", "int32"),
+        4: ("tolerance", "opt", "resource.Quantity"),
+    },
+    "autoscaling.HorizontalPodAutoscaler": {
+        1: ("metadata", "opt", "meta.ObjectMeta"),
+        2: ("spec", "opt", "autoscaling.HorizontalPodAutoscalerSpec"),
+    },
+    "autoscaling.HorizontalPodAutoscalerBehavior": {
+        1: ("scaleUp", "opt", "autoscaling.HPAScalingRules"),
+        2: ("scaleDown", "opt", "autoscaling.HPAScalingRules"),
+    },
+    "autoscaling.HorizontalPodAutoscalerSpec": {
+        1: ("scaleTargetRef", "opt", "autoscaling.CrossVersionObjectReference"),
+        2: ("minReplicas", "opt", "int32"),
+        3: ("maxReplicas", "opt", "int32"),
+        4: ("metrics", "rep", "autoscaling.MetricSpec"),
+        5: ("behavior", "opt", "autoscaling.HorizontalPodAutoscalerBehavior"),
+    },
+    "autoscaling.MetricIdentifier": {1: ("name", "opt", "string"), 2: ("selector", "opt", "meta.LabelSelector")},
+    "autoscaling.MetricSpec": {
+        1: ("type", "opt", "string"),
+        2: ("object", "opt", "autoscaling.ObjectMetricSource"),
+        3: ("pods", "opt", "autoscaling.PodsMetricSource"),
+        4: ("resource", "opt", "autoscaling.ResourceMetricSource"),
+        5: ("external", "opt", "autoscaling.ExternalMetricSource"),
+        7: ("containerResource", "opt", "autoscaling.ContainerResourceMetricSource"),
+    },
+    "autoscaling.MetricTarget": {
+        1: ("type", "opt", "string"),
+        2: ("value", "opt", "resource.Quantity"),
+        3: ("averageValue", "opt", "resource.Quantity"),
+        4: ("averageUtilization", "opt", "int32"),
+    },
+    "autoscaling.ObjectMetricSource": {
+        1: ("describedObject", "opt", "autoscaling.CrossVersionObjectReference"),
+        2: ("target", "opt", "autoscaling.MetricTarget"),
+        3: ("metric", "opt", "autoscaling.MetricIdentifier"),
+    },
+    "autoscaling.PodsMetricSource": {
+        1: ("metric", "opt", "autoscaling.MetricIdentifier"),
+        2: ("target", "opt", "autoscaling.MetricTarget"),
+    },
+    "autoscaling.ResourceMetricSource": {
+        1: ("name", "opt", "string"),
+        2: ("target", "opt", "autoscaling.MetricTarget"),
+    },
+    "batch.CronJob": {1: ("metadata", "opt", "meta.ObjectMeta"), 2: ("spec", "opt", "batch.CronJobSpec")},
+    "batch.CronJobSpec": {
+        1: ("schedule", "opt", "string"),
+        2: ("startingDeadlineSeconds", "opt", "int64"),
+        3: ("concurrencyPolicy", "opt", "string"),
+        4: ("suspend", "opt", "bool"),
+        5: ("jobTemplate", "opt", "batch.JobTemplateSpec"),
+        6: ("successfulJobsHistoryLimit", "opt", "int32"),
+        7: ("failedJobsHistoryLimit", "opt", "int32"),
+        8: ("timeZone", "opt", "string"),
+    },
     "batch.Job": {1: ("metadata", "opt", "meta.ObjectMeta"), 2: ("spec", "opt", "batch.JobSpec")},
     "batch.JobSchedulingConfiguration": {},
     "batch.JobSpec": {
@@ -93,6 +172,7 @@ SCHEMA: dict[str, dict[int, tuple[str, str, str]]] = {
         16: ("successPolicy", "opt", "batch.SuccessPolicy"),
         17: ("scheduling", "opt", "batch.JobSchedulingConfiguration"),
     },
+    "batch.JobTemplateSpec": {1: ("metadata", "opt", "meta.ObjectMeta"), 2: ("spec", "opt", "batch.JobSpec")},
     "batch.PodFailurePolicy": {1: ("rules", "rep", "batch.PodFailurePolicyRule")},
     "batch.PodFailurePolicyOnExitCodesRequirement": {
         1: ("containerName", "opt", "string"),

@@ -36,6 +36,8 @@ KINDS: dict[str, tuple[str, str]] = {
     "Ingress": ("networking.k8s.io/v1", "networking.Ingress"),
     "NetworkPolicy": ("networking.k8s.io/v1", "networking.NetworkPolicy"),
     "PodDisruptionBudget": ("policy/v1", "policy.PodDisruptionBudget"),
+    "CronJob": ("batch/v1", "batch.CronJob"),
+    "HorizontalPodAutoscaler": ("autoscaling/v2", "autoscaling.HorizontalPodAutoscaler"),
 }
 
 # gogo-protobuf writes non-pointer scalars even when zero, so zero values are dropped as "unset" —

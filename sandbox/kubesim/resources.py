@@ -135,6 +135,17 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo(
         "batch", "v1", "jobs", "job", "Job", categories=(_ALL,), subresources=("status",), has_generation=True
     ),
+    ResourceInfo(
+        "batch",
+        "v1",
+        "cronjobs",
+        "cronjob",
+        "CronJob",
+        short_names=("cj",),
+        categories=(_ALL,),
+        subresources=("status",),
+        has_generation=True,
+    ),
     # storage-only kinds: no controllers, but charts create them
     ResourceInfo("rbac.authorization.k8s.io", "v1", "roles", "role", "Role"),
     ResourceInfo("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding"),

@@ -300,6 +300,50 @@ def _event_row(obj: dict[str, Any]) -> Row:
     ]
 
 
+def _cronjob_row(obj: dict[str, Any]) -> Row:
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    last = _parse_time(status.get("lastScheduleTime"))
+    last_text = human_duration((_dt.datetime.now(_dt.UTC) - last).total_seconds()) if last else "<none>"
+    return [
+        obj["metadata"]["name"],
+        spec.get("schedule", ""),
+        spec.get("timeZone") or "<none>",
+        "True" if spec.get("suspend") else "False",
+        len(status.get("active") or []),
+        last_text,
+        age(obj),
+    ]
+
+
+def _hpa_row(obj: dict[str, Any]) -> Row:
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    ref = spec.get("scaleTargetRef") or {}
+    targets = []
+    current = {m.get("resource", {}).get("name"): m for m in status.get("currentMetrics") or []}
+    for metric in spec.get("metrics") or []:
+        resource = metric.get("resource") or {}
+        target = resource.get("target") or {}
+        now = ((current.get(resource.get("name")) or {}).get("resource") or {}).get("current", {})
+        if "averageUtilization" in target:
+            wanted = f"{target['averageUtilization']}%"
+            shown = f"{now['averageUtilization']}%" if "averageUtilization" in now else "<unknown>"
+        else:
+            wanted = str(target.get("averageValue") or target.get("value") or "<none>")
+            shown = str(now.get("averageValue") or now.get("value") or "<unknown>")
+        targets.append(f"{resource.get('name')}: {shown}/{wanted}")
+    return [
+        obj["metadata"]["name"],
+        f"{ref.get('kind')}/{ref.get('name')}",
+        ", ".join(targets) or "<none>",
+        spec.get("minReplicas", 1),
+        spec.get("maxReplicas", 0),
+        status.get("currentReplicas", 0),
+        age(obj),
+    ]
+
+
 _NAME: Column = ("Name", "string", 0, "name")
 _AGE: Column = ("Age", "string", 0, "")
 
@@ -422,6 +466,30 @@ _PRINTERS: dict[str, tuple[list[Column], Callable[[dict[str, Any]], Row]]] = {
             ("Selector", "string", 1, ""),
         ],
         _job_row,
+    ),
+    "CronJob": (
+        [
+            _NAME,
+            ("Schedule", "string", 0, ""),
+            ("Timezone", "string", 0, ""),
+            ("Suspend", "boolean", 0, ""),
+            ("Active", "integer", 0, ""),
+            ("Last Schedule", "string", 0, ""),
+            _AGE,
+        ],
+        _cronjob_row,
+    ),
+    "HorizontalPodAutoscaler": (
+        [
+            _NAME,
+            ("Reference", "string", 0, ""),
+            ("Targets", "string", 0, ""),
+            ("MinPods", "string", 0, ""),
+            ("MaxPods", "integer", 0, ""),
+            ("Replicas", "integer", 0, ""),
+            _AGE,
+        ],
+        _hpa_row,
     ),
     "Event": (
         [

@@ -69,8 +69,13 @@ def test_create_secret_generic_keeps_binary_data(kubectl: CliRunner, kubesim: Ku
             ("policy", "v1", "poddisruptionbudgets"),
             lambda o: o["spec"]["minAvailable"] == 1,
         ),
+        (
+            ("cronjob", "nightly", "--image=busybox:1.36", "--schedule=0 1 * * *"),
+            ("batch", "v1", "cronjobs"),
+            lambda o: o["spec"]["schedule"] == "0 1 * * *",
+        ),
     ],
-    ids=["configmap", "service", "serviceaccount", "job", "role", "pdb"],
+    ids=["configmap", "service", "serviceaccount", "job", "role", "pdb", "cronjob"],
 )
 def test_typed_create_generators(kubectl: CliRunner, kubesim: KubeSim, args: tuple[str, ...], resource, check) -> None:
     kubectl("create", *args)
@@ -91,3 +96,13 @@ def test_protobuf_of_an_unsupported_kind_is_415(kubesim: KubeSim) -> None:
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request, timeout=5)  # noqa: S310 - loopback test server
     assert caught.value.code == 415
+
+
+def test_autoscale_creates_an_hpa_and_prints_its_table(kubectl: CliRunner) -> None:
+    kubectl("create", "deployment", "web", "--image=nginx:1.25")
+    assert kubectl("autoscale", "deployment", "web", "--min=1", "--max=4", "--cpu=80%").stdout.strip() == (
+        "horizontalpodautoscaler.autoscaling/web autoscaled"
+    )
+    header, row = [line.split() for line in kubectl("get", "hpa").stdout.splitlines()]
+    assert header == ["NAME", "REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"]
+    assert row[:6] == ["web", "Deployment/web", "cpu:", "<unknown>/80%", "1", "4"]
