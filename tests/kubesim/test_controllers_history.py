@@ -208,3 +208,29 @@ def test_daemonset_node_selector_limits_the_nodes(sim: Harness) -> None:
     status = sim.get(DAEMONSETS, "agent")["status"]
     assert status["desiredNumberScheduled"] == 1
     assert [p["spec"]["nodeName"] for p in sim.list(PODS, "app=agent")] == ["node-2"]
+
+
+def test_daemonset_surge_update_keeps_every_node_available(sim: Harness) -> None:
+    strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    body = agent()
+    body["spec"]["updateStrategy"] = strategy
+    sim.create(DAEMONSETS, body)
+    sim.wait(lambda: ds_done(sim, "agent"))
+    dips: list[int] = []
+
+    def check(etype: str, res: tuple[str, str, str], obj: dict[str, Any]) -> None:
+        if res == PODS:
+            ready_nodes = {
+                p["spec"].get("nodeName")
+                for p in sim.store.list_refs(PODS, "default")[0]
+                if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+            }
+            if len(ready_nodes) < 3:
+                dips.append(len(ready_nodes))
+
+    sim.store.add_listener(check)
+    sim.set_image(DAEMONSETS, "agent", "busybox:1.37")
+    sim.wait(lambda: ds_done(sim, "agent") and len(sim.list(PODS, "app=agent")) == 3)
+    sim.store.remove_listener(check)
+    assert dips == []
+    assert {p["spec"]["containers"][0]["image"] for p in sim.list(PODS, "app=agent")} == {"busybox:1.37"}
