@@ -77,7 +77,7 @@ _MEANINGFUL_FALSE = {
     "publishNotReadyAddresses",
 }
 # Embedded Go structs serialized `json:",inline"`: their fields belong to the parent JSON object.
-_INLINE = {"localObjectReference", "ephemeralContainerCommon", "handler", "volumeSource"}
+INLINE_FIELDS = {"localObjectReference", "ephemeralContainerCommon", "handler", "volumeSource", "ingressRuleValue"}
 
 
 class ProtobufError(ValueError):
@@ -239,7 +239,7 @@ def decode_message(message: str, buf: bytes) -> dict[str, Any]:
                 items.append(_value(type_name, wire, raw))
         else:
             value = _value(type_name, wire, raw)
-            if name in _INLINE and isinstance(value, dict):
+            if name in INLINE_FIELDS and isinstance(value, dict):
                 out.update(value)
             elif not _is_unset(name, value):
                 out[name] = value

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from sandbox.kubesim import discovery, openapi, protobuf, ssa, tables
+from sandbox.kubesim import discovery, fieldvalidation, openapi, protobuf, ssa, tables
 from sandbox.kubesim.patch import PatchError, json_patch, merge_patch, strategic_merge
 from sandbox.kubesim.resources import ResourceInfo, lookup
 from sandbox.kubesim.selectors import selector_to_string
@@ -145,6 +145,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, code: int, body: bytes, content_type: str = JSON) -> None:
         self.send_response(code)
+        for warning in self._warnings:
+            escaped = warning.replace("\\", "\\\\").replace('"', '\\"')
+            self.send_header("Warning", f'299 - "{escaped}"')
+        self._warnings = []
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-cache, private")
@@ -155,6 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(code, _dumps(value), content_type)
 
     def _dispatch(self, method: str) -> None:
+        self._warnings: list[str] = []
         try:
             req = _Request(self, method)
         except (ValueError, OSError):
@@ -490,11 +495,29 @@ class _Handler(BaseHTTPRequestHandler):
             meta["name"] = route.name
         return body
 
+    def _validate_fields(self, req: _Request, info: ResourceInfo, obj: Any) -> None:
+        """Unknown fields: Strict rejects them like the real strict decoder, Warn/Ignore drop them (Warn with
+        a `Warning` header, which kubectl prints), as decoding into the typed object does."""
+        if not isinstance(obj, dict) or req.content_type == "application/vnd.kubernetes.protobuf":
+            return
+        mode = req.query.get("fieldValidation", "Warn")
+        unknown = fieldvalidation.unknown_fields(info.kind, obj, prune=mode != "Strict")
+        if not unknown:
+            return
+        if mode == "Strict":
+            raise ApiError.bad_request(
+                f'{info.kind} in version "{info.version}" cannot be handled as a {info.kind}: strict decoding error: '
+                + ", ".join(f'unknown field "{path}"' for path in unknown)
+            )
+        if mode == "Warn":
+            self._warnings.extend(f'unknown field "{path}"' for path in unknown)
+
     def _create(self, req: _Request, route: _Route) -> None:
         info = route.info
         if route.name is not None:
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         body = self._check_body(route, req.json_body(), require_name=False)
+        self._validate_fields(req, info, body)
         created = self.store.create(info.key, body, dry_run=req.dry_run)
         if not req.dry_run:
             with self.store.lock:
@@ -510,6 +533,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._write_scale(req, route, body)
             return
         body = self._check_body(route, body, require_name=True)
+        if route.sub is None:
+            self._validate_fields(req, info, body)
         with self.store.lock:
             old = self.store.get_ref(info.key, route.namespace, route.name)
             updated = self.store.update(info.key, body, subresource=route.sub, dry_run=req.dry_run)
@@ -533,6 +558,14 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             if route.sub is not None:
                 raise ApiError(415, "UnsupportedMediaType", "apply patches on subresources are not supported")
+            # Server-side apply builds a typed object from the schema, so unknown fields always fail.
+            unknown = fieldvalidation.unknown_fields(info.kind, patch) if isinstance(patch, dict) else []
+            if unknown:
+                raise ApiError.bad_request(
+                    f"failed to create typed patch object ({route.namespace or ''}/{route.name}; "
+                    f"{info.api_version}, Kind={info.kind}): "
+                    + ", ".join(f".{path}: field not declared in schema" for path in unknown)
+                )
             obj, created = ssa.apply(
                 self.store,
                 info,
@@ -564,6 +597,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ApiError.bad_request(
                     "the namespace of the provided object does not match the namespace sent on the request"
                 )
+            if route.sub is None:
+                self._validate_fields(req, info, patched)
             updated = self.store.update(info.key, patched, subresource=route.sub, dry_run=req.dry_run)
             if not req.dry_run:
                 ssa.record_update(self.store, info, current, updated, req.field_manager)

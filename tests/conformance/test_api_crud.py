@@ -142,3 +142,24 @@ def test_namespaces_are_created_listed_and_deleted(kubectl: CliRunner) -> None:
     assert any(line.split()[:2] == ["team-a", "Active"] for line in table.splitlines())
     kubectl("delete", "namespace", "team-a")
     assert "NotFound" in kubectl("get", "configmap", "c", "-n", "team-a", check=False).stderr
+
+
+def test_strict_field_validation_rejects_unknown_fields(kubectl: CliRunner) -> None:
+    typo = DEPLOYMENT.replace("replicas: 2", "replica: 2")
+    created = kubectl("create", "-f", "-", stdin=typo, check=False)
+    assert created.returncode == 1
+    assert (
+        'Error from server (BadRequest): error when creating "STDIN": Deployment in version "v1" cannot be handled '
+        'as a Deployment: strict decoding error: unknown field "spec.replica"'
+    ) in created.stderr
+    applied = kubectl("apply", "--server-side", "-f", "-", stdin=typo, check=False)
+    assert ".spec.replica: field not declared in schema" in applied.stderr
+
+
+def test_warn_field_validation_drops_unknown_fields_with_a_warning(kubectl: CliRunner) -> None:
+    typo = DEPLOYMENT.replace("replicas: 2", "replica: 2")
+    result = kubectl("create", "--validate=warn", "-f", "-", stdin=typo)
+    assert 'Warning: unknown field "spec.replica"' in result.stderr
+    spec = kubectl("get", "deployment", "web", "-o", "json").json()["spec"]
+    assert "replica" not in spec
+    assert spec["replicas"] == 1
