@@ -213,10 +213,13 @@ def main() -> int:
         )
 
         # Watch latency with everything present: PATCH an annotation, wait for our watch to echo it.
-        pods = setup.request("GET", "/api/v1/pods?limit=1")
+        pods = setup.request("GET", "/api/v1/pods")
+        replicasets = setup.request("GET", "/apis/apps/v1/replicasets")
         result["objects_present"] = {
             "deployments": args.deployments,
-            "pods_listed_rv": pods["metadata"]["resourceVersion"],
+            "replicasets": len(replicasets["items"]),
+            "pods": len(pods["items"]),
+            "resource_version": int(pods["metadata"]["resourceVersion"]),
         }
         latencies: list[float] = []
         rng = random.Random(7)
