@@ -48,3 +48,19 @@ def test_install_over_an_existing_unowned_object_is_refused(helm: CliRunner, kub
     failed = helm("install", "shop", chart, check=False)
     assert failed.returncode == 1
     assert "exists and cannot be imported into the current release" in failed.stderr
+
+
+def test_release_installed_with_client_side_apply_upgrades_and_rolls_back(
+    helm: CliRunner, kubectl: CliRunner, chart: str
+) -> None:
+    helm("install", "shop", chart, "--server-side=false")
+    helm("upgrade", "shop", chart, "--set", "image.tag=non-existing")
+    image = "{.spec.template.spec.containers[0].image}"
+    assert kubectl("get", "deployment", "shop", "-o", f"jsonpath={image}").stdout == "nginx:non-existing"
+    helm("rollback", "shop", "1")
+    assert kubectl("get", "deployment", "shop", "-o", f"jsonpath={image}").stdout == "nginx:1.16.0"
+    assert [row["status"] for row in helm("history", "shop", "-o", "json").json()] == [
+        "superseded",
+        "superseded",
+        "deployed",
+    ]
