@@ -1,0 +1,206 @@
+{{/* Names and labels. */}}
+{{- define "rollbot.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "rollbot.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "rollbot.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "rollbot.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "rollbot.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: bot
+{{- end -}}
+
+{{- define "rollbot.labels" -}}
+helm.sh/chart: {{ include "rollbot.chart" . }}
+{{ include "rollbot.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "rollbot.redisSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "rollbot.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: redis
+{{- end -}}
+
+{{- define "rollbot.redisLabels" -}}
+helm.sh/chart: {{ include "rollbot.chart" . }}
+{{ include "rollbot.redisSelectorLabels" . }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "rollbot.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "rollbot.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "rollbot.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding the Slack tokens: the operator's, or the one this chart renders. */}}
+{{- define "rollbot.slackSecretName" -}}
+{{- default (include "rollbot.fullname" .) .Values.slack.existingSecret -}}
+{{- end -}}
+
+{{/* Does the chart render its own Secret (tokens and/or REDIS_URL)? */}}
+{{- define "rollbot.rendersSecret" -}}
+{{- if or (not .Values.slack.existingSecret) (and .Values.redis.url (not .Values.redis.existingSecret) (not .Values.redis.bundled.enabled)) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{- define "rollbot.catalogConfigMapName" -}}
+{{- default (printf "%s-catalog" (include "rollbot.fullname" .)) .Values.catalog.existingConfigMap -}}
+{{- end -}}
+
+{{- define "rollbot.redisName" -}}
+{{- printf "%s-redis" (include "rollbot.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The catalog file exactly as the bot reads it (ROLLBOT_CONFIG). */}}
+{{- define "rollbot.catalogYaml" -}}
+{{- $catalog := dict "defaults" (.Values.catalog.defaults | default dict) "targets" (.Values.catalog.targets | default dict) -}}
+{{- toYaml $catalog -}}
+{{- end -}}
+
+{{/*
+rollbot.rbacPlan: what the bot needs in each namespace, computed from the catalog. Rendered as YAML:
+
+  <namespace>:
+    patch:   {deployments: [name, …], daemonsets: [...], statefulsets: [...]}   # kubernetes targets, by kind
+    adhoc:   true                     # catalog.defaults.kubernetes.allowed_namespaces: any workload may be patched
+    helm:    [{target, release, resources: [{apiGroup, resources}]}]           # helm targets
+
+Targets with a `kube_context` live in another cluster and get nothing here, unless the context is listed in
+rbac.localKubeContexts. ECS targets never need Kubernetes access.
+*/}}
+{{- define "rollbot.rbacPlan" -}}
+{{- $plan := dict -}}
+{{- $local := .Values.rbac.localKubeContexts | default list -}}
+{{- $plural := dict "Deployment" "deployments" "DaemonSet" "daemonsets" "StatefulSet" "statefulsets" -}}
+{{- $byTarget := .Values.rbac.helmReleaseResourcesByTarget | default dict -}}
+{{- range $name, $target := (.Values.catalog.targets | default dict) -}}
+{{- $context := $target.kube_context | default "" -}}
+{{- if and (or (eq $target.backend "kubernetes") (eq $target.backend "helm")) (or (not $context) (has $context $local)) -}}
+{{- $ns := $target.namespace | default "default" -}}
+{{- if not (hasKey $plan $ns) -}}
+{{- $_ := set $plan $ns (dict "patch" (dict) "helm" (list) "adhoc" false) -}}
+{{- end -}}
+{{- $entry := get $plan $ns -}}
+{{- if eq $target.backend "kubernetes" -}}
+{{- $resource := get $plural $target.kind -}}
+{{- $names := get $entry.patch $resource | default list -}}
+{{- $_ := set $entry.patch $resource (append $names $target.name | uniq | sortAlpha) -}}
+{{- else -}}
+{{- $resources := get $byTarget $name | default $.Values.rbac.helmReleaseResources -}}
+{{- $_ := set $entry "helm" (append $entry.helm (dict "target" $name "release" $target.release "resources" $resources)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $k8sDefaults := (.Values.catalog.defaults | default dict).kubernetes | default dict -}}
+{{- $adhocContext := $k8sDefaults.kube_context | default "" -}}
+{{- if or (not $adhocContext) (has $adhocContext $local) -}}
+{{- range $ns := ($k8sDefaults.allowed_namespaces | default list) -}}
+{{- if not (hasKey $plan $ns) -}}
+{{- $_ := set $plan $ns (dict "patch" (dict) "helm" (list) "adhoc" false) -}}
+{{- end -}}
+{{- $_ := set (get $plan $ns) "adhoc" true -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $plan -}}
+{{- end -}}
+
+{{/*
+rollbot.rbacRules: the rules for one namespace's plan entry (or the union of all, for the ClusterRole).
+Input: dict "entries" (a list of plan entries). Patch is restricted to the targets' resourceNames unless an
+ad-hoc namespace allows any workload of the kind.
+Every rule carries a comment saying why it exists.
+*/}}
+{{- define "rollbot.rbacRules" -}}
+{{- $patch := dict -}}
+{{- $adhoc := false -}}
+{{- $helmTargets := list -}}
+{{- $helmByGroup := dict -}}
+{{- range $entry := .entries -}}
+{{- if $entry.adhoc -}}{{- $adhoc = true -}}{{- end -}}
+{{- range $resource, $names := $entry.patch -}}
+{{- $_ := set $patch $resource (concat (get $patch $resource | default list) $names | uniq | sortAlpha) -}}
+{{- end -}}
+{{- range $helm := $entry.helm -}}
+{{- $helmTargets = append $helmTargets (printf "%s (release %s)" $helm.target $helm.release) -}}
+{{- range $rule := $helm.resources -}}
+{{- $group := $rule.apiGroup | default "" -}}
+{{- $_ := set $helmByGroup $group (concat (get $helmByGroup $group | default list) $rule.resources | uniq | sortAlpha) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $adhoc -}}
+{{- range $resource := list "deployments" "daemonsets" "statefulsets" -}}
+{{- $_ := set $patch $resource (list) -}}
+{{- end -}}
+{{- end -}}
+# Read the workloads and their revision history (ReplicaSets for Deployments, ControllerRevisions for
+# DaemonSets/StatefulSets): `/rollback history|status`, the preview, and watching the rollout.
+- apiGroups: ["apps"]
+  resources: ["controllerrevisions", "daemonsets", "deployments", "replicasets", "statefulsets"]
+  verbs: ["get", "list", "watch"]
+# Pods and their events: readiness counts and why a pod is stuck (ImagePullBackOff, CrashLoopBackOff).
+- apiGroups: [""]
+  resources: ["events", "pods"]
+  verbs: ["get", "list", "watch"]
+{{- range $resource := keys $patch | sortAlpha }}
+{{- $names := get $patch $resource }}
+{{- if not $adhoc }}
+# Roll back: patch the pod template of the catalog's {{ $resource }} {{ join ", " $names }} (kubernetes backend).
+- apiGroups: ["apps"]
+  resources: [{{ $resource | quote }}]
+  resourceNames: {{ toJson $names }}
+  verbs: ["patch"]
+{{- else }}
+# Roll back: patch any {{ $resource }} here (ad-hoc `/rollback KIND/NAME -n NAMESPACE` targets are allowed).
+- apiGroups: ["apps"]
+  resources: [{{ $resource | quote }}]
+  verbs: ["patch"]
+{{- end }}
+{{- end }}
+{{- if $helmTargets }}
+# Helm release storage for {{ join ", " $helmTargets }}: `helm history` / `get manifest` read the release
+# Secrets (get, list); `helm rollback` creates the new revision's Secret (create), marks the previous one
+# superseded (update) and prunes revisions beyond --history-max (delete). Names are per revision, so
+# resourceNames cannot narrow this: keep Helm targets in namespaces without other sensitive Secrets.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["create", "delete", "get", "list", "update"]
+{{- range $group := keys $helmByGroup | sortAlpha }}
+# `helm rollback` re-applies the release's {{ $group | default "core" }} objects: get (does it exist), patch (changed),
+# create (added since), delete (removed since); list/watch for `--wait=watcher` until they are ready.
+- apiGroups: [{{ $group | quote }}]
+  resources: {{ toJson (get $helmByGroup $group) }}
+  verbs: ["create", "delete", "get", "list", "patch", "watch"]
+{{- end }}
+{{- end }}
+{{- end -}}
