@@ -284,3 +284,18 @@ def test_unschedulable_pod_stays_pending_with_a_failed_scheduling_event() -> Non
         assert event[:2] == ("Warning", "FailedScheduling")
         assert event[2].startswith("0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector.")
         assert "nodeName" not in sim.get(PODS, "nowhere")["spec"]
+
+
+def test_recreated_deployment_adopts_the_orphaned_replicaset_and_pods() -> None:
+    with Harness() as sim:
+        sim.create(DEPLOYMENTS, workload("Deployment", "web", "nginx:1", replicas=2))
+        sim.wait(lambda: sim.deployment_done("web"))
+        (rs,) = sim.list(REPLICASETS)
+        pods = sorted(p["metadata"]["name"] for p in sim.list(PODS))
+        sim.store.delete(DEPLOYMENTS, NS, "web", propagation="Orphan")
+        sim.wait(lambda: "ownerReferences" not in sim.list(REPLICASETS)[0]["metadata"])
+        sim.create(DEPLOYMENTS, workload("Deployment", "web", "nginx:1", replicas=2))
+        sim.wait(lambda: sim.owned_replicasets("web") and sim.deployment_done("web"))
+        (adopted,) = sim.owned_replicasets("web")
+        assert adopted["metadata"]["uid"] == rs["metadata"]["uid"]
+        assert sorted(p["metadata"]["name"] for p in sim.list(PODS)) == pods

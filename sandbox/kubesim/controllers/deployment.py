@@ -332,10 +332,12 @@ class DeploymentController:
             return
         d = clone(ref)
         d.setdefault("status", {})
-        rss = [rs for rs in self.rt.owned(d["metadata"]["uid"], REPLICASETS)]
         selector = d["spec"].get("selector") or {}
         if not selector.get("matchLabels") and not selector.get("matchExpressions"):
             return  # an empty selector would match every pod; the real controller refuses too
+        # Adopt orphaned ReplicaSets (e.g. left by `kubectl delete --cascade=orphan`) before looking for ours.
+        self.rt.adopt(d, REPLICASETS, selector)
+        rss = self.rt.owned(d["metadata"]["uid"], REPLICASETS)
         if d["metadata"].get("deletionTimestamp"):
             self._sync_status_only(d, rss)
             return

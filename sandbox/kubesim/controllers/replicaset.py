@@ -66,6 +66,7 @@ class ReplicaSetController:
         if rs is None:
             return
         uid = rs["metadata"]["uid"]
+        self.rt.adopt(rs, PODS, rs["spec"].get("selector") or {})
         pods = [p for p in self.rt.owned(uid, PODS) if pod_is_active(p)]
         want = rs["spec"].get("replicas")
         want = 1 if want is None else int(want)

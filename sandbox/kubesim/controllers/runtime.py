@@ -26,9 +26,12 @@ from sandbox.kubesim.controllers.util import (
     PODS,
     REPLICASETS,
     STATEFULSETS,
+    controller_ref,
+    pod_is_active,
 )
 from sandbox.kubesim.resources import RESOURCES, ResourceKey
-from sandbox.kubesim.store import ApiError, Store
+from sandbox.kubesim.selectors import label_selector_from_dict, labels_match
+from sandbox.kubesim.store import ApiError, Store, clone
 
 log = logging.getLogger("kubesim.controllers")
 
@@ -44,6 +47,8 @@ CONTROLLED: dict[ResourceKey, str] = {
     STATEFULSETS: "StatefulSet",
     JOBS: "Job",
 }
+# Kinds a controller adopts by label selector when they have no controller (ClaimReplicaSets/ClaimPods).
+ADOPTABLE: frozenset[ResourceKey] = frozenset({REPLICASETS, PODS})
 
 
 class Requeue(Exception):
@@ -146,10 +151,21 @@ class OwnerIndex:
         self.live: dict[str, ObjKey] = {}
         self.dependents: dict[str, set[ObjKey]] = {}
         self._owners_of: dict[ObjKey, tuple[str, ...]] = {}
+        # (resource, namespace) -> names of ReplicaSets/pods without a controller, for adoption by selector.
+        self.orphans: dict[tuple[ResourceKey, str], set[str]] = {}
 
-    def apply(self, etype: str, key: ObjKey, uid: str, owner_uids: tuple[str, ...]) -> list[str]:
+    def apply(self, etype: str, key: ObjKey, uid: str, owner_uids: tuple[str, ...], orphan: bool = False) -> list[str]:
         """Record a change; returns owner uids that are not (or no longer) live, for the GC to look at."""
         with self.lock:
+            res, ns, name = key
+            if orphan and etype != "DELETED":
+                self.orphans.setdefault((res, ns), set()).add(name)
+            else:
+                names = self.orphans.get((res, ns))
+                if names is not None:
+                    names.discard(name)
+                    if not names:
+                        del self.orphans[(res, ns)]
             old = self._owners_of.get(key, ())
             if etype == "DELETED":
                 if self.live.get(uid) == key:
@@ -174,6 +190,10 @@ class OwnerIndex:
                 for o in owner_uids:
                     self.dependents.setdefault(o, set()).add(key)
             return [o for o in owner_uids if o not in self.live]
+
+    def orphans_in(self, res: ResourceKey, ns: str) -> list[str]:
+        with self.lock:
+            return sorted(self.orphans.get((res, ns), ()))
 
     def dependents_of(self, uid: str, res: ResourceKey | None = None) -> list[ObjKey]:
         with self.lock:
@@ -237,7 +257,8 @@ class Runtime:
         uid = meta.get("uid", "")
         refs = meta.get("ownerReferences") or ()
         owner_uids = tuple(r["uid"] for r in refs if r.get("uid"))
-        dangling = self.index.apply(etype, (res, ns, name), uid, owner_uids)
+        orphan = res in ADOPTABLE and not any(r.get("controller") for r in refs)
+        dangling = self.index.apply(etype, (res, ns, name), uid, owner_uids, orphan)
         queue = self.queue
         kind = CONTROLLED.get(res)
         if kind is not None and kind in self.handlers:
@@ -278,6 +299,32 @@ class Runtime:
                     out.append(obj)
                     break
         return out
+
+    def adopt(self, owner: dict[str, Any], res: ResourceKey, selector: dict[str, Any]) -> int:
+        """ClaimObjects' adoption half: give controller-less objects matching `selector` a controllerRef to
+        `owner`. Returns how many were adopted."""
+        meta = owner["metadata"]
+        ns = meta.get("namespace", "")
+        if meta.get("deletionTimestamp") or not selector:
+            return 0
+        wanted = label_selector_from_dict(selector)
+        adopted = 0
+        for name in self.index.orphans_in(res, ns):
+            obj = self.get_ref(res, ns, name)
+            if obj is None or (res == PODS and not pod_is_active(obj)) or obj["metadata"].get("deletionTimestamp"):
+                continue
+            if any(r.get("controller") for r in obj["metadata"].get("ownerReferences") or ()):
+                continue
+            if not labels_match(wanted, obj["metadata"].get("labels")):
+                continue
+            claimed = clone(obj)
+            claimed["metadata"]["ownerReferences"] = [
+                *(obj["metadata"].get("ownerReferences") or []),
+                controller_ref(owner),
+            ]
+            self.store.update(res, claimed)
+            adopted += 1
+        return adopted
 
     def get_ref(self, res: ResourceKey, ns: str, name: str) -> dict[str, Any] | None:
         try:
