@@ -46,8 +46,25 @@ class _Request:
         self.accept = handler.headers.get("Accept", "") or ""
         self.content_type = (handler.headers.get("Content-Type", "") or "").split(";")[0].strip().lower()
         self.user_agent = handler.headers.get("User-Agent", "") or ""
-        length = int(handler.headers.get("Content-Length") or 0)
-        self.body = handler.rfile.read(length) if length > 0 else b""
+        if "chunked" in (handler.headers.get("Transfer-Encoding", "") or "").lower():
+            self.body = self._read_chunked(handler)
+        else:
+            length = int(handler.headers.get("Content-Length") or 0)
+            self.body = handler.rfile.read(length) if length > 0 else b""
+
+    @staticmethod
+    def _read_chunked(handler: _Handler) -> bytes:
+        parts: list[bytes] = []
+        while True:
+            size_line = handler.rfile.readline(1024)
+            size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                # Skip optional trailers up to the blank line that ends the body.
+                while handler.rfile.readline(1024).strip():
+                    pass
+                return b"".join(parts)
+            parts.append(handler.rfile.read(size))
+            handler.rfile.readline(1024)  # the CRLF after each chunk
 
     @property
     def dry_run(self) -> bool:
