@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -275,6 +276,15 @@ def new_events(state: WatchState, service: Mapping[str, Any]) -> tuple[WatchStat
     return replace(state, seen_events=tuple(ids)), messages
 
 
+_DEPLOYMENT_FAILED = re.compile(r"\(deployment (?P<id>[^)]+)\) deployment failed: (?P<why>.+)")
+
+
+def _deployment_failure(message: str) -> tuple[str, str] | None:
+    """`(service s) (deployment ecs-svc/1) deployment failed: tasks failed to start.` → (id, "deployment failed: …")."""
+    found = _DEPLOYMENT_FAILED.search(message)
+    return (found["id"], f"deployment failed: {found['why']}") if found else None
+
+
 def _summary(service: Mapping[str, Any]) -> str:
     lines = [deployment_line(d) for d in service.get("deployments") or ()]
     return " · ".join(lines) if lines else "no deployments"
@@ -282,7 +292,6 @@ def _summary(service: Mapping[str, Any]) -> str:
 
 def observe(state: WatchState, service: Mapping[str, Any]) -> tuple[WatchState, RolloutStatus]:
     """Interpret one DescribeServices `services[0]` against what the watch expects; returns the new memory too."""
-    state, events = new_events(state, service)
     deployments = list(service.get("deployments") or ())
     for deployment in deployments:
         if task_definition_name(str(deployment.get("taskDefinition"))) != state.target:
@@ -291,6 +300,13 @@ def observe(state: WatchState, service: Mapping[str, Any]) -> tuple[WatchState, 
             state = replace(state, target_deployment=str(deployment.get("id")))
         if deployment.get("rolloutState") == "FAILED" and state.target_failure is None:
             state = replace(state, target_failure=str(deployment.get("rolloutStateReason") or "rollout FAILED"))
+    state, events = new_events(state, service)
+    if state.target_failure is None:
+        # Between two polls ECS can fail the deployment, roll back and drop the FAILED row: its event remains.
+        ours = [f for f in map(_deployment_failure, events) if f is not None]
+        failure = next((f for f in ours if state.target_deployment in (None, f[0])), None)
+        if failure is not None:
+            state = replace(state, target_failure=failure[1])
     primary = primary_deployment(service)
     summary = _summary(service)
     if primary is None:

@@ -181,3 +181,29 @@ def test_the_watch_memory_survives_a_resume_token() -> None:
         target="myservice:3", since=T0, seen_events=("e1", "e2"), target_failure="x", target_deployment="d"
     )
     assert WatchState.from_token(state.to_token()) == state
+
+
+def test_a_breaker_rollback_seen_only_through_its_event_is_still_named() -> None:
+    # Between two polls ECS failed the deployment of 3, rolled back to 4 and dropped the FAILED row.
+    state = WatchState(target="myservice:3", since=T0, target_deployment="ecs-svc/3PRIMARY")
+    later = service(
+        deployment(4, "PRIMARY", "COMPLETED", 2),
+        events=(event(9, "(deployment ecs-svc/3PRIMARY) deployment failed: tasks failed to start."),),
+    )
+    _, status = observe(state, later)
+    assert status.phase is RolloutPhase.FAILED
+    assert status.reason is not None
+    assert "circuit breaker stopped the rollback to myservice:3 (deployment failed: tasks failed to start.)" in (
+        status.reason
+    )
+
+
+def test_another_deployments_failure_event_is_not_taken_for_ours() -> None:
+    state = WatchState(target="myservice:3", since=T0, target_deployment="ecs-svc/3PRIMARY")
+    later = service(
+        deployment(5, "PRIMARY", "COMPLETED", 2),
+        events=(event(9, "(deployment ecs-svc/other) deployment failed: tasks failed to start."),),
+    )
+    _, status = observe(state, later)
+    assert status.reason is not None
+    assert "another deployment replaced the rollback" in status.reason
