@@ -20,7 +20,10 @@ from sandbox.kubesim.store import ApiError, Store, clone
 PathElem = str | tuple[str, str, Any]
 FieldPath = tuple[PathElem, ...]
 
-_ITEM = object()  # marker value for "this keyed list item exists"
+_ITEM = object()
+_CSA_MIGRATIONS = {
+    "kubectl": ("kubectl-client-side-apply", "before-first-apply")
+}  # marker value for "this keyed list item exists"
 _IGNORED_TOP = {"apiVersion", "kind", "status"}
 _IGNORED_META = {"uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "name", "namespace"}
 
@@ -182,6 +185,12 @@ def apply(
         side = _side(store, info, namespace, name)
         owners: dict[FieldPath, str] = side["owners"]
         conflicts: dict[str, list[str]] = {}
+        # kubectl migrates client-side-apply ownership to its server-side manager before the first
+        # server-side apply (csaupgrade, via managedFields); the same takeover happens here directly.
+        inherited = _CSA_MIGRATIONS.get(manager, ())
+        for path, owner in list(owners.items()):
+            if owner in inherited:
+                owners[path] = manager
         for path, value in applied_fields.items():
             owner = owners.get(path)
             if owner is None or owner == manager or value is _ITEM:

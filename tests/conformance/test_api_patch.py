@@ -232,3 +232,11 @@ def test_scale_subresource(web: CliRunner) -> None:
     assert scale["kind"] == "Scale"
     assert scale["spec"] == {"replicas": 0}
     assert scale["status"]["selector"] == "app=web"
+
+
+def test_switching_from_client_side_to_server_side_apply_takes_over_ownership(kubectl: CliRunner) -> None:
+    kubectl("apply", "-f", "-", stdin=MANIFEST)
+    changed = MANIFEST.replace("nginx:1.25", "nginx:1.26")
+    result = kubectl("apply", "--server-side", "-f", "-", stdin=changed)
+    assert result.stdout.strip() == "deployment.apps/web serverside-applied"
+    assert _deployment(kubectl)["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.26"
