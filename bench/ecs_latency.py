@@ -8,7 +8,9 @@ moment it marks the deployment COMPLETED; both observers are measured from that 
 A second scenario repeats it with the target failing and ECS's circuit breaker rolling back by itself: the
 waiter still answers "stable", the backend answers FAILED with the reason.
 
-    .venv/bin/python bench/ecs_latency.py [--runs 3] [--tick 1.0] [--desired 4]
+    .venv/bin/python bench/ecs_latency.py [--ticks 1.0,1.9,2.7,3.6] [--desired 4]
+
+One run per tick length, so the rollouts end at different points of the waiter's 15-second cycle.
 
 Prints one JSON document.
 """
@@ -25,6 +27,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -81,6 +85,7 @@ def one_run(world: AwsWorld, tick: float, desired: int, failing: bool, index: in
 
     return {
         "scenario": "circuit-breaker-rollback" if failing else "rollback-completes",
+        "driver_tick_s": tick,
         "completed_task_definition": completions[-1].task_definition.rsplit("/", 1)[-1] if completions else None,
         "rollout_seconds": round(completed_at - started, 3) if completed_at else None,
         "backend_verdict": final.phase.value,
@@ -94,15 +99,17 @@ def one_run(world: AwsWorld, tick: float, desired: int, failing: bool, index: in
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--tick", type=float, default=1.0, help="seconds between driver steps")
+    parser.add_argument("--ticks", default="1.0,1.9,2.7,3.6", help="seconds between driver steps, one run each")
     parser.add_argument("--desired", type=int, default=4)
     args = parser.parse_args()
+    # Log lines go to stderr so that stdout is one JSON document.
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
     with AwsWorld() as world:
         os.environ.update(sandbox_env(world.url))
-        runs = [one_run(world, args.tick, args.desired, failing=False, index=i) for i in range(args.runs)]
-        trap = one_run(world, args.tick, args.desired, failing=True, index=args.runs)
+        ticks = [float(t) for t in args.ticks.split(",")]
+        runs = [one_run(world, tick, args.desired, failing=False, index=i) for i, tick in enumerate(ticks)]
+        trap = one_run(world, ticks[0], args.desired, failing=True, index=len(ticks))
 
     backend = [r["backend_after_completed_s"] for r in runs if r["backend_after_completed_s"] is not None]
     waiter = [r["waiter_after_completed_s"] for r in runs if r["waiter_after_completed_s"] is not None]
@@ -110,7 +117,7 @@ def main() -> int:
         json.dumps(
             {
                 "what": "seconds from the driver marking the rollback COMPLETED to each observer's final answer",
-                "driver_tick_s": args.tick,
+                "driver_ticks_s": ticks,
                 "desired_count": args.desired,
                 "backend_median_s": statistics.median(backend) if backend else None,
                 "services_stable_waiter_median_s": statistics.median(waiter) if waiter else None,

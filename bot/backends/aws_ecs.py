@@ -335,20 +335,30 @@ class EcsBackend:
         tags = {TAG_OPERATION: operation_id, TAG_STARTED_AT: datetime.now(UTC).isoformat(timespec="milliseconds")}
         scalable = self._scalable_target(service) if plan.options.get(SUSPEND_AUTO_SCALING) else None
         if scalable is not None:
-            tags[TAG_AUTOSCALING_BEFORE] = _encode_suspended(scalable.get("SuspendedState"))
-        with translating_errors(f"tagging {service.label}"):
-            ecs.tag_resource(
-                resourceArn=str(service.raw["serviceArn"]), tags=[{"key": k, "value": v} for k, v in tags.items()]
+            # A retry of this operation may find auto scaling already suspended by the first attempt.
+            retried = service.tags.get(TAG_OPERATION) == operation_id and TAG_AUTOSCALING_BEFORE in service.tags
+            tags[TAG_AUTOSCALING_BEFORE] = (
+                service.tags[TAG_AUTOSCALING_BEFORE] if retried else _encode_suspended(scalable.get("SuspendedState"))
             )
+        arn = str(service.raw["serviceArn"])
+        with translating_errors(f"tagging {service.label}"):
+            if scalable is None and TAG_AUTOSCALING_BEFORE in service.tags:  # left by an earlier operation
+                ecs.untag_resource(resourceArn=arn, tagKeys=[TAG_AUTOSCALING_BEFORE])
+            ecs.tag_resource(resourceArn=arn, tags=[{"key": k, "value": v} for k, v in tags.items()])
         if scalable is not None:
             self._set_suspended(service, dict.fromkeys(_SUSPEND_KEYS, True))
-        with translating_errors(f"updating {service.label} to {to_name}"):
-            answer = ecs.update_service(
-                cluster=service.spec.cluster,
-                service=service.spec.service,
-                taskDefinition=to_arn,
-                forceNewDeployment=False,
-            )
+        try:
+            with translating_errors(f"updating {service.label} to {to_name}"):
+                answer = ecs.update_service(
+                    cluster=service.spec.cluster,
+                    service=service.spec.service,
+                    taskDefinition=to_arn,
+                    forceNewDeployment=False,
+                )
+        except BotError:
+            if scalable is not None:  # nothing was rolled back: do not leave auto scaling suspended
+                self._set_suspended(service, _decode_suspended(tags[TAG_AUTOSCALING_BEFORE]))
+            raise
         primary = rules.primary_deployment(answer.get("service") or {}) or {}
         log.info("ecs.roll_back.updated", service=service.label, to=to_name, deployment=primary.get("id"))
         return RollbackReceipt(

@@ -481,3 +481,32 @@ def test_a_target_with_a_role_is_reached_through_assume_role_with_clients_reused
     spec = ecs_target("payments", role_arn=role).spec
     assert isinstance(spec, EcsTarget)
     assert clients.ecs(spec) is clients.ecs(spec)
+
+
+def test_a_refused_update_does_not_leave_auto_scaling_suspended(
+    backend: EcsBackend, ecs: Any, autoscaling: Any
+) -> None:
+    arrange(ecs)
+    register_scalable_target(autoscaling, CLUSTER, SERVICE)
+    plan = backend.plan_rollback(ecs_target(), None, {"suspend-auto-scaling": True})
+    broken = plan.model_copy(update={"backend_data": {**plan.backend_data, "to_task_definition": "myservice:99"}})
+    with pytest.raises(RollbackFailed):
+        backend.roll_back(ecs_target(), broken, OperationId("op-10"))
+    state = autoscaling.describe_scalable_targets(ServiceNamespace="ecs")["ScalableTargets"][0]["SuspendedState"]
+    assert not any(state.values())
+    assert backend.current_revision(ecs_target()) == 4
+
+
+def test_resume_ignores_the_auto_scaling_state_an_earlier_operation_left_behind(
+    backend: EcsBackend, ecs: Any, autoscaling: Any
+) -> None:
+    arrange(ecs)
+    register_scalable_target(autoscaling, CLUSTER, SERVICE)
+    ecs.tag_resource(
+        resourceArn=describe(ecs)["serviceArn"],
+        tags=[{"key": "rollbot:autoscaling-before", "value": "in=true out=true scheduled=true"}],
+    )
+    final = watch(backend, roll_back(backend, {"resume-auto-scaling": True}))[-1]
+    assert final.phase is RolloutPhase.SUCCEEDED
+    state = autoscaling.describe_scalable_targets(ServiceNamespace="ecs")["ScalableTargets"][0]["SuspendedState"]
+    assert not any(state.values())
