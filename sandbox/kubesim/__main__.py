@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     sim.write_kubeconfig(args.kubeconfig)
     print(f"kubesim serving {sim.url} (kubeconfig {args.kubeconfig})", flush=True)
     try:
-        stop.wait()
+        # A bounded wait keeps the main thread responsive to signals on every platform.
+        while not stop.wait(timeout=0.5):
+            pass
     finally:
         sim.stop()
     return 0
