@@ -193,10 +193,19 @@ def build_history(
                 images=container_images(described),
                 deployed_at=registered if isinstance(registered, datetime) else None,
                 is_current=number == current_number,
-                description="; ".join(f"{deployment_line(d)} deployment" for d in deployments) or None,
+                description="; ".join(_in_use(d) for d in deployments) or None,
             )
         )
     return history
+
+
+def _in_use(deployment: Mapping[str, Any]) -> str:
+    """ecspresso's "In Use" column, with the rollout: `PRIMARY deployment, COMPLETED, 2/2 running`."""
+    parts = [f"{deployment.get('status')} deployment"]
+    if deployment.get("rolloutState"):
+        parts.append(str(deployment["rolloutState"]))
+    parts.append(f"{deployment.get('runningCount', 0)}/{deployment.get('desiredCount', 0)} running")
+    return ", ".join(parts)
 
 
 def current_task_definition(service: Mapping[str, Any]) -> str:

@@ -172,7 +172,7 @@ def test_history_lists_active_and_inactive_revisions_with_the_primary_marked(bac
         ("envoy", "envoyproxy/envoy:v1.30"),
     ]
     assert current.description is not None
-    assert current.description.startswith("PRIMARY myservice:4 running 2/2")
+    assert current.description == "PRIMARY deployment, COMPLETED, 2/2 running"
 
 
 def test_no_revision_means_the_newest_active_revision_older_than_the_running_one(backend: EcsBackend, ecs: Any) -> None:

@@ -99,7 +99,7 @@ def test_history_marks_the_primary_and_says_which_deployment_runs_each_revision(
     history = build_history(payload, {1: "ACTIVE", 2: "INACTIVE", 3: "ACTIVE", 4: "ACTIVE"}, {})
     assert [r.number for r in history] == [1, 2, 3, 4]
     assert [r.number for r in history if r.is_current] == [3]
-    assert history[3].description == "ACTIVE myservice:4 running 1/2, pending 1, failed 0 (COMPLETED) deployment"
+    assert history[3].description == "ACTIVE deployment, COMPLETED, 1/2 running"
 
 
 def test_success_needs_the_target_primary_completed_with_every_task_running() -> None:

@@ -232,3 +232,13 @@ def test_deregister_with_no_wait_is_refused(slack, fake_slack, bot, aws) -> None
     reply = reply_to(fake_slack, ALICE, "no-wait", ack)
     assert "deregister" in reply[-1]
     assert request_messages(fake_slack) == []
+
+
+def test_history_and_status_show_the_task_definition_revisions(slack, fake_slack, bot, aws) -> None:
+    slack.slash_command("history myservice", user=ALICE, channel=INCIDENT)
+    history = reply_to(fake_slack, ALICE, "History of myservice")[-1]
+    assert "INACTIVE" in history
+    assert "PRIMARY deployment, COMPLETED, 2/2 running" in history
+    assert "registry.example.com/myservice:1.3.0" in history
+    slack.slash_command("status myservice", user=ALICE, channel=INCIDENT)
+    reply_to(fake_slack, ALICE, "at revision 4")
