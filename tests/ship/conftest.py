@@ -1,0 +1,166 @@
+"""Fixtures for the shipping artefacts: the real helm against `helm-chart/`, kubesim, and value sets.
+
+`helm` runs `.tools/bin/helm` (scripts/setup-tools.sh) with its own HOME and caches; `render(values)` is
+`helm template` of the chart with those values, parsed into objects; `cluster` is a kubesim with a kubeconfig
+that the same helm (and the real kubectl) use for `helm install`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sandbox.kubesim.cluster import KubeSim
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "helm-chart"
+HELM = REPO / ".tools" / "bin" / "helm"
+KUBECTL = REPO / ".venv" / "bin" / "kubectl"
+
+BOT_TOKEN = "xoxb-0001-chart-test"
+APP_TOKEN = "xapp-1-A0ROLLBOT-0001-chart-test"
+SIGNING_SECRET = "chart-test-signing-secret"
+
+APPROVERS: dict[str, Any] = {"approvals": {"required": 1, "approvers": ["U0ALICE", "U0BOB"]}}
+
+# A catalog naming every backend, an ad-hoc namespace and a target in another cluster.
+CATALOG: dict[str, Any] = {
+    "defaults": {**APPROVERS, "kubernetes": {"allowed_namespaces": ["sandbox"]}},
+    "targets": {
+        "workshop": {"backend": "helm", "release": "workshop", "namespace": "shop"},
+        "bootcamp": {"backend": "kubernetes", "kind": "Deployment", "name": "kubernetes-bootcamp"},
+        "fluentd": {"backend": "kubernetes", "kind": "DaemonSet", "name": "fluentd", "namespace": "kube-system"},
+        "payments": {"backend": "ecs", "cluster": "prod", "service": "payments", "region": "eu-west-1"},
+        "ledger": {
+            "backend": "kubernetes",
+            "kind": "StatefulSet",
+            "name": "ledger",
+            "namespace": "finance",
+            "kube_context": "prod-eu",
+        },
+    },
+}
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Helm:
+    """The real helm binary with an isolated HOME/caches and, once a cluster exists, its kubeconfig."""
+
+    def __init__(self, env: dict[str, str], workdir: Path) -> None:
+        self.env = env
+        self.workdir = workdir
+
+    def __call__(self, *args: str, check: bool = True, binary: Path = HELM) -> Result:
+        proc = subprocess.run(
+            [str(binary), *args],
+            env=self.env,
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            pytest.fail(f"{binary.name} {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def values_file(self, values: dict[str, Any], name: str = "values.yaml") -> Path:
+        path = self.workdir / name
+        path.write_text(yaml.safe_dump(values), encoding="utf-8")
+        return path
+
+    def template(self, values: dict[str, Any], *extra: str, release: str = "rb", namespace: str = "rollbot") -> str:
+        file = self.values_file(values, f"{release}-values.yaml")
+        return self("template", release, str(CHART), "--namespace", namespace, "-f", str(file), *extra).stdout
+
+    def kubectl(self, *args: str, check: bool = True) -> Result:
+        return self(*args, check=check, binary=KUBECTL)
+
+    def get_json(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+
+
+@pytest.fixture
+def helm(tmp_path: Path) -> Helm:
+    if not HELM.exists():
+        pytest.skip(f"needs the real helm at {HELM} (run scripts/setup-tools.sh)")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "HELM_CACHE_HOME": str(tmp_path / "helm-cache"),
+        "HELM_CONFIG_HOME": str(tmp_path / "helm-config"),
+        "HELM_DATA_HOME": str(tmp_path / "helm-data"),
+        "KUBECACHEDIR": str(tmp_path / "kube-cache"),
+        "NO_COLOR": "1",
+    }
+    return Helm(env, tmp_path)
+
+
+@pytest.fixture
+def render(helm: Helm) -> Callable[..., list[dict[str, Any]]]:
+    """`helm template` with these values → the rendered objects."""
+
+    def _render(values: dict[str, Any], *extra: str) -> list[dict[str, Any]]:
+        return [doc for doc in yaml.safe_load_all(helm.template(values, *extra)) if doc]
+
+    return _render
+
+
+@pytest.fixture
+def cluster(helm: Helm, tmp_path: Path) -> Iterator[Helm]:
+    """A kubesim the same helm (and the real kubectl) are pointed at."""
+    if not KUBECTL.exists():
+        pytest.skip(f"needs the real kubectl at {KUBECTL}")
+    with KubeSim(pod_ready_seconds=0.1) as sim:
+        kubeconfig = tmp_path / "kubeconfig"
+        sim.write_kubeconfig(kubeconfig)
+        helm.env["KUBECONFIG"] = str(kubeconfig)
+        yield helm
+
+
+def socket_values(**overrides: Any) -> dict[str, Any]:
+    """The default shape: Socket Mode, tokens inline, an external Redis URL, the full catalog."""
+    values: dict[str, Any] = {
+        "slack": {"botToken": BOT_TOKEN, "appToken": APP_TOKEN},
+        "redis": {"url": "rediss://:s3cret@redis.example.internal:6380/0"},
+        "catalog": CATALOG,
+    }
+    return values | overrides
+
+
+def find(objects: list[dict[str, Any]], kind: str, name: str | None = None, namespace: str | None = None) -> Any:
+    """The one object of this kind (and name/namespace, when given); fails when there is not exactly one."""
+    found = [
+        obj
+        for obj in objects
+        if obj["kind"] == kind
+        and (name is None or obj["metadata"]["name"] == name)
+        and (namespace is None or obj["metadata"].get("namespace") == namespace)
+    ]
+    assert len(found) == 1, f"expected one {kind} {name or ''} in {namespace or 'any namespace'}, found {len(found)}"
+    return found[0]
+
+
+def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [obj for obj in objects if obj["kind"] == kind]
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    """name → value (a string) or valueFrom (a dict)."""
+    return {item["name"]: item.get("value", item.get("valueFrom")) for item in container.get("env", [])}
