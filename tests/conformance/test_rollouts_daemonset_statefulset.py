@@ -3,6 +3,7 @@ roll-forward rule (seed 001) and `rollout status`."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -68,7 +69,12 @@ def test_daemonset_undo_rolls_revision_one_forward(kubectl: CliRunner, wait_for:
 
     kubectl("set", "image", "ds/agent", "agent=busybox:1.37")
     status = kubectl("rollout", "status", "ds/agent", "--timeout=30s")
-    assert 'Waiting for daemon set "agent" rollout to finish: 1 out of 3 new pods have been updated...' in status.stdout
+    # Intermediate messages depend on timing; each must be one of kubectl's DaemonSet progress lines.
+    progress = re.compile(
+        r'Waiting for daemon set "agent" rollout to finish: '
+        r"(\d out of 3 new pods have been updated|\d of 3 updated pods are available)\.\.\."
+    )
+    assert all(progress.fullmatch(line) for line in status.stdout.splitlines()[:-1])
     assert status.stdout.splitlines()[-1] == 'daemon set "agent" successfully rolled out'
     history = kubectl("rollout", "history", "daemonset", "agent")
     # The CR annotations are a copy of the DaemonSet's, so the change-cause sticks to both revisions.
