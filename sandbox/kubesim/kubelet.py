@@ -215,16 +215,29 @@ class Kubelet:
     def _bind(self, pod: Obj) -> None:
         node = self._pick_node(pod)
         if node is None:
-            # Unschedulable: the pod stays Pending, as on a real cluster.
+            # Unschedulable: the pod stays Pending with PodScheduled=False, as on a real cluster.
             count = len(self.nodes)
-            self.events.record(
-                pod,
-                "Warning",
-                "FailedScheduling",
+            message = (
                 f"0/{count} nodes are available: {count} node(s) didn't match Pod's node affinity/selector. "
-                f"preemption: 0/{count} nodes are available: {count} Preemption is not helpful for scheduling.",
-                component="default-scheduler",
+                f"preemption: 0/{count} nodes are available: {count} Preemption is not helpful for scheduling."
             )
+            self.events.record(pod, "Warning", "FailedScheduling", message, component="default-scheduler")
+            status = dict(pod.get("status") or {})
+            cond = {
+                "type": "PodScheduled",
+                "status": "False",
+                "lastProbeTime": None,
+                "lastTransitionTime": rfc3339(),
+                "reason": "Unschedulable",
+                "message": message,
+            }
+            current = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), None)
+            if current is None or current.get("reason") != "Unschedulable":
+                status["conditions"] = [cond]
+                status.setdefault("phase", "Pending")
+                updated = clone(pod)
+                updated["status"] = status
+                self.store.update(PODS, updated, subresource="status", check_rv=False)
             return
         bound = clone(pod)
         bound["spec"]["nodeName"] = node

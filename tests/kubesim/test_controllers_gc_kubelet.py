@@ -284,6 +284,9 @@ def test_unschedulable_pod_stays_pending_with_a_failed_scheduling_event() -> Non
         assert event[:2] == ("Warning", "FailedScheduling")
         assert event[2].startswith("0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector.")
         assert "nodeName" not in sim.get(PODS, "nowhere")["spec"]
+        sim.wait(lambda: sim.get(PODS, "nowhere")["status"].get("conditions"))
+        (cond,) = sim.get(PODS, "nowhere")["status"]["conditions"]
+        assert (cond["type"], cond["status"], cond["reason"]) == ("PodScheduled", "False", "Unschedulable")
 
 
 def test_recreated_deployment_adopts_the_orphaned_replicaset_and_pods() -> None:
