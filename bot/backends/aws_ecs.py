@@ -384,18 +384,27 @@ class EcsBackend:
         deadline = self._monotonic() + timeout.total_seconds()
         interval = self._poll_first.total_seconds()
         last_summary: str | None = None
+        unavailable: BackendUnavailable | None = None
+        status = RolloutStatus(phase=RolloutPhase.PROGRESSING, summary="not observed yet")
         while True:
-            state, status = rules.observe(state, service.raw)
-            if status.is_finished:
-                yield self._finish(service, plan, status)
-                return
-            changed = status.summary != last_summary or bool(status.events)
-            if changed:
-                yield status
-                last_summary = status.summary
-                interval = self._poll_first.total_seconds()
+            changed = False
+            if unavailable is None:
+                state, status = rules.observe(state, service.raw)
+                if status.is_finished:
+                    yield self._finish(service, plan, status)
+                    return
+                changed = status.summary != last_summary or bool(status.events)
+                if changed:
+                    yield status
+                    last_summary = status.summary
+                    interval = self._poll_first.total_seconds()
             remaining = deadline - self._monotonic()
             if remaining <= 0:
+                reason = (
+                    f"timed out after {_human(timeout)} waiting for {to_name} to complete; last seen: {status.summary}"
+                )
+                if unavailable is not None:
+                    reason += f" (the last poll failed: {unavailable})"
                 timed_out = RolloutStatus(
                     phase=RolloutPhase.FAILED,
                     summary=status.summary,
@@ -403,15 +412,20 @@ class EcsBackend:
                     desired=status.desired,
                     updated=status.updated,
                     unhealthy=status.unhealthy,
-                    reason=f"timed out after {_human(timeout)} waiting for {to_name} to complete; last seen: "
-                    f"{status.summary}",
+                    reason=reason,
                 )
                 yield self._finish(service, plan, timed_out)
                 return
             self._sleep(min(interval, remaining))
             if not changed:
                 interval = min(interval * POLL_BACKOFF, self._poll_max.total_seconds())
-            service = self._describe(target, tags=False)
+            try:
+                service = self._describe(target, tags=False)
+                unavailable = None
+            except BackendUnavailable as exc:
+                # A throttled or unreachable poll is not the rollout's outcome: keep watching until the deadline.
+                log.warning("ecs.watch.poll_failed", service=service.label, error=str(exc))
+                unavailable = exc
 
     # --- pieces -------------------------------------------------------------------------------------------
 
@@ -604,14 +618,15 @@ class EcsBackend:
         return status.model_copy(update={"summary": summary, "events": (*status.events, *extra), "resume_token": None})
 
     def _deregister(self, service: _Service, from_name: str, to_name: str) -> str:
-        fresh = self._describe_spec(service.spec)
-        in_use = {rules.task_definition_name(str(d.get("taskDefinition"))) for d in fresh.raw.get("deployments") or ()}
-        if from_name == to_name or from_name in in_use:
-            return f"{from_name} was not deregistered: a deployment still uses it"
-        ecs = self._clients.ecs(service.spec)
+        """Deregister the revision rolled back from, unless anything still runs it (ecspresso's in-use check)."""
         try:
+            fresh = self._describe_spec(service.spec)
+            deployments = fresh.raw.get("deployments") or ()
+            in_use = {rules.task_definition_name(str(d.get("taskDefinition"))) for d in deployments}
+            if from_name == to_name or from_name in in_use:
+                return f"{from_name} was not deregistered: a deployment still uses it"
             with translating_errors(f"deregistering {from_name}"):
-                ecs.deregister_task_definition(taskDefinition=from_name)
+                self._clients.ecs(service.spec).deregister_task_definition(taskDefinition=from_name)
         except BotError as exc:
             return f"the rollback succeeded, but deregistering {from_name} failed: {exc}"
         return f"deregistered {from_name} (now INACTIVE)"

@@ -10,6 +10,7 @@ bot in another process sees exactly what the tests see. Control API (JSON bodies
     POST /_driver/background  {"interval": 0.5}  or  {"stop": true}
     POST /_driver/scenario    {"name": "myservice", "region": "us-east-1"}
     POST /_driver/reset       moto's state, plans and records
+    POST /_driver/outage      {"requests": 4}: the next 4 AWS calls answer 503 ServiceUnavailable
     GET  /_driver/emitted     EventBridge-shaped deployment events
     GET  /_driver/completions when each deployment reached COMPLETED (wall clock)
 """
@@ -45,9 +46,29 @@ class DriverApp:
     def __init__(self, driver: RolloutDriver) -> None:
         self.driver = driver
         self.moto = DomainDispatcherApplication(create_backend_app)
+        self._outage = 0
+        self.outage_answers = 0  # how many 503s were served, for tests to check the outage happened
+        self._outage_lock = threading.Lock()
+
+    def outage(self, requests: int) -> None:
+        """Answer the next `requests` AWS calls with 503, as a throttled or struggling endpoint would."""
+        with self._outage_lock:
+            self._outage = requests
+
+    def _in_outage(self) -> bool:
+        with self._outage_lock:
+            if self._outage <= 0:
+                return False
+            self._outage -= 1
+            self.outage_answers += 1
+            return True
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if not environ.get("PATH_INFO", "").startswith(PREFIX):
+            if self._in_outage():
+                body = json.dumps({"__type": "ServiceUnavailableException", "message": "sandbox outage"})
+                response = Response(body, status=503, mimetype="application/x-amz-json-1.1")
+                return response(environ, start_response)
             return self.moto(environ, start_response)
         request = Request(environ)
         try:
@@ -91,6 +112,9 @@ class DriverApp:
                 sandbox_client("ecs", endpoint, region), sandbox_client("application-autoscaling", endpoint, region)
             )
             return {"cluster": seeded.cluster, "service": seeded.service, "arns": seeded.arns}
+        if action == "outage" and request.method == "POST":
+            self.outage(int(data.get("requests", 1)))
+            return {"ok": True}
         if action == "emitted":
             return {"events": list(driver.emitted)}
         if action == "completions":

@@ -14,17 +14,23 @@ class AwsWorld:
     def __init__(self, region: str = "us-east-1") -> None:
         self.region = region
         self.driver = RolloutDriver().install()
-        self._server = ServerThread(DriverApp(self.driver)).start()
+        self.app = DriverApp(self.driver)
+        self._server = ServerThread(self.app).start()
+        self._clients: dict[tuple[str, str], Any] = {}
 
     @property
     def url(self) -> str:
         return self._server.url
 
     def client(self, service: str, region: str | None = None) -> Any:
-        """A plain boto3 client for arranging and asserting (the bot builds its own)."""
-        return sandbox_client(service, self.url, region or self.region)
+        """A plain boto3 client for arranging and asserting (the bot builds its own); cached, they are slow to build."""
+        key = (service, region or self.region)
+        if key not in self._clients:
+            self._clients[key] = sandbox_client(service, self.url, key[1])
+        return self._clients[key]
 
     def reset(self) -> None:
+        self.app.outage(0)
         self.driver.stop_background()
         reset_moto()
         self.driver.reset()

@@ -510,3 +510,16 @@ def test_resume_ignores_the_auto_scaling_state_an_earlier_operation_left_behind(
     assert final.phase is RolloutPhase.SUCCEEDED
     state = autoscaling.describe_scalable_targets(ServiceNamespace="ecs")["ScalableTargets"][0]["SuspendedState"]
     assert not any(state.values())
+
+
+def test_a_poll_aws_does_not_answer_is_not_the_outcome_the_watch_carries_on(
+    backend: EcsBackend, ecs: Any, aws: AwsWorld, vtime: VirtualTime
+) -> None:
+    arrange(ecs)
+    plan = roll_back(backend)
+    outages = iter([4])  # the second poll and its retry (AWS_MAX_ATTEMPTS=2) twice: two polls lost
+    vtime.on_sleep = lambda _: aws.app.outage(next(outages, 0)) if len(vtime.sleeps) == 1 else None
+    served = aws.app.outage_answers
+    final = watch(backend, plan)[-1]
+    assert final.phase is RolloutPhase.SUCCEEDED
+    assert aws.app.outage_answers - served == 4
