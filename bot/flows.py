@@ -92,6 +92,8 @@ MAX_CAS_ATTEMPTS: Final = 8
 EVENT_DEDUP_TTL: Final = timedelta(hours=1)
 # Transient backend errors while calling roll_back are retried this many times before the operation fails.
 MAX_ROLL_BACK_ATTEMPTS: Final = 3
+# How long a vote on a message the bot wrote waits for that message to be linked to its operation.
+LINK_RETRY_DELAYS: Final = (0.1, 0.2, 0.4, 0.8)
 # An APPROVED operation nobody claimed for this long was left behind by a replica that died before claiming.
 UNCLAIMED_GRACE: Final = timedelta(seconds=10)
 # Lock of an operation awaiting approval: until it expires, plus slack for the sweeper to expire it.
@@ -174,12 +176,21 @@ class RollbackFlow:
         return messages.command_received(self._command, text)
 
     def accept_reaction(
-        self, ref: MessageRef, user: SlackUserId, emoji: str, *, added: bool, event_id: str | None = None
+        self,
+        ref: MessageRef,
+        user: SlackUserId,
+        emoji: str,
+        *,
+        added: bool,
+        event_id: str | None = None,
+        author: SlackUserId | None = None,
     ) -> None:
         if vote_of(emoji) is None:
             return  # most reactions in a busy channel are not votes: don't even queue them
         self._submit_request(
-            lambda: self._guarded(lambda: self.handle_reaction(ref, user, emoji, added=added, event_id=event_id))
+            lambda: self._guarded(
+                lambda: self.handle_reaction(ref, user, emoji, added=added, event_id=event_id, author=author)
+            )
         )
 
     def accept_button(self, ref: MessageRef, user: SlackUserId, action_id: str) -> None:
@@ -193,7 +204,7 @@ class RollbackFlow:
             if reply is not None:
                 self._quietly("-", reply, messages.user_error(str(exc)))
         except Exception:
-            reference = f"err-{self._new_id()}"
+            reference = "err-" + self._new_id().removeprefix("op-")
             log.exception("internal error handling a request", extra={"reference": reference})
             if reply is not None:
                 self._quietly(reference, reply, messages.plain(messages.internal_error_text(reference)))
@@ -330,14 +341,25 @@ class RollbackFlow:
     # --- votes: reactions, buttons, cancel -------------------------------------------------------------------
 
     def handle_reaction(
-        self, ref: MessageRef, user: SlackUserId, emoji: str, *, added: bool, event_id: str | None = None
+        self,
+        ref: MessageRef,
+        user: SlackUserId,
+        emoji: str,
+        *,
+        added: bool,
+        event_id: str | None = None,
+        author: SlackUserId | None = None,
     ) -> None:
-        """A ✅/❌ added to or removed from a message. Anything that is not a vote on a request is ignored."""
+        """A ✅/❌ added to or removed from a message. Anything that is not a vote on a request is ignored.
+
+        `author` is who wrote the message (Slack's `item_user`), when known.
+        """
         if vote_of(emoji) is None:
             return
         if event_id is not None and not self._store.first_delivery(f"event:{event_id}", EVENT_DEDUP_TTL):
             return
-        operation = self._store.find_by_message(ref)
+        may_be_ours = author is None or self._chat.is_bot(author)
+        operation = self._find_request(ref, patiently=may_be_ours)
         if operation is None:
             return
         event: Event
@@ -352,10 +374,25 @@ class RollbackFlow:
         action = action_of(action_id)
         if action is None:
             return
-        operation = self._store.find_by_message(ref)
+        operation = self._find_request(ref, patiently=True)  # our buttons are only on our messages
         if operation is None:
             return
         self._decide(operation.id, ButtonPressed(user=user, action=action), actor=user)
+
+    def _find_request(self, ref: MessageRef, *, patiently: bool) -> Operation | None:
+        """The operation whose request message is `ref`.
+
+        A quick approver can vote before the replica that posted the request has linked it (the message exists
+        from chat.postMessage on; the link is written right after), so for the bot's own messages look again
+        briefly before concluding it is not a request.
+        """
+        operation = self._store.find_by_message(ref)
+        for delay in LINK_RETRY_DELAYS if patiently else ():
+            if operation is not None:
+                break
+            self._sleep(delay)
+            operation = self._store.find_by_message(ref)
+        return operation
 
     def handle_cancel(self, operation_id: OperationId, user: SlackUserId) -> ChatMessage:
         """`/rollback cancel op-…`; the answer goes back to whoever asked."""
@@ -543,8 +580,11 @@ class RollbackFlow:
     def _follow(self, operation_id: OperationId, statuses: Iterator[RolloutStatus], watch: _Watch) -> None:
         last: RolloutStatus | None = None
         for status in statuses:
-            if watch.lost.is_set() or self._stopping.is_set():
-                return  # another replica has it now, or we are shutting down: say nothing more
+            if watch.lost.is_set():
+                return  # another replica has it now: say nothing more
+            if self._stopping.is_set():
+                self._hand_over(operation_id)
+                return
             last = status
             operation = self._store.get(operation_id)
             if operation is None:
@@ -557,12 +597,23 @@ class RollbackFlow:
                 watch.last_published = now
                 operation = self._decide_as_executor(operation_id, RolloutObserved(status=status))
                 self._publish_progress(operation, status)
-        if watch.lost.is_set() or self._stopping.is_set():
+        if watch.lost.is_set():
+            return
+        if self._stopping.is_set() and (last is None or not last.is_finished):
+            self._hand_over(operation_id)
             return
         if last is None or not last.is_finished:
             self._fail(operation_id, "the rollout watch ended without an outcome")
             return
         self._finish(operation_id, last)
+
+    def _hand_over(self, operation_id: OperationId) -> None:
+        """Shutting down mid-rollout: end our lease now, so another replica takes over at its next sweep."""
+        operation = self._decide_as_executor(
+            operation_id, LeaseRenewed(executor=self.replica_id, lease_until=self._clock.now())
+        )
+        self._quietly(operation_id, self._post_in_thread, operation, messages.handover_line(operation))
+        log.info("handed the rollout over on shutdown", extra={"operation_id": operation_id})
 
     def _tell_news(self, operation: Operation, status: RolloutStatus, watch: _Watch) -> None:
         for unit in status.unhealthy:

@@ -42,6 +42,7 @@ def _vote(flow: RollbackFlow, body: dict[str, Any], event: dict[str, Any], *, ad
             str(event.get("reaction", "")),
             added=added,
             event_id=str(body["event_id"]) if body.get("event_id") else None,
+            author=SlackUserId(str(event["item_user"])) if event.get("item_user") else None,
         )
     except Exception:  # events are acked already; a failure here must not become a Bolt error response
         log.exception("handling a reaction failed")

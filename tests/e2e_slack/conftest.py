@@ -218,8 +218,11 @@ def thread_texts(fake: FakeSlack, request: Request) -> list[str]:
 
 def wait_for_thread_line(fake: FakeSlack, request: Request, containing: str, timeout: float = WAIT) -> list[str]:
     """The thread once a line containing `containing` is in it."""
-    return fake.wait_for(
-        lambda: (lines := thread_texts(fake, request)) and any(containing in line for line in lines) and lines,
-        timeout,
-        description=f"a thread line containing {containing!r}",
-    )
+    try:
+        return fake.wait_for(
+            lambda: (lines := thread_texts(fake, request)) and any(containing in line for line in lines) and lines,
+            timeout,
+            description=f"a thread line containing {containing!r}",
+        )
+    except TimeoutError as error:
+        raise TimeoutError(f"{error}; the thread: {thread_texts(fake, request)}") from None

@@ -87,7 +87,9 @@ def test_withdrawn_approval_before_execution_no_longer_counts(slack, fake_slack,
     eventually(lambda: _operation(bot, request).approvers == ("U0CAROL",))
     assert _operation(bot, request).phase is Phase.AWAITING_APPROVAL
     assert backend.rollbacks_applied(bot.flow.catalog.get("fluentd")) == 0
-    assert "approvals 1/2" in fake_slack.message(INCIDENT, request.ts).all_text()
+    fake_slack.wait_for(
+        lambda: "approvals 1/2 (<@U0CAROL>)" in fake_slack.message(INCIDENT, request.ts).all_text(), WAIT
+    )
 
 
 def test_the_same_event_delivered_three_times_counts_once(slack, fake_slack, bot) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,7 @@ class _BotProcess:
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=None,  # inherited: pytest captures it and shows it when a test fails
             text=True,
         )
         assert self.process.stdout is not None
@@ -161,6 +162,7 @@ def test_a_replica_killed_between_approval_and_claim_is_resumed_at_start_up(
     first = spawn("replica-1")
     with SlackDriver(f"{first.url}/slack/events", SIGNING_SECRET, fake_slack) as slack:
         request = request_rollback(slack, fake_slack, view, "bootcamp")
+        eventually(lambda: view.store.get(request.operation.id).request_message is not None)
     first.kill()
     operation = view.store.get(request.operation.id)
     approved = operation.model_copy(
@@ -174,3 +176,20 @@ def test_a_replica_killed_between_approval_and_claim_is_resumed_at_start_up(
     spawn("replica-2")
     wait_for_phase(fake_slack, request, "succeeded", timeout=20)
     assert backend.rollbacks_applied(catalog.get("bootcamp")) == 1
+
+
+def test_a_replica_shutting_down_hands_its_rollout_over_at_once(fake_slack, make_bot, backend, catalog) -> None:
+    leaving = make_bot(replica_id="replica-leaving", lease=timedelta(minutes=5))
+    arrange_all(backend, catalog, RolloutScript(steps=3, hold=True))
+    with SlackDriver(leaving.events_url, SIGNING_SECRET, fake_slack) as slack:
+        request = request_rollback(slack, fake_slack, leaving, "workshop")
+        slack.reaction_added(BOB, "white_check_mark", INCIDENT, request.ts)
+        wait_for_thread_line(fake_slack, request, "1/3 pods updated")
+    leaving.stop()  # SIGTERM: the lease (5 minutes) is given back instead of running out
+    wait_for_thread_line(fake_slack, request, "restarting")
+    staying = make_bot(replica_id="replica-staying")
+    wait_for_thread_line(fake_slack, request, "took over")
+    backend.release(catalog.get("workshop"))
+    wait_for_phase(fake_slack, request, "succeeded")
+    assert staying.store.get(request.operation.id).executor == "replica-staying"
+    assert backend.rollbacks_applied(catalog.get("workshop")) == 1

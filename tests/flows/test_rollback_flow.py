@@ -290,3 +290,22 @@ def test_a_lost_compare_and_set_is_decided_again(world: World) -> None:
     store.conflicts = 3
     flow.handle_reaction(operation.request_message, APPROVER, "white_check_mark", added=True)
     assert store.get(operation.id).approvers == (APPROVER,)
+
+
+def test_a_vote_that_beats_the_link_of_its_request_message_still_counts(world: World) -> None:
+    operation = request(world)
+    early = MessageRef(channel=CHANNEL, ts="1700000099.000001")  # posted, not linked yet
+    flow = world.make_flow(sleep=lambda seconds: world.store.link_message(operation.id, early))
+    flow.handle_reaction(early, APPROVER, "white_check_mark", added=True, author="UBOT")
+    assert world.store.get(operation.id).phase is Phase.SUCCEEDED
+
+
+def test_a_vote_on_someone_elses_message_is_not_waited_for(world: World) -> None:
+    naps: list[float] = []
+    flow = world.make_flow(sleep=naps.append)
+    flow.handle_reaction(
+        MessageRef(channel=CHANNEL, ts="1.1"), APPROVER, "white_check_mark", added=True, author=OUTSIDER
+    )
+    assert naps == []
+    flow.handle_reaction(MessageRef(channel=CHANNEL, ts="1.2"), APPROVER, "white_check_mark", added=True, author="UBOT")
+    assert len(naps) == 4
