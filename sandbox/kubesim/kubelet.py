@@ -162,6 +162,7 @@ class PodState:
     start_time: str
     due: float
     containers: list[ContainerState] = field(default_factory=list)
+    init_containers: list[ContainerState] = field(default_factory=list)
     restart_policy: str = "Always"
     timer_for: float = -1.0
     ready_since: str = ""
@@ -346,6 +347,10 @@ class Kubelet:
                 ContainerState(name=c.get("name", ""), image=c.get("image", ""))
                 for c in (pod.get("spec") or {}).get("containers") or []
             ],
+            init_containers=[
+                ContainerState(name=c.get("name", ""), image=c.get("image", ""))
+                for c in (pod.get("spec") or {}).get("initContainers") or []
+            ],
         )
         self._pods[(pod["metadata"]["namespace"], pod["metadata"]["name"])] = state
         return state
@@ -357,95 +362,94 @@ class Kubelet:
         return self.backoff_base * real / _REAL_BASE_SECONDS, real
 
     def _advance(self, pod: Obj, state: PodState) -> None:
-        """Run everything that is due: pulls, starts, crashes and back-off expiries."""
+        """Run everything that is due: pulls, starts, crashes, completions and back-off expiries.
+
+        Init containers run one after the other, each to completion; the app containers start once all
+        of them have completed."""
         now = time.monotonic()
-        meta = pod["metadata"]
+        for c in state.init_containers:
+            if c.phase == "completed":
+                continue
+            due = self._step(pod, state, c, now, init=True)
+            if c.phase == "completed":
+                continue
+            state.due = due
+            return
         next_due = float("inf")
         for c in state.containers:
-            fpath = f"spec.containers{{{c.name}}}"
-
-            def emit(etype: str, reason: str, message: str, fpath: str = fpath) -> None:
-                self.events.record(pod, etype, reason, message, component="kubelet", host=state.node, field_path=fpath)
-
-            if c.phase == "running":
-                if c.finish_due <= now:
-                    # Run-to-completion pods (Jobs, hooks): the container exits 0 after a while.
-                    c.phase = "completed"
-                    c.terminated = self._terminated(state, c, 0, "Completed")
-                else:
-                    next_due = min(next_due, c.finish_due)
-                continue
-            if c.phase in ("completed", "failed"):
-                continue
-            if c.phase == "pull-error":
-                # The next sync finds the image in back-off.
-                c.phase = "pull-backoff"
-                delay, _ = self._backoff(c.failures)
-                c.message = f'Back-off pulling image "{c.image}": ErrImagePull: {self._pull_error(c.image)}'
-                emit("Normal", "BackOff", f'Back-off pulling image "{c.image}"')
-                emit("Warning", "Failed", "Error: ImagePullBackOff")
-                next_due = min(next_due, now + delay)
-                continue
-            if c.phase in ("creating", "pull-backoff"):
-                if not self.registry.image_exists(c.image):
-                    c.failures += 1
-                    c.phase = "pull-error"
-                    c.message = self._pull_error(c.image)
-                    emit("Normal", "Pulling", f'Pulling image "{c.image}"')
-                    emit("Warning", "Failed", f'Failed to pull image "{c.image}": {c.message}')
-                    emit("Warning", "Failed", "Error: ErrImagePull")
-                    # ErrImagePull is visible until the kubelet's next pod sync.
-                    next_due = min(next_due, now + min(self.backoff_base, max(self.ready_seconds, 0.2)))
-                    continue
-                c.failures = 0
-                self._pulled(pod, state, c, emit)
-            if c.phase == "crash-backoff":
-                c.phase = "starting"
-            if c.phase == "starting" or c.phase == "creating":
-                emit("Normal", "Created", f"Created container: {c.name}")
-                emit("Normal", "Started", f"Started container {c.name}")
-                c.started_at = rfc3339()
-                if self.registry.crashes(c.image) and state.restart_policy == "Never":
-                    c.phase = "failed"
-                    c.terminated = self._terminated(state, c, 1, "Error")
-                elif self.registry.crashes(c.image):
-                    c.restart_count += 1 if c.last_terminated is not None else 0
-                    c.last_terminated = {
-                        "terminated": {
-                            "exitCode": 1,
-                            "reason": "Error",
-                            "startedAt": c.started_at,
-                            "finishedAt": rfc3339(),
-                            "containerID": self._container_id(state, c),
-                        }
-                    }
-                    if c.restart_count == 0:
-                        c.restart_count = 1
-                    c.phase = "crash-backoff"
-                    delay, real = self._backoff(c.restart_count)
-                    c.message = (
-                        f"back-off {real}s restarting failed container={c.name} "
-                        f"pod={meta['name']}_{meta['namespace']}({meta['uid']})"
-                    )
-                    emit(
-                        "Warning",
-                        "BackOff",
-                        f"Back-off restarting failed container {c.name} in pod "
-                        f"{meta['name']}_{meta['namespace']}({meta['uid']})",
-                    )
-                    next_due = min(next_due, now + delay)
-                else:
-                    c.phase = "running"
-                    if state.restart_policy != "Always":
-                        c.finish_due = now + max(self.ready_seconds, 0.05)
-                        next_due = min(next_due, c.finish_due)
+            next_due = min(next_due, self._step(pod, state, c, now, init=False))
         state.due = next_due
 
-    def _pulled(self, pod: Obj, state: PodState, c: ContainerState, emit: Any) -> None:
+    def _step(self, pod: Obj, state: PodState, c: ContainerState, now: float, *, init: bool) -> float:
+        """Advance one container; returns when it next needs attention (inf: never)."""
+        meta = pod["metadata"]
+        fpath = f"spec.{'initContainers' if init else 'containers'}{{{c.name}}}"
+        # Init containers always run to completion; app containers only under restartPolicy Never/OnFailure.
+        runs_to_completion = init or state.restart_policy != "Always"
+
+        def emit(etype: str, reason: str, message: str) -> None:
+            self.events.record(pod, etype, reason, message, component="kubelet", host=state.node, field_path=fpath)
+
+        if c.phase == "running":
+            if c.finish_due > now:
+                return c.finish_due
+            c.phase = "completed"
+            c.terminated = self._terminated(state, c, 0, "Completed")
+            return float("inf")
+        if c.phase in ("completed", "failed"):
+            return float("inf")
+        if c.phase == "pull-error":
+            # The next sync finds the image in back-off.
+            c.phase = "pull-backoff"
+            delay, _ = self._backoff(c.failures)
+            c.message = f'Back-off pulling image "{c.image}": ErrImagePull: {self._pull_error(c.image)}'
+            emit("Normal", "BackOff", f'Back-off pulling image "{c.image}"')
+            emit("Warning", "Failed", "Error: ImagePullBackOff")
+            return now + delay
+        if c.phase in ("creating", "pull-backoff"):
+            if not self.registry.image_exists(c.image):
+                c.failures += 1
+                c.phase = "pull-error"
+                c.message = self._pull_error(c.image)
+                emit("Normal", "Pulling", f'Pulling image "{c.image}"')
+                emit("Warning", "Failed", f'Failed to pull image "{c.image}": {c.message}')
+                emit("Warning", "Failed", "Error: ErrImagePull")
+                # ErrImagePull is visible until the kubelet's next pod sync.
+                return now + min(self.backoff_base, max(self.ready_seconds, 0.2))
+            c.failures = 0
+            self._pulled(pod, c, emit)
+        if c.phase == "crash-backoff":
+            c.phase = "starting"
+        emit("Normal", "Created", f"Created container: {c.name}")
+        emit("Normal", "Started", f"Started container {c.name}")
+        c.started_at = rfc3339()
+        if not self.registry.crashes(c.image):
+            c.phase = "running"
+            if runs_to_completion:
+                c.finish_due = now + max(self.ready_seconds, 0.05)
+                return c.finish_due
+            return float("inf")
+        if state.restart_policy == "Never":
+            c.phase = "failed"
+            c.terminated = self._terminated(state, c, 1, "Error")
+            return float("inf")
+        c.restart_count += 1 if c.last_terminated is not None else 0
+        c.last_terminated = {"terminated": self._terminated(state, c, 1, "Error")}
+        if c.restart_count == 0:
+            c.restart_count = 1
+        c.phase = "crash-backoff"
+        delay, real = self._backoff(c.restart_count)
+        who = f"{meta['name']}_{meta['namespace']}({meta['uid']})"
+        c.message = f"back-off {real}s restarting failed container={c.name} pod={who}"
+        emit("Warning", "BackOff", f"Back-off restarting failed container {c.name} in pod {who}")
+        return now + delay
+
+    def _pulled(self, pod: Obj, c: ContainerState, emit: Any) -> None:
+        spec = pod.get("spec") or {}
         policy = next(
             (
                 x.get("imagePullPolicy")
-                for x in (pod.get("spec") or {}).get("containers") or []
+                for x in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
                 if x.get("name") == c.name
             ),
             "IfNotPresent",
@@ -500,53 +504,65 @@ class Kubelet:
                 cond["message"] = message
         return cond
 
-    def _write_status(self, pod: Obj, state: PodState) -> None:
-        statuses: list[Obj] = []
-        unready: list[str] = []
-        any_started = False
+    def _container_status(self, state: PodState, c: ContainerState, *, init: bool, waiting: str) -> Obj:
         pulled = ("running", "crash-backoff", "completed", "failed")
-        for c in state.containers:
-            entry: Obj = {
-                "name": c.name,
-                "image": normalize_image(c.image) if c.phase in pulled else c.image,
-                "imageID": image_id(c.image) if c.phase in pulled else "",
-                "ready": c.phase == "running",
-                "restartCount": c.restart_count,
-                "started": c.phase == "running",
-                "lastState": c.last_terminated or {},
-            }
-            if c.phase == "running":
-                entry["containerID"] = self._container_id(state, c)
-                entry["state"] = {"running": {"startedAt": c.started_at}}
-                any_started = True
-            elif c.phase in ("completed", "failed") and c.terminated is not None:
-                entry["containerID"] = c.terminated["containerID"]
-                entry["state"] = {"terminated": dict(c.terminated)}
-                any_started = True
-            elif c.phase == "crash-backoff":
-                entry["containerID"] = self._container_id(state, c)
-                entry["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message": c.message}}
-                any_started = True
-            elif c.phase == "pull-error":
-                entry["state"] = {"waiting": {"reason": "ErrImagePull", "message": c.message}}
-            elif c.phase == "pull-backoff":
-                entry["state"] = {"waiting": {"reason": "ImagePullBackOff", "message": c.message}}
-            else:
-                entry["state"] = {"waiting": {"reason": "ContainerCreating"}}
-            if c.phase != "running":
-                unready.append(c.name)
-            statuses.append(entry)
+        entry: Obj = {
+            "name": c.name,
+            "image": normalize_image(c.image) if c.phase in pulled else c.image,
+            "imageID": image_id(c.image) if c.phase in pulled else "",
+            # A completed init container counts as ready, a running one as started.
+            "ready": c.phase == "completed" if init else c.phase == "running",
+            "restartCount": c.restart_count,
+            "started": c.phase == "running",
+            "lastState": c.last_terminated or {},
+        }
+        if c.phase == "running":
+            entry["containerID"] = self._container_id(state, c)
+            entry["state"] = {"running": {"startedAt": c.started_at}}
+        elif c.phase in ("completed", "failed") and c.terminated is not None:
+            entry["containerID"] = c.terminated["containerID"]
+            entry["state"] = {"terminated": dict(c.terminated)}
+        elif c.phase == "crash-backoff":
+            entry["containerID"] = self._container_id(state, c)
+            entry["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message": c.message}}
+        elif c.phase == "pull-error":
+            entry["state"] = {"waiting": {"reason": "ErrImagePull", "message": c.message}}
+        elif c.phase == "pull-backoff":
+            entry["state"] = {"waiting": {"reason": "ImagePullBackOff", "message": c.message}}
+        else:
+            entry["state"] = {"waiting": {"reason": waiting}}
+        return entry
+
+    def _write_status(self, pod: Obj, state: PodState) -> None:
+        incomplete = [c.name for c in state.init_containers if c.phase != "completed"]
+        init_failed = any(c.phase == "failed" for c in state.init_containers)
+        init_statuses = [
+            self._container_status(state, c, init=True, waiting="PodInitializing") for c in state.init_containers
+        ]
+        waiting = "PodInitializing" if incomplete else "ContainerCreating"
+        statuses = [self._container_status(state, c, init=False, waiting=waiting) for c in state.containers]
+        unready = [c.name for c in state.containers if c.phase != "running"]
+        any_started = any(c.phase in ("running", "completed", "failed", "crash-backoff") for c in state.containers)
         all_ready = not unready
         not_ready_reason, not_ready_msg = "ContainersNotReady", f"containers with unready status: [{' '.join(unready)}]"
         phase = "Running" if any_started else "Pending"
-        if state.containers and all(c.phase in ("completed", "failed") for c in state.containers):
+        if init_failed:
+            phase = "Failed"
+        elif state.containers and all(c.phase in ("completed", "failed") for c in state.containers):
             phase = "Succeeded" if all(c.phase == "completed" for c in state.containers) else "Failed"
+        if phase in ("Succeeded", "Failed"):
             not_ready_reason, not_ready_msg = "PodCompleted", ""
         status: Obj = {
             "phase": phase,
             "conditions": [
                 self._condition(state, "PodReadyToStartContainers", phase not in ("Succeeded", "Failed")),
-                self._condition(state, "Initialized", True),
+                self._condition(
+                    state,
+                    "Initialized",
+                    not incomplete,
+                    "ContainersNotInitialized",
+                    f"containers with incomplete status: [{' '.join(incomplete)}]",
+                ),
                 self._condition(state, "Ready", all_ready, not_ready_reason, not_ready_msg),
                 self._condition(state, "ContainersReady", all_ready, not_ready_reason, not_ready_msg),
                 self._condition(state, "PodScheduled", True),
@@ -559,6 +575,8 @@ class Kubelet:
             "containerStatuses": statuses,
             "qosClass": (pod.get("status") or {}).get("qosClass", "BestEffort"),
         }
+        if init_statuses:
+            status["initContainerStatuses"] = init_statuses
         if pod.get("status") == status:
             return
         new = clone(pod)

@@ -302,3 +302,29 @@ def test_recreated_deployment_adopts_the_orphaned_replicaset_and_pods() -> None:
         (adopted,) = sim.owned_replicasets("web")
         assert adopted["metadata"]["uid"] == rs["metadata"]["uid"]
         assert sorted(p["metadata"]["name"] for p in sim.list(PODS)) == pods
+
+
+def test_init_containers_run_to_completion_before_the_app_starts() -> None:
+    with Harness(pod_ready_seconds=0.1) as sim:
+        body = pod("with-init", "nginx:1.25")
+        body["spec"]["initContainers"] = [{"name": "migrate", "image": "busybox:1"}]
+        sim.create(PODS, body)
+
+        def conditions() -> dict[str, str]:
+            return {c["type"]: c["status"] for c in sim.get(PODS, "with-init")["status"].get("conditions", [])}
+
+        sim.wait(lambda: conditions().get("Initialized") == "False")
+        status = sim.get(PODS, "with-init")["status"]
+        assert status["phase"] == "Pending"
+        assert status["containerStatuses"][0]["state"]["waiting"]["reason"] == "PodInitializing"
+        init_cond = next(c for c in status["conditions"] if c["type"] == "Initialized")
+        assert init_cond["reason"] == "ContainersNotInitialized"
+        assert init_cond["message"] == "containers with incomplete status: [migrate]"
+        sim.wait(lambda: conditions().get("Ready") == "True")
+        status = sim.get(PODS, "with-init")["status"]
+        assert status["phase"] == "Running"
+        (init,) = status["initContainerStatuses"]
+        assert init["state"]["terminated"]["reason"] == "Completed"
+        assert init["ready"]
+        reasons = [e[2] for e in events_for(sim, "with-init")]
+        assert reasons.index("Started container migrate") < reasons.index("Started container app")
