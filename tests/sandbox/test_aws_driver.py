@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -179,3 +180,14 @@ def test_the_sandbox_runs_as_a_process_with_its_control_endpoint() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_the_seed_002_demo_plays_to_the_end() -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server")
+    done = subprocess.run(
+        [sys.executable, "-m", "sandbox.aws.demo"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "1:ACTIVE 2:INACTIVE 3:ACTIVE 4:INACTIVE" in done.stdout
+    assert "PRIMARY myservice:3 desired:2 running:2 COMPLETED" in done.stdout
