@@ -316,3 +316,17 @@ def test_scaling_a_stuck_rollout_distributes_replicas_proportionally(sim: Harnes
     sim.wait(lambda: sizes() == {"nginx:1.25": 11, "nginx:broken": 7}, message="proportional scale-up")
     sim.controllers.wait_idle()
     assert sizes() == {"nginx:1.25": 11, "nginx:broken": 7}
+
+
+def test_min_ready_seconds_delays_availability(sim: Harness) -> None:
+    import time
+
+    sim.create(DEPLOYMENTS, workload("Deployment", "web", "nginx:1.25", replicas=1, minReadySeconds=2))
+    sim.wait(lambda: sim.get(DEPLOYMENTS, "web").get("status", {}).get("readyReplicas") == 1)
+    ready_at = time.monotonic()
+    assert sim.get(DEPLOYMENTS, "web")["status"].get("availableReplicas", 0) == 0
+    sim.wait(lambda: sim.deployment_done("web"), timeout=10)
+    # Ready times have one-second resolution, so availability comes 1-3 s after readiness.
+    assert 1.0 <= time.monotonic() - ready_at <= 4.0
+    (rs,) = sim.owned_replicasets("web")
+    assert rs["spec"]["minReadySeconds"] == 2
