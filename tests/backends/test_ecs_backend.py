@@ -481,6 +481,8 @@ def test_a_target_with_a_role_is_reached_through_assume_role_with_clients_reused
     spec = ecs_target("payments", role_arn=role).spec
     assert isinstance(spec, EcsTarget)
     assert clients.ecs(spec) is clients.ecs(spec)
+    assert clients.ecs(spec).meta.config.retries["mode"] == "standard"
+    assert clients.ecs(spec).meta.endpoint_url == aws.url  # AWS_ENDPOINT_URL, boto3's standard configuration
 
 
 def test_a_refused_update_does_not_leave_auto_scaling_suspended(
