@@ -358,7 +358,11 @@ def observe(state: WatchState, service: Mapping[str, Any]) -> tuple[WatchState, 
     if primary.get("rolloutState") == "FAILED":
         reason = f"ECS marked the deployment of {state.target} FAILED: {primary_reason or 'no reason given'}"
         return state, RolloutStatus(phase=RolloutPhase.FAILED, summary=summary, reason=reason, events=events, **counts)
-    if primary.get("rolloutState") == "COMPLETED" and running == desired:
+    # rolloutState is only reported for the rolling (ECS) controller; without it, fall back to the waiter's rule.
+    settled = primary.get("rolloutState") == "COMPLETED" or (
+        primary.get("rolloutState") is None and len(deployments) == 1
+    )
+    if settled and running == desired:
         return state, RolloutStatus(
             phase=RolloutPhase.SUCCEEDED,
             summary=f"{primary_name} is the PRIMARY deployment, COMPLETED with {running}/{desired} tasks running",

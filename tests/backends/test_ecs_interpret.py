@@ -207,3 +207,11 @@ def test_another_deployments_failure_event_is_not_taken_for_ours() -> None:
     _, status = observe(state, later)
     assert status.reason is not None
     assert "another deployment replaced the rollback" in status.reason
+
+
+def test_without_a_rollout_state_a_single_settled_deployment_is_success() -> None:
+    bare = deployment(3, "PRIMARY", "COMPLETED", 2)
+    del bare["rolloutState"]
+    assert interpret_ecs_service(service(bare), "myservice:3").phase is RolloutPhase.SUCCEEDED
+    still_draining = service(bare, {**deployment(4, "ACTIVE", "COMPLETED", 1), "rolloutState": None})
+    assert interpret_ecs_service(still_draining, "myservice:3").phase is RolloutPhase.PROGRESSING
