@@ -166,3 +166,67 @@ def test_rollout_status_fails_once_the_progress_deadline_passes(kubectl: CliRunn
     kubectl("rollout", "undo", "deploy/web")
     status = kubectl("rollout", "status", "deploy/web", "--timeout=30s")
     assert status.stdout.splitlines()[-1] == 'deployment "web" successfully rolled out'
+
+
+def test_pause_resume_restart_and_scale(kubectl: CliRunner, wait_for: Callable[..., Any]) -> None:
+    kubectl("create", "deployment", "web", "--image=nginx:1.25", "--replicas=2")
+    kubectl("rollout", "status", "deploy/web", "--timeout=30s")
+
+    assert kubectl("rollout", "pause", "deploy/web").stdout == "deployment.apps/web paused\n"
+    kubectl("set", "image", "deploy/web", "nginx=nginx:1.26")
+    # With a single revision there is nothing to undo to, whatever the pause state.
+    undo = kubectl("rollout", "undo", "deploy/web", check=False)
+    assert undo.stderr == 'error: no rollout history found for deployment "web"\n'
+    undo = kubectl("rollout", "undo", "deploy/web", "--to-revision=1", check=False)
+    assert undo.returncode == 1
+    assert undo.stderr.startswith("error: you cannot rollback a paused deployment; resume it first")
+    reason = wait_for(
+        lambda: (
+            kubectl(
+                "get", "deploy", "web", "-o", 'jsonpath={.status.conditions[?(@.type=="Progressing")].reason}'
+            ).stdout
+            == "DeploymentPaused"
+        ),
+        message="Progressing=DeploymentPaused",
+    )
+    assert reason
+    history = kubectl("rollout", "history", "deploy/web").stdout
+    assert history == "deployment.apps/web \nREVISION  CHANGE-CAUSE\n1         <none>\n\n"
+
+    assert kubectl("rollout", "resume", "deploy/web").stdout == "deployment.apps/web resumed\n"
+    kubectl("rollout", "status", "deploy/web", "--timeout=30s")
+    assert [
+        line.split()[0] for line in kubectl("rollout", "history", "deploy/web").stdout.splitlines()[2:] if line
+    ] == [
+        "1",
+        "2",
+    ]
+
+    assert kubectl("rollout", "restart", "deploy/web").stdout == "deployment.apps/web restarted\n"
+    kubectl("rollout", "status", "deploy/web", "--timeout=30s")
+    restarted = kubectl(
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.metadata.annotations.kubectl\\.kubernetes\\.io/restartedAt}",
+    ).stdout
+    assert restarted
+    assert (
+        kubectl(
+            "get", "deploy", "web", "-o", "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}"
+        ).stdout
+        == "3"
+    )
+
+    assert kubectl("scale", "deploy/web", "--replicas=5").stdout == "deployment.apps/web scaled\n"
+    kubectl("rollout", "status", "deploy/web", "--timeout=30s")
+    ready = kubectl("get", "deploy", "web").stdout.splitlines()[1].split()
+    assert ready[:4] == ["web", "5/5", "5", "5"]
+    # Scaling is not a new revision.
+    assert (
+        kubectl(
+            "get", "deploy", "web", "-o", "jsonpath={.metadata.annotations.deployment\\.kubernetes\\.io/revision}"
+        ).stdout
+        == "3"
+    )
