@@ -69,9 +69,13 @@ class _RunningRollback:
     process: subprocess.Popen[str]
     started: float
     output: list[str] = field(default_factory=list)
+    # Set once helm has exited *and* its output is read to the end, so a failure is told with helm's whole text.
+    exited: threading.Event = field(default_factory=threading.Event)
+    # The revision helm stored for this rollback (pending-rollback), once seen in `helm history`.
+    recorded: int | None = None
 
     def finished(self) -> bool:
-        return self.process.poll() is not None
+        return self.exited.is_set()
 
 
 class HelmCliBackend:
@@ -243,6 +247,7 @@ class HelmCliBackend:
             self._running[key] = running
         log.info("helm rollback started", operation_id=operation_id, release=spec.release, to=plan.to_revision)
         recorded = self._await_recorded(spec, plan, running)
+        running.recorded = recorded
         return RollbackReceipt(
             new_revision=RevisionNumber(recorded) if recorded is not None else expected,
             message=f"helm rollback {spec.release} {plan.to_revision}",
@@ -269,9 +274,12 @@ class HelmCliBackend:
     @staticmethod
     def _collect_output(running: _RunningRollback) -> None:
         assert running.process.stdout is not None
-        for line in running.process.stdout:
-            running.output.append(line.rstrip())
-        running.process.wait()
+        try:
+            for line in running.process.stdout:
+                running.output.append(line.rstrip())
+            running.process.wait()
+        finally:
+            running.exited.set()
 
     def _started_rollback(self, spec: HelmTarget, plan: RollbackPlan) -> int | None:
         before = int(plan.backend_data.get("latest_before", "0"))
@@ -294,6 +302,8 @@ class HelmCliBackend:
         observers = self._observers(workloads)
         for observer in observers:
             observer.start()
+        if running is not None and observers:
+            threading.Thread(target=self._wake_when_helm_exits, args=(running, observers[0]), daemon=True).start()
         outcome = _HelmOutcome(self, spec, plan, running)
         try:
             for status in follow_rollouts(
@@ -311,6 +321,13 @@ class HelmCliBackend:
         finally:
             for observer in observers:
                 observer.stop()
+
+    @staticmethod
+    def _wake_when_helm_exits(running: _RunningRollback, observer: RolloutObserver) -> None:
+        # helm's exit is news the watches do not carry: without this nudge the verdict waits for the next
+        # workload event or the watcher's idle timeout (up to 0.5 s after helm has already finished).
+        running.exited.wait()
+        observer.changes.put(observer)
 
     def _observers(self, workloads: Sequence[WorkloadRef]) -> list[RolloutObserver]:
         if not workloads:
@@ -444,8 +461,12 @@ class _HelmOutcome:
         return None
 
     def success(self, status: RolloutStatus) -> RolloutStatus:
-        row = self._recorded_row()
-        revision = f"revision {row.revision}" if row else "a new revision"
+        if self._running is not None and self._running.recorded is not None:
+            # helm exited 0, so the revision it stored for this rollback is the deployed one: no extra helm call.
+            revision = f"revision {self._running.recorded}"
+        else:
+            row = self._recorded_row()
+            revision = f"revision {row.revision}" if row else "a new revision"
         summary = (
             f"helm rolled {self._spec.release} back to revision {self._plan.to_revision} as {revision}; "
             f"{status.summary}"
