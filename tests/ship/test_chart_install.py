@@ -64,6 +64,30 @@ def test_template_renders_the_bot_for_every_value_set(
         assert "xapp-" not in yaml.safe_dump(config_map)
 
 
+def test_service_monitor_gets_a_metrics_service_even_in_socket_mode(
+    render: Callable[..., list[dict[str, Any]]],
+) -> None:
+    values = values_of("socket") | {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}}
+    objects = render(values)
+    monitor = find(objects, "ServiceMonitor", FULLNAME)
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    service = find(objects, "Service", FULLNAME)
+    assert service["spec"]["type"] == "ClusterIP"
+    assert not of_kind(objects, "Ingress")
+
+
+def test_http_network_policy_admits_slack_traffic_only_from_the_ingress_controller(
+    render: Callable[..., list[dict[str, Any]]],
+) -> None:
+    policy = find(render(values_of("http-ingress")), "NetworkPolicy", FULLNAME)
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]
+    egress_ports = {port["port"] for r in policy["spec"]["egress"] for port in r.get("ports", [])}
+    assert egress_ports == {53, 443, 6443, 6379}
+
+
 def test_socket_mode_installs_with_tokens_catalog_rbac_and_probes(cluster: Helm) -> None:
     for namespace in ("shop", "sandbox"):
         cluster.kubectl("create", "namespace", namespace)
@@ -168,6 +192,7 @@ def test_external_redis_and_existing_catalog_configmap_are_referenced_not_render
     env = env_of(container)
     assert env["REDIS_URL"] == {"secretKeyRef": {"name": "rollbot-redis", "key": "url"}}
     assert secret_value(cluster, env["REDIS_URL"]) == "redis://:pw@redis:6379/2"
+    assert secret_value(cluster, env["SLACK_APP_TOKEN"]) == "xapp-1-A0ROLLBOT-0001-chart-test"
     assert_catalog_loads(cluster, pod_spec, expected_targets={"workshop"})
     config_maps = cluster.kubectl("get", "configmaps", "-n", NAMESPACE, "-o", "name").stdout.split()
     assert "configmap/rb-rollbot-catalog" not in config_maps
@@ -182,6 +207,7 @@ def test_bundled_redis_installs_a_statefulset_only_the_bot_may_reach(cluster: He
     container, pod_spec = bot_container(cluster)
     env = env_of(container)
     assert env["REDIS_URL"] == "redis://rb-rollbot-redis:6379/0"
+    assert secret_value(cluster, env["SLACK_BOT_TOKEN"]) == "xoxb-0001-chart-test"
     assert_hardened(container, pod_spec)
     assert_catalog_loads(cluster, pod_spec, expected_targets={"payments"})
     # An ECS-only catalog needs no Kubernetes API access at all: no Role, no token in the pod.
