@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -94,6 +95,8 @@ EVENT_DEDUP_TTL: Final = timedelta(hours=1)
 MAX_ROLL_BACK_ATTEMPTS: Final = 3
 # How long a vote on a message the bot wrote waits for that message to be linked to its operation.
 LINK_RETRY_DELAYS: Final = (0.1, 0.2, 0.4, 0.8)
+# Lock stripes for per-operation writes within one process.
+OPERATION_LOCK_STRIPES: Final = 64
 # An APPROVED operation nobody claimed for this long was left behind by a replica that died before claiming.
 UNCLAIMED_GRACE: Final = timedelta(seconds=10)
 # Lock of an operation awaiting approval: until it expires, plus slack for the sweeper to expire it.
@@ -150,7 +153,9 @@ class RollbackFlow:
         self._sleep = sleep
         self._mutex = threading.Lock()
         self._running: set[OperationId] = set()
-        self._op_locks: dict[OperationId, threading.Lock] = {}
+        # Writes to one operation from this process (executor, lease heartbeat) take turns; striped, so the
+        # number of locks stays fixed however many operations pass through.
+        self._op_locks = tuple(threading.Lock() for _ in range(OPERATION_LOCK_STRIPES))
         self._stopping = threading.Event()
 
     @property
@@ -499,7 +504,6 @@ class RollbackFlow:
         finally:
             with self._mutex:
                 self._running.discard(operation_id)
-                self._op_locks.pop(operation_id, None)
 
     def _execute(self, operation_id: OperationId) -> None:
         operation = self._claim(operation_id)
@@ -721,9 +725,7 @@ class RollbackFlow:
 
     @contextmanager
     def _operation_lock(self, operation_id: OperationId) -> Iterator[None]:
-        with self._mutex:
-            lock = self._op_locks.setdefault(operation_id, threading.Lock())
-        with lock:
+        with self._op_locks[zlib.crc32(operation_id.encode()) % OPERATION_LOCK_STRIPES]:
             yield
 
     # --- start-up and the sweeper ----------------------------------------------------------------------------
