@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import random
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+
+import pytest
 
 from bot.core.errors import ConcurrentUpdate
 from bot.core.operations import Approval, MessageRef, Operation, Phase
@@ -309,3 +313,40 @@ def test_a_vote_on_someone_elses_message_is_not_waited_for(world: World) -> None
     assert naps == []
     flow.handle_reaction(MessageRef(channel=CHANNEL, ts="1.2"), APPROVER, "white_check_mark", added=True, author="UBOT")
     assert len(naps) == 4
+
+
+@pytest.mark.parametrize("seed", range(12), ids=lambda seed: f"seed-{seed}")
+def test_concurrent_votes_on_two_replicas_execute_at_most_once_and_only_with_approval(world: World, seed: int) -> None:
+    """Approvals, withdrawals and rejections racing on two replicas sharing one store."""
+    rng = random.Random(seed)
+    replicas = [world.flow, world.make_flow(replica_id="replica-b")]
+    operation = request(world, "fluentd")  # 2 approvals
+    voters = [APPROVER, OTHER_APPROVER, GROUP_MEMBER, REQUESTER, OUTSIDER]
+    gestures = [
+        (
+            rng.choice(replicas),
+            rng.choice(voters),
+            rng.choice(["white_check_mark", "white_check_mark", "x"]),
+            rng.random() < 0.8,
+        )
+        for _ in range(40)
+    ]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for flow, user, emoji, added in gestures:
+            pool.submit(flow.handle_reaction, operation.request_message, user, emoji, added=added)
+    for flow in replicas:
+        flow.sweep()
+    final = world.store.get(operation.id)
+    target = world.catalog.get("fluentd")
+    applied = world.backend.rollbacks_applied(target)
+    assert applied <= 1
+    assert world.backend.roll_back_calls(target) == applied
+    if applied:
+        assert final.phase is Phase.SUCCEEDED
+        assert REQUESTER not in final.approvers
+        assert len(final.approvers) >= 2
+    else:
+        assert final.phase in {Phase.AWAITING_APPROVAL, Phase.REJECTED, Phase.CANCELLED}
+    versions = [entry.version for entry in world.store.audit(operation.id)]
+    assert versions == sorted(versions)
+    assert len(set(versions)) == len(versions)
