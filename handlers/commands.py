@@ -10,7 +10,7 @@ from slack_sdk import WebClient
 
 from bot.core.catalog import ChannelId, SlackUserId
 from bot.core.messages import ChatMessage, plain
-from bot.flows import RollbackFlow
+from bot.flows import Reply, RollbackFlow
 
 log = logging.getLogger("rollbot.handlers")
 
@@ -36,7 +36,7 @@ def _ack_args(message: ChatMessage) -> dict[str, Any]:
     return args
 
 
-def _replier(respond: Respond, client: WebClient, channel: ChannelId, user: SlackUserId) -> Any:
+def _replier(respond: Respond, client: WebClient, channel: ChannelId, user: SlackUserId) -> Reply:
     """The `reply` the flow calls later: the command's response_url, else an ephemeral chat message."""
 
     def reply(message: ChatMessage) -> None:
