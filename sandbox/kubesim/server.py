@@ -440,6 +440,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Cache-Control", "no-cache, private")
         self.end_headers()
+        self.wfile.flush()  # clients wait for the headers before they consider the watch established
         deadline = time.monotonic() + timeout
         first_table = True
         last_bookmark = time.monotonic()

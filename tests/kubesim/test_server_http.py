@@ -75,3 +75,12 @@ def test_discovery_aggregated_and_legacy(server: ApiServer) -> None:
     assert patch["x-kubernetes-group-version-kind"] == {"group": "apps", "version": "v1", "kind": "Deployment"}
     assert "fieldValidation" in [p["name"] for p in patch["parameters"]]
     conn.close()
+
+
+def test_watch_headers_arrive_before_any_event(server: ApiServer) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=2)
+    conn.request("GET", "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=1&timeoutSeconds=30")
+    response = conn.getresponse()  # would time out if the headers waited for the first event
+    assert response.status == 200
+    assert response.getheader("Transfer-Encoding") == "chunked"
+    conn.close()
