@@ -99,7 +99,7 @@ def helm(tmp_path: Path) -> Helm:
     if not HELM.exists():
         pytest.skip(f"needs the real helm at {HELM} (run scripts/setup-tools.sh)")
     home = tmp_path / "home"
-    home.mkdir()
+    home.mkdir(exist_ok=True)
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
@@ -159,6 +159,23 @@ def find(objects: list[dict[str, Any]], kind: str, name: str | None = None, name
 
 def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [obj for obj in objects if obj["kind"] == kind]
+
+
+Grant = tuple[str, str, str, str, str]  # namespace ("*" cluster-wide), apiGroup, resource, verb, name ("*" any)
+
+
+def granted(objects: list[dict[str, Any]]) -> set[Grant]:
+    grants: set[Grant] = set()
+    for role in of_kind(objects, "Role") + of_kind(objects, "ClusterRole"):
+        namespace = role["metadata"].get("namespace", "*")
+        for rule in role["rules"]:
+            assert set(rule) <= {"apiGroups", "resources", "verbs", "resourceNames"}, rule
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    for verb in rule["verbs"]:
+                        for name in rule.get("resourceNames") or ["*"]:
+                            grants.add((namespace, group, resource, verb, name))
+    return grants
 
 
 def env_of(container: dict[str, Any]) -> dict[str, Any]:

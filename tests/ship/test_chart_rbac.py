@@ -24,11 +24,10 @@ from typing import Any
 
 import pytest
 
-from tests.ship.conftest import Helm, find, of_kind, socket_values
+from tests.ship.conftest import APPROVERS, Grant, Helm, find, granted, of_kind, socket_values
 
 pytestmark = pytest.mark.needs_helm
 
-Grant = tuple[str, str, str, str, str]  # namespace ("*" cluster-wide), apiGroup, resource, verb, name ("*" any)
 
 READS = [("apps", r) for r in ("deployments", "replicasets", "daemonsets", "statefulsets", "controllerrevisions")]
 READS += [("", "pods"), ("", "events")]
@@ -43,7 +42,6 @@ DEFAULT_HELM_RESOURCES = [
     ("networking.k8s.io", "ingresses"),
     ("autoscaling", "horizontalpodautoscalers"),
 ]
-APPROVERS = {"approvals": {"approvers": ["U0ALICE", "U0BOB"]}}
 
 
 def needed(values: dict[str, Any]) -> set[Grant]:
@@ -79,20 +77,6 @@ def needed(values: dict[str, Any]) -> set[Grant]:
             grants.update((namespace, "apps", resource, "patch", "*") for resource in WORKLOAD_RESOURCE.values())
     # A named patch is implied by "patch any" in the same namespace; the chart renders only the broader one.
     return {g for g in grants if not (g[3] == "patch" and g[4] != "*" and (g[0], g[1], g[2], "patch", "*") in grants)}
-
-
-def granted(objects: list[dict[str, Any]]) -> set[Grant]:
-    grants: set[Grant] = set()
-    for role in of_kind(objects, "Role") + of_kind(objects, "ClusterRole"):
-        namespace = role["metadata"].get("namespace", "*")
-        for rule in role["rules"]:
-            assert set(rule) <= {"apiGroups", "resources", "verbs", "resourceNames"}, rule
-            for group in rule["apiGroups"]:
-                for resource in rule["resources"]:
-                    for verb in rule["verbs"]:
-                        for name in rule.get("resourceNames") or ["*"]:
-                            grants.add((namespace, group, resource, verb, name))
-    return grants
 
 
 CATALOGS: dict[str, dict[str, Any]] = {
