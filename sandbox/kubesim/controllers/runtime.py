@@ -47,6 +47,7 @@ CONTROLLED: dict[ResourceKey, str] = {
     STATEFULSETS: "StatefulSet",
     JOBS: "Job",
 }
+MAX_RETRIES = 15
 # Kinds a controller adopts by label selector when they have no controller (ClaimReplicaSets/ClaimPods).
 ADOPTABLE: frozenset[ResourceKey] = frozenset({REPLICASETS, PODS})
 
@@ -336,6 +337,17 @@ class Runtime:
 
     # ------------------------------------------------------------------ workers
 
+    def _retry(self, key: Key, base: float, cap: float) -> None:
+        """Rate-limited requeue; like the real controllers (maxRetries = 15) a key that keeps failing is
+        dropped until its objects change again."""
+        n = self._failures.get(key, 0) + 1
+        if n > MAX_RETRIES:
+            self._failures.pop(key, None)
+            log.warning("dropping %s out of the queue after %d failed syncs", key, MAX_RETRIES)
+            return
+        self._failures[key] = n
+        self.queue.add_after(key, min(base * 2**n, cap))
+
     def _run(self) -> None:
         while True:
             key = self.queue.get()
@@ -350,15 +362,11 @@ class Runtime:
                 self.queue.add_after(key, rq.delay)
             except ApiError as exc:
                 # Conflicts and races with other writers: retry with a short exponential back-off.
-                n = self._failures.get(key, 0) + 1
-                self._failures[key] = n
                 if exc.code not in (404, 409):
                     log.warning("sync %s failed: %s %s", key, exc.code, exc.message)
-                self.queue.add_after(key, min(0.005 * 2**n, 2.0))
+                self._retry(key, 0.005, 2.0)
             except Exception:
-                n = self._failures.get(key, 0) + 1
-                self._failures[key] = n
                 log.exception("sync %s crashed", key)
-                self.queue.add_after(key, min(0.05 * 2**n, 5.0))
+                self._retry(key, 0.05, 5.0)
             finally:
                 self.queue.done(key)
