@@ -148,6 +148,8 @@ class ContainerState:
     started_at: str = ""
     last_terminated: Obj | None = None
     message: str = ""
+    # Running but failing its readiness probe (registry `unready`).
+    unready: bool = False
     # restartPolicy Never/OnFailure: when the running container exits 0, and its terminated state then.
     finish_due: float = float("inf")
     terminated: Obj | None = None
@@ -314,6 +316,7 @@ class Kubelet:
             c.phase = "creating"
             c.failures = 0
             c.finish_due = float("inf")
+            c.unready = False
             changed = True
         if changed:
             state.due = time.monotonic() + self.ready_seconds
@@ -428,6 +431,9 @@ class Kubelet:
             if runs_to_completion:
                 c.finish_due = now + max(self.ready_seconds, 0.05)
                 return c.finish_due
+            if not init and self.registry.never_ready(c.image):
+                c.unready = True
+                emit("Warning", "Unhealthy", self._probe_failure(pod, c, state))
             return float("inf")
         if state.restart_policy == "Never":
             c.phase = "failed"
@@ -464,6 +470,18 @@ class Kubelet:
         else:
             emit("Normal", "Pulled", f'Container image "{c.image}" already present on machine')
         c.phase = "starting"
+
+    @staticmethod
+    def _probe_failure(pod: Obj, c: ContainerState, state: PodState) -> str:
+        """The kubelet's Unhealthy event text for the container's readiness probe (HTTP 503 by default)."""
+        spec = next((x for x in (pod.get("spec") or {}).get("containers") or [] if x.get("name") == c.name), {})
+        probe = spec.get("readinessProbe") or {}
+        if "tcpSocket" in probe:
+            port = probe["tcpSocket"].get("port", 80)
+            return f"Readiness probe failed: dial tcp {state.pod_ip}:{port}: connect: connection refused"
+        if "exec" in probe:
+            return "Readiness probe failed: command exited with non-zero status 1"
+        return "Readiness probe failed: HTTP probe failed with statuscode: 503"
 
     @staticmethod
     def _pull_error(image: str) -> str:
@@ -511,7 +529,7 @@ class Kubelet:
             "image": normalize_image(c.image) if c.phase in pulled else c.image,
             "imageID": image_id(c.image) if c.phase in pulled else "",
             # A completed init container counts as ready, a running one as started.
-            "ready": c.phase == "completed" if init else c.phase == "running",
+            "ready": c.phase == "completed" if init else (c.phase == "running" and not c.unready),
             "restartCount": c.restart_count,
             "started": c.phase == "running",
             "lastState": c.last_terminated or {},
@@ -541,7 +559,7 @@ class Kubelet:
         ]
         waiting = "PodInitializing" if incomplete else "ContainerCreating"
         statuses = [self._container_status(state, c, init=False, waiting=waiting) for c in state.containers]
-        unready = [c.name for c in state.containers if c.phase != "running"]
+        unready = [c.name for c in state.containers if c.phase != "running" or c.unready]
         any_started = any(c.phase in ("running", "completed", "failed", "crash-backoff") for c in state.containers)
         all_ready = not unready
         not_ready_reason, not_ready_msg = "ContainersNotReady", f"containers with unready status: [{' '.join(unready)}]"

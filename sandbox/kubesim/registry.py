@@ -6,6 +6,7 @@ The fake kubelet asks this object instead of a real registry. Configuration is a
     missing: ["*:v10", "*non-existing*"]   # globs of references that cannot be pulled
     exists: []                             # if non-empty, only matching references can be pulled
     crashloop: ["*/crasher:*"]             # pulled fine, but the container exits 1 right after starting
+    unready: ["*:broken-health"]           # runs, but its readiness probe keeps failing (Running, 0/1 READY)
 
 Globs use fnmatch syntax and are matched against the reference as written in the pod spec and against
 its normalised form (`docker.io/library/nginx:latest`), so `nginx:*` and `docker.io/library/nginx:*` both work.
@@ -61,6 +62,7 @@ class RegistryConfig:
     missing: list[str] = field(default_factory=lambda: list(DEFAULT_MISSING))
     exists: list[str] = field(default_factory=list)
     crashloop: list[str] = field(default_factory=list)
+    unready: list[str] = field(default_factory=list)
 
     def image_exists(self, image: str) -> bool:
         if _matches(self.missing, image):
@@ -69,6 +71,9 @@ class RegistryConfig:
 
     def crashes(self, image: str) -> bool:
         return _matches(self.crashloop, image)
+
+    def never_ready(self, image: str) -> bool:
+        return _matches(self.unready, image)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RegistryConfig:
@@ -80,13 +85,14 @@ class RegistryConfig:
                 raise ValueError(f"registry config: {key!r} must be a list of glob strings")
             return list(value)
 
-        unknown = set(data) - {"missing", "exists", "crashloop"}
+        unknown = set(data) - {"missing", "exists", "crashloop", "unready"}
         if unknown:
             raise ValueError(f"registry config: unknown keys {sorted(unknown)}")
         return cls(
             missing=globs("missing", list(DEFAULT_MISSING)),
             exists=globs("exists", []),
             crashloop=globs("crashloop", []),
+            unready=globs("unready", []),
         )
 
     @classmethod

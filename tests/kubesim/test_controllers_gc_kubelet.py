@@ -194,7 +194,7 @@ def test_registry_defaults_and_globs() -> None:
 
 @pytest.mark.parametrize("suffix", ["yaml", "json"])
 def test_registry_loads_from_file(tmp_path: Path, suffix: str) -> None:
-    data = {"missing": ["*:v10"], "exists": ["jocatalin/*"], "crashloop": ["*:boom"]}
+    data = {"missing": ["*:v10"], "exists": ["jocatalin/*"], "crashloop": ["*:boom"], "unready": ["*:sick"]}
     path = tmp_path / f"registry.{suffix}"
     path.write_text(json.dumps(data))
     config = RegistryConfig.load(path)
@@ -202,6 +202,7 @@ def test_registry_loads_from_file(tmp_path: Path, suffix: str) -> None:
     assert not config.image_exists("jocatalin/kubernetes-bootcamp:v10")
     assert not config.image_exists("nginx:1")
     assert config.crashes("jocatalin/x:boom")
+    assert config.never_ready("jocatalin/x:sick")
     with pytest.raises(ValueError, match="unknown keys"):
         RegistryConfig.from_dict({"mising": []})
 
@@ -328,3 +329,30 @@ def test_init_containers_run_to_completion_before_the_app_starts() -> None:
         assert init["ready"]
         reasons = [e[2] for e in events_for(sim, "with-init")]
         assert reasons.index("Started container migrate") < reasons.index("Started container app")
+
+
+def test_unready_image_runs_but_fails_its_readiness_probe() -> None:
+    registry = RegistryConfig(unready=["*:broken-health"])
+    with Harness(pod_ready_seconds=0.05, registry=registry) as sim:
+        sim.create(DEPLOYMENTS, workload("Deployment", "web", "nginx:1", replicas=2, progressDeadlineSeconds=1))
+        sim.wait(lambda: sim.deployment_done("web"))
+        sim.set_image(DEPLOYMENTS, "web", "nginx:broken-health")
+        sim.wait(
+            lambda: any(
+                c["reason"] == "ProgressDeadlineExceeded"
+                for c in sim.get(DEPLOYMENTS, "web")["status"]["conditions"]
+                if c["type"] == "Progressing"
+            ),
+            timeout=6,
+        )
+        bad = [p for p in sim.list(PODS) if p["spec"]["containers"][0]["image"] == "nginx:broken-health"]
+        assert bad
+        for p in bad:
+            assert p["status"]["phase"] == "Running"
+            cs = p["status"]["containerStatuses"][0]
+            assert cs["started"]
+            assert not cs["ready"]
+            assert "running" in cs["state"]
+        assert ("Warning", "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 503") in (
+            events_for(sim, bad[0]["metadata"]["name"])
+        )
