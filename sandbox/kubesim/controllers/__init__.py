@@ -1,5 +1,15 @@
 """kubesim's controller manager: Deployment, ReplicaSet, DaemonSet, StatefulSet, Job, garbage collector, plus the
-fake scheduler/kubelet. `KubeSim.start()` calls `start_controllers`."""
+fake scheduler/kubelet. `KubeSim.start()` calls `start_controllers`.
+
+Fidelity notes (where kubesim knowingly differs from a real cluster):
+- pod-template-hash / DaemonSet revision hashes use fnv32a over the semantic JSON of the template, not Go's
+  spew dump of the typed struct, so names differ from a real cluster's (format, alphabet and stability match).
+- ControllerRevision `data` is Go-compatible (sorted keys, omitempty rules for pod-template fields), so
+  kubectl's byte comparison ("skipped rollback") works as long as the server serialises it compactly.
+- Pods disappear at once when deleted (no Terminating phase); probes are not executed (registry `unready`
+  simulates a failing readiness probe); back-off delays are scaled by `backoff_base`.
+- Events are aggregated by (object, reason, message) with `count`, without client-go's similar-event spam filter.
+"""
 
 from __future__ import annotations
 
