@@ -356,3 +356,9 @@ def test_unready_image_runs_but_fails_its_readiness_probe() -> None:
         assert ("Warning", "Unhealthy", "Readiness probe failed: HTTP probe failed with statuscode: 503") in (
             events_for(sim, bad[0]["metadata"]["name"])
         )
+
+
+def test_finished_job_with_ttl_is_deleted_with_its_pods() -> None:
+    with Harness(pod_ready_seconds=0.05) as sim:
+        sim.create(JOBS, job("once", "busybox:1", ttlSecondsAfterFinished=0))
+        sim.wait(lambda: sim.store.try_get(JOBS, NS, "once") is None and not sim.list(PODS), message="TTL cleanup")

@@ -10,7 +10,7 @@ from typing import Any
 from sandbox.kubesim.controllers.events import EventRecorder
 from sandbox.kubesim.controllers.replicaset import pod_from_template
 from sandbox.kubesim.controllers.runtime import Runtime
-from sandbox.kubesim.controllers.util import JOBS, PODS, get_condition, pod_is_ready, rfc3339
+from sandbox.kubesim.controllers.util import JOBS, PODS, get_condition, now, parse_time, pod_is_ready, rfc3339
 from sandbox.kubesim.store import ApiError, clone
 
 Obj = dict[str, Any]
@@ -43,6 +43,8 @@ class JobController:
         spec = job.get("spec") or {}
         status: Obj = dict(job.get("status") or {})
         finished = any((get_condition(status, t) or {}).get("status") == "True" for t in ("Complete", "Failed"))
+        if finished and self._expire(job, status):
+            return
         pods = self.rt.owned(job["metadata"]["uid"], PODS)
         phase = [(p.get("status") or {}).get("phase") for p in pods]
         succeeded = phase.count("Succeeded")
@@ -107,6 +109,31 @@ class JobController:
         if status != job.get("status"):
             job["status"] = status
             self.store.update(JOBS, job, subresource="status")
+
+    def _expire(self, job: Obj, status: Obj) -> bool:
+        """The TTL-after-finished controller: delete a finished Job (and, through the GC, its pods) once
+        spec.ttlSecondsAfterFinished has passed since it finished. Returns True when the Job was deleted."""
+        ttl = (job.get("spec") or {}).get("ttlSecondsAfterFinished")
+        if ttl is None:
+            return False
+        finished_at = parse_time(status.get("completionTime")) or max(
+            (
+                t
+                for t in (parse_time(c.get("lastTransitionTime")) for c in status.get("conditions") or [])
+                if t is not None
+            ),
+            default=now(),
+        )
+        remaining = (finished_at - now()).total_seconds() + int(ttl)
+        if remaining > 0:
+            self.rt.queue.add_after(("Job", job["metadata"]["namespace"], job["metadata"]["name"]), remaining)
+            return False
+        try:
+            self.store.delete(JOBS, job["metadata"]["namespace"], job["metadata"]["name"])
+        except ApiError as exc:
+            if exc.code != 404:
+                raise
+        return True
 
     def _delete(self, pod: Obj) -> None:
         try:
