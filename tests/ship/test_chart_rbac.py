@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.ship.conftest import APPROVERS, Grant, Helm, find, granted, of_kind, socket_values
+from tests.ship.conftest import APPROVERS, CHART, Grant, Helm, find, granted, of_kind, socket_values
 
 pytestmark = pytest.mark.needs_helm
 
@@ -203,3 +203,11 @@ def assert_bindings_match_roles(objects: list[dict[str, Any]]) -> None:
     assert {(b["metadata"]["namespace"], b["roleRef"]["name"]) for b in bindings} == roles
     for binding in bindings:
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "rb-rollbot", "namespace": "rollbot"}]
+
+
+def test_notes_warn_when_a_helm_target_shares_the_bots_namespace(helm: Helm) -> None:
+    values = helm.values_file(socket_values(catalog={"defaults": APPROVERS, **CATALOGS["helm-next-to-kubernetes"]}))
+    shared = helm("install", "rb", str(CHART), "-n", "shop", "-f", str(values), "--dry-run=client").stdout
+    assert "WARNING: a Helm target lives in shop, rollbot's own namespace" in shared
+    apart = helm("install", "rb", str(CHART), "-n", "rollbot", "-f", str(values), "--dry-run=client").stdout
+    assert "WARNING" not in apart
