@@ -122,10 +122,13 @@ class BackendContract:
         plan = backend.plan_rollback(target, None, {})
         first = backend.roll_back(target, plan, OperationId("op-contract-2"))
         backend_case.settle()
+        # Let the first rollback finish, so what follows compares settled worlds (controllers are asynchronous).
+        assert _watch_to_end(backend_case, plan)[-1].phase is RolloutPhase.SUCCEEDED
         history_after_first = [revision.number for revision in backend.history(target)]
         current_after_first = backend.current_revision(target)
         second = backend.roll_back(target, plan, OperationId("op-contract-2"))
         backend_case.settle()
+        assert _watch_to_end(backend_case, plan)[-1].phase is RolloutPhase.SUCCEEDED
         assert second.new_revision == first.new_revision
         assert [revision.number for revision in backend.history(target)] == history_after_first
         assert backend.current_revision(target) == current_after_first
