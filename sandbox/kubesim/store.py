@@ -35,7 +35,7 @@ Listener = Callable[[str, ResourceKey, dict[str, Any]], None]
 
 # Alphabet and length of apimachinery's rand.String, used for generateName suffixes.
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-_EVENT_WINDOW = 100_000
+_EVENT_WINDOW = 20_000
 
 
 def clone(value: Any) -> Any:
