@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import socket
 import subprocess
+import threading
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +28,9 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm-chart"
 HELM = REPO / ".tools" / "bin" / "helm"
 KUBECTL = REPO / ".venv" / "bin" / "kubectl"
+VENV_BIN = REPO / ".venv" / "bin"
+# How long a started `rollbot serve` may take to log that it serves.
+START_TIMEOUT = 20.0
 
 BOT_TOKEN = "xoxb-0001-chart-test"
 APP_TOKEN = "xapp-1-A0ROLLBOT-0001-chart-test"
@@ -181,3 +188,50 @@ def granted(objects: list[dict[str, Any]]) -> set[Grant]:
 def env_of(container: dict[str, Any]) -> dict[str, Any]:
     """name → value (a string) or valueFrom (a dict)."""
     return {item["name"]: item.get("value", item.get("valueFrom")) for item in container.get("env", [])}
+
+
+# -- running the bot as a process ----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def follow(process: subprocess.Popen[str]) -> queue.Queue[str | None]:
+    """The process's output, line by line, as it comes (None at EOF)."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def wait_for_line(lines: queue.Queue[str | None], event: str) -> dict[str, object]:
+    seen: list[str] = []
+    while True:
+        try:
+            line = lines.get(timeout=START_TIMEOUT)
+        except queue.Empty:
+            pytest.fail(f"no {event!r} log line within {START_TIMEOUT}s; output so far:\n{''.join(seen)}")
+        if line is None:
+            pytest.fail(f"the process exited before {event!r}; output:\n{''.join(seen)}")
+        seen.append(line)
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("event") == event:
+            return record
+
+
+def get(port: int, path: str) -> tuple[int, object]:
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, never via a proxy
+    with direct.open(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+        return response.status, json.loads(response.read())

@@ -6,13 +6,8 @@ environment): the installed `rollbot` console script, a fake Slack, a private re
 
 from __future__ import annotations
 
-import json
-import queue
 import signal
-import socket
 import subprocess
-import threading
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,10 +16,7 @@ import yaml
 from sandbox.slack.driver import SlackDriver
 from sandbox.slack.seed import ALICE, BOT_TOKEN, INCIDENT, SIGNING_SECRET
 from sandbox.slack.server import FakeSlack
-
-REPO = Path(__file__).resolve().parents[2]
-VENV_BIN = REPO / ".venv" / "bin"
-START_TIMEOUT = 20.0
+from tests.ship.conftest import REPO, VENV_BIN, follow, free_port, get, wait_for_line
 
 CATALOG = {
     "defaults": {"approvals": {"required": 1, "approvers": [ALICE, "U0BOB"]}},
@@ -78,12 +70,6 @@ def test_release_step_stops_a_deploy_with_a_broken_catalog(tmp_path: Path) -> No
     assert "targets.web" in result.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_web_serves_http_on_port_answers_slack_and_stops_on_sigterm(
     tmp_path: Path, catalog_path: Path, redis_url: str
 ) -> None:
@@ -121,41 +107,3 @@ def test_web_serves_http_on_port_answers_slack_and_stops_on_sigterm(
             process.send_signal(signal.SIGTERM)
             code = process.wait(timeout=15)
         assert code == 0
-
-
-def follow(process: subprocess.Popen[str]) -> queue.Queue[str | None]:
-    """The process's output, line by line, as it comes (None at EOF)."""
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    return lines
-
-
-def wait_for_line(lines: queue.Queue[str | None], event: str) -> dict[str, object]:
-    seen: list[str] = []
-    while True:
-        try:
-            line = lines.get(timeout=START_TIMEOUT)
-        except queue.Empty:
-            pytest.fail(f"no {event!r} log line within {START_TIMEOUT}s; output so far:\n{''.join(seen)}")
-        if line is None:
-            pytest.fail(f"the process exited before {event!r}; output:\n{''.join(seen)}")
-        seen.append(line)
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and record.get("event") == event:
-            return record
-
-
-def get(port: int, path: str) -> tuple[int, object]:
-    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, never via a proxy
-    with direct.open(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-        return response.status, json.loads(response.read())
