@@ -163,3 +163,15 @@ def test_warn_field_validation_drops_unknown_fields_with_a_warning(kubectl: CliR
     spec = kubectl("get", "deployment", "web", "-o", "json").json()["spec"]
     assert "replica" not in spec
     assert spec["replicas"] == 1
+
+
+def test_replace_with_a_stale_resource_version_conflicts(kubectl: CliRunner) -> None:
+    kubectl("create", "configmap", "settings", "--from-literal=mode=blue")
+    stale = kubectl("get", "configmap", "settings", "-o", "yaml").stdout
+    kubectl("patch", "configmap", "settings", "--type=merge", "-p", '{"data":{"mode":"green"}}')
+    result = kubectl("replace", "-f", "-", stdin=stale, check=False)
+    assert result.returncode == 1
+    assert (
+        'Error from server (Conflict): error when replacing "STDIN": Operation cannot be fulfilled on configmaps '
+        '"settings": the object has been modified; please apply your changes to the latest version and try again'
+    ) in result.stderr
