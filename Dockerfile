@@ -42,9 +42,11 @@ COPY pyproject.toml requirements.lock README.md ./
 COPY bot ./bot
 COPY handlers ./handlers
 # Runtime dependencies only (not [dev]/[sandbox]), at the versions the test suite ran with.
+# pip itself is removed afterwards: nothing installs packages at run time.
 RUN /opt/rollbot/bin/pip install -c requirements.lock . \
  && /opt/rollbot/bin/python -m compileall -q /opt/rollbot/lib \
- && /opt/rollbot/bin/rollbot check-config --help >/dev/null
+ && /opt/rollbot/bin/rollbot check-config --help >/dev/null \
+ && /opt/rollbot/bin/python -m pip uninstall -y -q pip
 
 # ---- final ----------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
