@@ -242,8 +242,7 @@ class Kubelet:
                 updated["status"] = status
                 self.store.update(PODS, updated, subresource="status", check_rv=False)
             return
-        bound = clone(pod)
-        bound["spec"]["nodeName"] = node
+        bound = {**pod, "spec": {**pod["spec"], "nodeName": node}}
         self.store.update(PODS, bound)
         meta = pod["metadata"]
         self.events.record(
@@ -597,6 +596,4 @@ class Kubelet:
             status["initContainerStatuses"] = init_statuses
         if pod.get("status") == status:
             return
-        new = clone(pod)
-        new["status"] = status
-        self.store.update(PODS, new, subresource="status", check_rv=False)
+        self.store.update(PODS, {"metadata": pod["metadata"], "status": status}, subresource="status", check_rv=False)

@@ -335,9 +335,7 @@ class DaemonSetController:
             if not status[key]:
                 del status[key]
         if status != ds.get("status"):
-            new = clone(ds)
-            new["status"] = status
-            self.store.update(DAEMONSETS, new, subresource="status")
+            self.store.update(DAEMONSETS, {"metadata": ds["metadata"], "status": status}, subresource="status")
         min_ready = int(ds["spec"].get("minReadySeconds") or 0)
         if min_ready and ready > available:
             self.rt.queue.add_after(("DaemonSet", ds["metadata"]["namespace"], ds["metadata"]["name"]), 1.0)

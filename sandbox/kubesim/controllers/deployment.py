@@ -22,6 +22,8 @@ from sandbox.kubesim.controllers.util import (
     parse_time,
     rfc3339,
     scaled_value,
+    semantic,
+    template_without_hash,
 )
 from sandbox.kubesim.store import ApiError, clone
 
@@ -85,11 +87,29 @@ def _by_creation(rs: Obj) -> tuple[str, str]:
     return (rs["metadata"].get("creationTimestamp", ""), rs["metadata"]["name"])
 
 
+_TEMPLATE_CACHE: dict[tuple[str, int], Any] = {}
+
+
+def _template_key(obj: Obj) -> Any:
+    """semantic(template without pod-template-hash), memoised per (uid, generation): templates only change
+    with the generation, and every Deployment sync compares its template with each of its ReplicaSets'."""
+    meta = obj["metadata"]
+    key = (meta.get("uid", ""), int(meta.get("generation") or 0))
+    cached = _TEMPLATE_CACHE.get(key)
+    if cached is None:
+        if len(_TEMPLATE_CACHE) > 100_000:
+            _TEMPLATE_CACHE.clear()
+        cached = semantic(template_without_hash(obj["spec"].get("template") or {}))
+        _TEMPLATE_CACHE[key] = cached
+    return cached
+
+
 def find_new_rs(d: Obj, rss: list[Obj]) -> Obj | None:
-    """deploymentutil.FindNewReplicaSet: the oldest RS whose template equals the Deployment's."""
-    template = d["spec"].get("template") or {}
+    """deploymentutil.FindNewReplicaSet: the oldest RS whose template equals the Deployment's
+    (EqualIgnoreHash)."""
+    template = _template_key(d)
     for rs in sorted(rss, key=_by_creation):
-        if equal_ignore_hash(rs["spec"].get("template") or {}, template):
+        if _template_key(rs) == template:
             return rs
     return None
 
@@ -311,8 +331,12 @@ class DeploymentController:
         desired, max_total = replicas(d), replicas(d) + max_surge(d)
         if not size_changed and not replicas_annotations_need_update(rs, desired, max_total):
             return False, rs
-        rs = clone(rs)
-        rs["spec"]["replicas"] = new_scale
+        # Shallow copy of what changes; the store deep-copies on write.
+        rs = {
+            **rs,
+            "metadata": {**rs["metadata"], "annotations": dict(rs["metadata"].get("annotations") or {})},
+            "spec": {**rs["spec"], "replicas": new_scale},
+        }
         set_replicas_annotations(rs, desired, max_total)
         rs = self.store.update(REPLICASETS, rs)
         if size_changed:
@@ -330,8 +354,12 @@ class DeploymentController:
         ref = self.rt.get_ref(DEPLOYMENTS, namespace, name)
         if ref is None:
             return
-        d = clone(ref)
-        d.setdefault("status", {})
+        # Working copy: status and metadata are edited below, spec is only read.
+        d = dict(ref)
+        d["metadata"] = dict(ref["metadata"])
+        if "annotations" in ref["metadata"]:
+            d["metadata"]["annotations"] = dict(ref["metadata"]["annotations"])
+        d["status"] = clone(ref.get("status") or {})
         selector = d["spec"].get("selector") or {}
         if not selector.get("matchLabels") and not selector.get("matchExpressions"):
             return  # an empty selector would match every pod; the real controller refuses too

@@ -16,7 +16,7 @@ from sandbox.kubesim.controllers.util import (
     pod_is_active,
     pod_is_ready,
 )
-from sandbox.kubesim.store import ApiError, clone
+from sandbox.kubesim.store import ApiError
 
 Obj = dict[str, Any]
 # replica_set.go BurstReplicas: at most this many creations/deletions per sync.
@@ -39,7 +39,8 @@ def pod_from_template(template: Obj, owner: Obj, *, name: str | None = None) -> 
         meta["annotations"] = dict(tmeta["annotations"])
     if tmeta.get("finalizers"):
         meta["finalizers"] = list(tmeta["finalizers"])
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": clone(template.get("spec") or {})}
+    # No deep copy: the store copies what it stores, and callers that edit the spec pass a copy.
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template.get("spec") or {}}
 
 
 def deletion_rank(pod: Obj) -> tuple[int, int, int, str]:
@@ -128,9 +129,8 @@ class ReplicaSetController:
             if not status[key]:
                 del status[key]
         if status != rs.get("status"):
-            new = clone(rs)
-            new["status"] = status
-            self.store.update(REPLICASETS, new, subresource="status")
+            # A /status write only reads metadata and status from the body, so no copy of the spec.
+            self.store.update(REPLICASETS, {"metadata": rs["metadata"], "status": status}, subresource="status")
         if next_check is not None:
             delay = (next_check - current).total_seconds() + 1.0
             self.rt.queue.add_after(("ReplicaSet", rs["metadata"]["namespace"], rs["metadata"]["name"]), delay)

@@ -306,11 +306,12 @@ class Runtime:
         `owner`. Returns how many were adopted."""
         meta = owner["metadata"]
         ns = meta.get("namespace", "")
-        if meta.get("deletionTimestamp") or not selector:
+        orphans = self.index.orphans_in(res, ns)
+        if not orphans or meta.get("deletionTimestamp") or not selector:
             return 0
         wanted = label_selector_from_dict(selector)
         adopted = 0
-        for name in self.index.orphans_in(res, ns):
+        for name in orphans:
             obj = self.get_ref(res, ns, name)
             if obj is None or (res == PODS and not pod_is_active(obj)) or obj["metadata"].get("deletionTimestamp"):
                 continue

@@ -257,9 +257,7 @@ class StatefulSetController:
             if not status[key]:
                 del status[key]
         if status != sts.get("status"):
-            new = clone(sts)
-            new["status"] = status
-            self.store.update(STATEFULSETS, new, subresource="status")
+            self.store.update(STATEFULSETS, {"metadata": sts["metadata"], "status": status}, subresource="status")
         min_ready = int(sts["spec"].get("minReadySeconds") or 0)
         if min_ready and ready > available:
             self.rt.queue.add_after(("StatefulSet", sts["metadata"]["namespace"], sts["metadata"]["name"]), 1.0)
