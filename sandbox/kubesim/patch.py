@@ -250,7 +250,9 @@ def _merge_map(original: dict[str, Any], patch: dict[str, Any], kind: str, path:
             original.pop(key, None)
             continue
         current = original.get(key)
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value.get(_DIRECTIVE) == "delete":
+            original.pop(key, None)  # `{"field": {"$patch": "delete"}}` removes the whole map
+        elif isinstance(value, dict):
             merged = _merge_map(current if isinstance(current, dict) else {}, value, kind, (*path, key))
             original[key] = merged
         elif isinstance(value, list):

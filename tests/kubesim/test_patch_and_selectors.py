@@ -108,3 +108,9 @@ def test_label_selector_dict_round_trip_sorted_like_kubectl() -> None:
     selector = {"matchLabels": {"b": "2", "a": "1"}, "matchExpressions": [{"key": "c", "operator": "Exists"}]}
     assert selector_to_string(selector) == "a=1,b=2,c"
     assert labels_match(label_selector_from_dict(selector), {"a": "1", "b": "2", "c": ""})
+
+
+def test_strategic_merge_delete_directive_on_a_map_removes_the_field() -> None:
+    doc = {"spec": {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}}, "replicas": 2}}
+    merged = strategic_merge(doc, {"spec": {"strategy": {"rollingUpdate": {"$patch": "delete"}}}}, "Deployment")
+    assert merged == {"spec": {"strategy": {"type": "RollingUpdate"}, "replicas": 2}}
