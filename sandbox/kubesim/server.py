@@ -315,14 +315,36 @@ class _Handler(BaseHTTPRequestHandler):
                 self._list(req, route)
             return
         if route.sub == "log":
-            self.store.get_ref(info.key, route.namespace, route.name)
-            self._send(200, b"", "text/plain")
+            self._pod_log(req, self.store.get_ref(info.key, route.namespace, route.name))
             return
         obj = self.store.get_ref(info.key, route.namespace, route.name)
         if route.sub == "scale":
             self._send_json(200, self._scale_of(info, obj))
             return
         self._send_object(req, info, obj)
+
+    def _pod_log(self, req: _Request, pod: dict[str, Any]) -> None:
+        """Containers produce no output here, but a container that never started answers like the kubelet."""
+        name = pod["metadata"]["name"]
+        containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+        wanted = req.query.get("container")
+        if wanted is None:
+            if len(containers) > 1:
+                raise ApiError.bad_request(
+                    f"a container name must be specified for pod {name}, choose one of: [{' '.join(containers)}]"
+                )
+            wanted = containers[0] if containers else ""
+        elif wanted not in containers:
+            raise ApiError.bad_request(f"container {wanted} is not valid for pod {name}")
+        statuses = {c.get("name"): c for c in (pod.get("status") or {}).get("containerStatuses") or []}
+        state = (statuses.get(wanted) or {}).get("state") or {"waiting": {"reason": "ContainerCreating"}}
+        waiting = state.get("waiting")
+        if waiting is not None and not (statuses.get(wanted) or {}).get("lastState", {}).get("terminated"):
+            reason = waiting.get("reason") or "ContainerCreating"
+            if reason in ("ErrImagePull", "ImagePullBackOff"):
+                reason = "trying and failing to pull image"
+            raise ApiError.bad_request(f'container "{wanted}" in pod "{name}" is waiting to start: {reason}')
+        self._send(200, b"", "text/plain")
 
     def _send_object(self, req: _Request, info: ResourceInfo, obj: dict[str, Any], code: int = 200) -> None:
         if req.wants_table:

@@ -134,3 +134,18 @@ def test_custom_columns_and_jsonpath_read_the_full_object(kubectl: CliRunner) ->
         "custom-columns=NAME:.metadata.name,IMAGE:.spec.template.spec.containers[0].image",
     )
     assert out.stdout.splitlines()[1].split() == ["web", "nginx:1.25"]
+
+
+def test_logs_of_a_container_that_cannot_pull_its_image(kubectl: CliRunner, kubesim: KubeSim) -> None:
+    _pod(kubesim, "p", {"ready": False, "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff"}}})
+    result = kubectl("logs", "p", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        'Error from server (BadRequest): container "app" in pod "p" is waiting to start: '
+        "trying and failing to pull image"
+    )
+
+
+def test_logs_of_a_running_container_are_empty(kubectl: CliRunner, kubesim: KubeSim) -> None:
+    _pod(kubesim, "p", {"ready": True, "restartCount": 0, "state": {"running": {}}})
+    assert kubectl("logs", "p").stdout == ""
