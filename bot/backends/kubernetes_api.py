@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import queue
 import threading
 import time
@@ -103,8 +104,11 @@ class KubernetesClients:
             raise BackendUnavailable(f"cannot load the kubeconfig for context `{context or 'default'}`: {exc}") from exc
 
     def _use_in_cluster(self) -> bool:
+        """Targets without a kube_context use the pod's own ServiceAccount when running in a cluster."""
         if self._in_cluster is not None:
             return self._in_cluster
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            return True
         if self._kubeconfig:
             return False
         try:
