@@ -1,12 +1,13 @@
 """Field numbers of the Kubernetes protobuf messages kubesim decodes (requests only).
 
-Derived from the public `generated.proto` files of k8s.io/api (core, apps, batch, rbac, networking, policy v1; autoscaling v2) and
-k8s.io/apimachinery (meta/v1, intstr, resource): for every message reachable from Secret, ConfigMap,
-Service, Namespace, ServiceAccount, Pod, Deployment, DaemonSet, StatefulSet, Job, CronJob, the RBAC kinds,
-Ingress, NetworkPolicy, PodDisruptionBudget, HorizontalPodAutoscaler and DeleteOptions, a map of
-field number -> (JSON field name, "opt" | "rep" | "map", type). Types are proto scalars, other entries
-of this table, or the specially encoded meta.Time / intstr.IntOrString / resource.Quantity.
-Top-level `status` fields and `managedFields` are left out: clients never send them.
+Derived from the public `generated.proto` files of k8s.io/api (core, apps, batch, rbac, networking,
+policy v1; autoscaling v2) and k8s.io/apimachinery (meta/v1, intstr, resource). For every message
+reachable from Secret, ConfigMap, Service, Namespace, ServiceAccount, Pod, Deployment, DaemonSet,
+StatefulSet, Job, CronJob, the RBAC kinds, Ingress, NetworkPolicy, PodDisruptionBudget,
+HorizontalPodAutoscaler and DeleteOptions: field number -> (JSON field name, "opt" | "rep" | "map", type).
+Types are proto scalars, other entries of this table, or the specially encoded meta.Time /
+intstr.IntOrString / resource.Quantity. Top-level `status` fields and `managedFields` are left out:
+clients never send them.
 """
 
 SCHEMA: dict[str, dict[int, tuple[str, str, str]]] = {
