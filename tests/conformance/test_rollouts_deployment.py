@@ -19,7 +19,7 @@ APP = "kubernetes-bootcamp"
 @pytest.fixture
 def kubesim() -> Iterator[KubeSim]:
     # The tutorial's v10 tag does not exist in the registry (seed 004).
-    registry = RegistryConfig(missing=["*:v10", "*non-existing*"])
+    registry = RegistryConfig(missing=["*:v10", "*non-existing*"], crashloop=["*:crash"], unready=["*:unready"])
     with KubeSim(pod_ready_seconds=POD_READY_SECONDS, registry=registry) as sim:
         yield sim
 
@@ -230,3 +230,30 @@ def test_pause_resume_restart_and_scale(kubectl: CliRunner, wait_for: Callable[.
         ).stdout
         == "3"
     )
+
+
+def test_crash_looping_and_unready_images_as_kubectl_shows_them(
+    kubectl: CliRunner, wait_for: Callable[..., Any]
+) -> None:
+    kubectl("create", "deployment", "crasher", "--image=example.com/app:crash")
+    kubectl("create", "deployment", "sick", "--image=example.com/app:unready")
+
+    def row(prefix: str) -> list[str]:
+        rows = [r for r in pod_table(kubectl) if r[0].startswith(prefix)]
+        return rows[0] if rows else []
+
+    crashing = wait_for(lambda: (r := row("crasher-")) and r[2] == "CrashLoopBackOff" and int(r[3]) >= 1 and r)
+    assert crashing[1] == "0/1"
+    described = kubectl("describe", "pod", crashing[0]).stdout
+    assert "Back-off restarting failed container app in pod" in described
+    assert "Last State:     Terminated" in described
+    assert "Exit Code:    1" in described
+
+    sick = wait_for(lambda: (r := row("sick-")) and r[2] == "Running" and r)
+    assert sick[1] == "0/1"
+    assert (
+        "Readiness probe failed: HTTP probe failed with statuscode: 503" in kubectl("describe", "pod", sick[0]).stdout
+    )
+    stuck = kubectl("rollout", "status", "deploy/sick", "--timeout=1s", check=False)
+    assert stuck.returncode == 1
+    assert 'Waiting for deployment "sick" rollout to finish: 0 of 1 updated replicas are available...' in stuck.stdout
