@@ -37,9 +37,15 @@ typecheck:
 serve: setup
 	$(BIN)/rollbot serve
 
+BENCH_ENV := PATH="$(CURDIR)/.tools/bin:$(CURDIR)/$(BIN):$$PATH"
+
+## Benchmarks print JSON; targets and figures are in each script's docstring and the closing notes.
 bench: setup
-	PATH="$(CURDIR)/.tools/bin:$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/ack_latency.py
-	PATH="$(CURDIR)/.tools/bin:$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/kubesim_scale.py
+	$(BENCH_ENV) $(BIN)/python bench/ack_latency.py
+	$(BENCH_ENV) $(BIN)/python bench/kubesim_scale.py
+	$(BENCH_ENV) $(BIN)/python bench/k8s_rollback_latency.py
+	$(BENCH_ENV) $(BIN)/python bench/helm_rollback_latency.py
+	$(BENCH_ENV) $(BIN)/python bench/ecs_latency.py
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

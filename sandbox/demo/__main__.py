@@ -1,4 +1,4 @@
-"""`python -m sandbox.demo [bootcamp|workshop|all]`: an incident played end to end on embedded defaults.
+"""`python -m sandbox.demo [bootcamp|workshop|myservice|all]`: an incident played end to end on embedded defaults.
 
 Everything runs on this machine: kubesim (a simulated Kubernetes API server the real kubectl and helm accept),
 the fake Slack with its signed-request driver, a private redis-server, and the real rollbot app in HTTP mode.
@@ -11,8 +11,19 @@ import argparse
 import sys
 import time
 
+from sandbox.aws.demo import DemoFailed as EcsDemoFailed
+from sandbox.aws.demo import EcsDemo, play
 from sandbox.demo.scenarios import SCENARIOS
 from sandbox.demo.world import DemoFailed, DemoWorld
+
+
+def myservice() -> None:
+    """Seed 002 on ECS (moto + the rollout driver), in its own world."""
+    with EcsDemo() as demo:
+        play(demo)
+
+
+AWS_SCENARIOS = {"myservice": myservice}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,18 +32,23 @@ def main(argv: list[str] | None = None) -> int:
         "scenario",
         nargs="?",
         default="bootcamp",
-        choices=[*SCENARIOS, "all"],
-        help="which seed incident to play (default: bootcamp, the Deployment of seed 004)",
+        choices=[*SCENARIOS, *AWS_SCENARIOS, "all"],
+        help="which seed incident to play (default: bootcamp, the Deployment of seed 004; all = every seed)",
     )
     parser.add_argument("--pod-ready-seconds", type=float, default=0.5, help="fake kubelet start-up delay")
     args = parser.parse_args(argv)
-    names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    names = [*SCENARIOS, *AWS_SCENARIOS] if args.scenario == "all" else [args.scenario]
     started = time.monotonic()
     try:
-        with DemoWorld(pod_ready_seconds=args.pod_ready_seconds) as world:
-            for name in names:
-                SCENARIOS[name](world)
-    except DemoFailed as exc:
+        kubernetes = [name for name in names if name in SCENARIOS]
+        if kubernetes:
+            with DemoWorld(pod_ready_seconds=args.pod_ready_seconds) as world:
+                for name in kubernetes:
+                    SCENARIOS[name](world)
+        for name in names:
+            if name in AWS_SCENARIOS:
+                AWS_SCENARIOS[name]()
+    except (DemoFailed, EcsDemoFailed) as exc:
         print(f"\ndemo failed: {exc}", file=sys.stderr)
         return 1
     print(f"\ndemo finished in {time.monotonic() - started:.1f}s")

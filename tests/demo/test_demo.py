@@ -26,4 +26,7 @@ def test_demo_plays_every_seed_incident_to_a_healthy_end() -> None:
     assert "4/4 pods Running on jocatalin/kubernetes-bootcamp:v2" in output
     # seed 000: helm recorded the rollback as a new revision.
     assert "Rollback to 1" in output
+    # seed 002: ECS is on the target revision and the rolled-back-from one is deregistered.
+    assert "PRIMARY myservice:3 desired:2 running:2 COMPLETED" in output
+    assert "1:ACTIVE 2:INACTIVE 3:ACTIVE 4:INACTIVE" in output
     assert "demo finished" in output
