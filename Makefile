@@ -12,7 +12,8 @@ $(STAMP): pyproject.toml requirements.lock scripts/setup.sh scripts/setup-tools.
 
 setup: $(STAMP)
 
-## The main job on embedded defaults: kubesim + fake Slack + a private redis-server, seed 004 end to end.
+## The main job on embedded defaults: every seed incident end to end (kubesim, moto, fake Slack, private Redis).
+SCENARIO ?= all
 demo: setup
 	$(BIN)/python -m sandbox.demo $(SCENARIO)
 
