@@ -182,10 +182,12 @@ def build_app(
         settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url, observer=metrics
     )
     chat = SlackChat(web_client, clock=clock, observer=metrics)
+    listener_executor = ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="bolt-listener")
+    closers.append(lambda: listener_executor.shutdown(wait=False, cancel_futures=True))
     bolt = App(
         client=web_client,
         signing_secret=settings.slack_signing_secret.get_secret_value() or None,
-        listener_executor=ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="bolt-listener"),
+        listener_executor=listener_executor,
         logger=logging.getLogger("slack_bolt.App"),
     )
     rollout_executor = ThreadPoolExecutor(max_workers=settings.executor_workers, thread_name_prefix="rollout")

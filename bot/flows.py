@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Final, TypeVar
 
 from bot.core import messages
 from bot.core.approvals import action_of, vote_of
@@ -52,6 +52,7 @@ from bot.core.commands import (
 from bot.core.effects import Effect, PostInThread, RefreshRequestMessage, ReleaseTarget, StartExecution, TellUser
 from bot.core.errors import (
     BotError,
+    ChatUnavailable,
     CommandSyntaxError,
     ConcurrentUpdate,
     NothingToDo,
@@ -85,6 +86,7 @@ from bot.ports import Backend, Chat, Clock, LockInfo, Metrics, OperationStore
 log = logging.getLogger("rollbot.flows")
 
 Reply = Callable[[ChatMessage], None]
+_T = TypeVar("_T")
 Submit = Callable[[Callable[[], None]], None]
 
 # How often a compare-and-set may be lost before we give up; each loss means someone else made progress.
@@ -95,6 +97,10 @@ EVENT_DEDUP_TTL: Final = timedelta(hours=1)
 MAX_ROLL_BACK_ATTEMPTS: Final = 3
 # How long a vote on a message the bot wrote waits for that message to be linked to its operation.
 LINK_RETRY_DELAYS: Final = (0.1, 0.2, 0.4, 0.8)
+# Chat calls that follow a committed state change are tried this often when Slack is briefly unavailable
+# (429s are already retried inside the adapter), waiting at most this long between tries.
+CHAT_ATTEMPTS: Final = 3
+MAX_CHAT_RETRY_DELAY: Final = timedelta(seconds=5)
 # Lock stripes for per-operation writes within one process.
 OPERATION_LOCK_STRIPES: Final = 64
 # An APPROVED operation nobody claimed for this long was left behind by a replica that died before claiming.
@@ -478,12 +484,25 @@ class RollbackFlow:
     def _post_in_thread(self, operation: Operation, message: ChatMessage) -> MessageRef | None:
         if operation.request_message is None:
             return None
-        return self._chat.post(operation.channel, message, thread=operation.request_message)
+        request_message = operation.request_message
+        return self._patiently(lambda: self._chat.post(operation.channel, message, thread=request_message))
+
+    def _patiently(self, call: Callable[[], _T]) -> _T:
+        """A chat call after a committed change: Slack being briefly unavailable must not lose the line."""
+        for attempt in range(1, CHAT_ATTEMPTS + 1):
+            try:
+                return call()
+            except ChatUnavailable as exc:
+                if attempt == CHAT_ATTEMPTS:
+                    raise
+                self._sleep(min(exc.delay.total_seconds(), MAX_CHAT_RETRY_DELAY.total_seconds()))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _refresh_request(self, operation: Operation) -> None:
         if operation.request_message is None:
             return
-        ref = self._chat.update(operation.request_message, messages.request_message(operation))
+        request_message = operation.request_message
+        ref = self._patiently(lambda: self._chat.update(request_message, messages.request_message(operation)))
         if ref is not None and ref != operation.request_message:
             # The original was deleted; the bot re-posted it. Votes on the new message must count too.
             self._store.link_message(operation.id, ref)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from bot.core.catalog import BackendKind, Catalog, ChannelId, SlackGroupId, SlackUserId, parse_catalog
+from bot.core.errors import ChatUnavailable
 from bot.core.messages import ChatMessage
 from bot.core.operations import MessageRef, OperationId
 from bot.flows import RollbackFlow
@@ -60,11 +61,15 @@ class RecordingChat:
     reactions: list[tuple[MessageRef, str]] = field(default_factory=list)
     groups: dict[str, frozenset[SlackUserId]] = field(default_factory=lambda: {"S0SRE": frozenset({GROUP_MEMBER})})
     bots: set[str] = field(default_factory=lambda: {"UBOT"})
+    unavailable_posts: int = 0  # the next N posts fail as if Slack were briefly down
     _ts: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def post(self, channel: ChannelId, message: ChatMessage, thread: MessageRef | None = None) -> MessageRef:
         with self._lock:
+            if self.unavailable_posts > 0:
+                self.unavailable_posts -= 1
+                raise ChatUnavailable("Slack is unreachable (chat.postMessage)")
             ref = MessageRef(channel=channel, ts=f"1700000000.{next(self._ts):06d}")
             self.posts.append(Posted(ref, message, thread))
             return ref

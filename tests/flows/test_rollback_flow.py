@@ -350,3 +350,12 @@ def test_concurrent_votes_on_two_replicas_execute_at_most_once_and_only_with_app
     versions = [entry.version for entry in world.store.audit(operation.id)]
     assert versions == sorted(versions)
     assert len(set(versions)) == len(versions)
+
+
+def test_thread_lines_survive_slack_being_briefly_unavailable(world: World) -> None:
+    operation = request(world)
+    world.chat.unavailable_posts = 2
+    operation = approve(world, operation)
+    thread = world.chat.thread(operation.request_message)
+    assert any("approved by" in line for line in thread)
+    assert operation.phase is Phase.SUCCEEDED
