@@ -52,8 +52,9 @@ def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def kubesim() -> Iterator[KubeSim]:
-    with KubeSim(pod_ready_seconds=POD_READY_SECONDS) as sim:
+def kubesim(request: pytest.FixtureRequest) -> Iterator[KubeSim]:
+    """A fresh kubesim; `@pytest.mark.parametrize("kubesim", [seconds], indirect=True)` slows its pods down."""
+    with KubeSim(pod_ready_seconds=getattr(request, "param", POD_READY_SECONDS)) as sim:
         yield sim
 
 
@@ -135,6 +136,13 @@ def ephemeral_reply(fake: FakeSlack, user: str, containing: str, timeout: float 
 
     reply: str = fake.wait_for(found, timeout, description=f"an ephemeral to {user} containing {containing!r}")
     return reply
+
+
+def verdict(lines: list[str], prefix: str) -> str:
+    """The one thread line starting with `prefix` (the rollout message may be posted after it, so not lines[-1])."""
+    found = [line for line in lines if line.startswith(prefix)]
+    assert len(found) == 1, "\n".join(lines)
+    return found[0]
 
 
 def no_request_was_posted(fake: FakeSlack) -> bool:

@@ -25,6 +25,7 @@ from tests.e2e_helm.conftest import (
     ROLLOUT_WAIT,
     ephemeral_reply,
     no_request_was_posted,
+    verdict,
 )
 from tests.e2e_slack.conftest import request_rollback, wait_for_phase, wait_for_thread_line
 
@@ -92,7 +93,7 @@ def test_a_release_stuck_in_pending_upgrade_is_refused_up_front_with_the_way_out
     slack.reaction_added(BOB, "white_check_mark", INCIDENT, request.ts)
     wait_for_phase(fake_slack, request, "succeeded", timeout=ROLLOUT_WAIT)
     lines = wait_for_thread_line(fake_slack, request, "rolled back to revision 1")
-    assert "as revision 3" in lines[-1]
+    assert "as revision 3" in verdict(lines, "✅ rolled back to revision 1")
     # helm leaves the interrupted revision pending; only the rollback is deployed.
     assert helm_world.statuses() == [
         (1, "superseded", "Install complete"),
@@ -112,9 +113,8 @@ def test_a_rollback_whose_target_image_is_also_missing_fails_with_the_pods_reaso
         slack.reaction_added(BOB, "white_check_mark", INCIDENT, request.ts)
         wait_for_phase(fake_slack, request, "failed", timeout=ROLLOUT_WAIT)
         lines = wait_for_thread_line(fake_slack, request, "rollback failed")
-        verdict = lines[-1]
-        assert verdict.startswith("❌ rollback failed")
-        assert "ImagePullBackOff" in verdict or "ErrImagePull" in verdict
+        failed = verdict(lines, "❌ rollback failed")
+        assert "ImagePullBackOff" in failed or "ErrImagePull" in failed
         # The stuck pod of the target revision was shown in the thread with the registry's answer.
         assert any("nginx:non-existing-one: not found" in line for line in lines)
 

@@ -17,7 +17,7 @@ from sandbox.slack.driver import SlackDriver
 from sandbox.slack.server import FakeSlack
 from tests.backends.helm_world import HelmWorld
 from tests.conformance.conftest import CliRunner
-from tests.e2e_helm.conftest import ALICE, BOB, INCIDENT, ROLLOUT_WAIT, ephemeral_reply
+from tests.e2e_helm.conftest import ALICE, BOB, INCIDENT, ROLLOUT_WAIT, ephemeral_reply, verdict
 from tests.e2e_slack.conftest import request_rollback, thread_texts, wait_for_phase, wait_for_thread_line
 
 pytestmark = [pytest.mark.needs_helm, pytest.mark.needs_kubectl]
@@ -63,12 +63,17 @@ def test_seed_000_history_then_rollback_to_1_ends_deployed_as_revision_3(
     }
     lines = wait_for_thread_line(fake_slack, request, "rolled back to revision 1")
     assert lines[0].startswith("✅ approved by <@U0BOB>")
-    started = next(i for i, line in enumerate(lines) if "rolling back: revision 2 → 1" in line)
-    # Streamed between the start and the verdict: the workload's rollout, with the stuck pod of revision 2.
-    streamed = lines[started + 1 : -1]
-    assert any('deployment "workshop" successfully rolled out' in line for line in streamed), lines
-    assert lines[-1].startswith("✅ rolled back to revision 1")
-    assert "as revision 3" in lines[-1]
+    assert any(line.startswith("⏪ rolling back: revision 2 → 1") for line in lines)
+    # helm's new revision is news of its own, and the verdict names it.
+    assert any(
+        line.startswith(":information_source: helm rolled workshop back to revision 1 as revision 3") for line in lines
+    )
+    final_line = verdict(lines, "✅ rolled back to revision 1")
+    assert final_line.startswith("✅ rolled back to revision 1 — helm rolled workshop back to revision 1 as revision 3")
+    # The rollout message shows the release's Deployment; it ends green. (Seed 000 rolls back in about a second:
+    # revision 1's pod never stopped, so there is little to stream; test_takeover streams a slower one.)
+    rollout = wait_for_thread_line(fake_slack, request, ":large_green_circle: Rollout of workshop to revision 1")
+    assert any('deployment "workshop" successfully rolled out · ready 1/1 · updated 1/1' in line for line in rollout)
 
     assert helm_world.statuses() == [
         (1, "superseded", "Install complete"),
