@@ -60,6 +60,11 @@ HISTORY_IMAGES_LIMIT = 10
 READ_TIMEOUT_SECONDS = 60
 # helm writes the pending-rollback revision within a second or two of starting; look for it this often.
 RECORD_POLL_SECONDS = 0.2
+# helm's --timeout is the bot's rollout timeout, but helm starts that clock later (once it has applied the
+# manifest) and then still writes the release. When this replica runs helm and would time out no earlier than
+# helm, it gives helm this much longer: the thread then reports helm's verdict, the revision helm marked failed
+# is already stored, and the target's lock is never released while helm still writes to the release.
+HELM_VERDICT_GRACE_SECONDS = 15
 # The kubernetes client imports each API class lazily, about a second apiece on first use. Load the ones the
 # rollout watch uses (AppsV1Api here and in RolloutObserver, CoreV1Api for the pods) when the bot starts, not
 # while the first rollback after a restart streams: measured, that delayed its first thread line by ~2 s.
@@ -296,13 +301,17 @@ class HelmCliBackend:
         self, target: Target, plan: RollbackPlan, timeout: timedelta, resume_token: str | None = None
     ) -> Iterator[RolloutStatus]:
         spec = self._spec(target)
+        with self._lock:
+            running = self._running.get(self._rollback_key(spec, plan))
         deadline = self._monotonic() + timeout.total_seconds()
+        if running is not None and not running.finished() and timeout >= self._wait_timeout:
+            # helm gives up no later than we would: wait for its verdict rather than report before it.
+            helm_gives_up = running.started + self._wait_timeout.total_seconds()
+            deadline = max(deadline, helm_gives_up) + HELM_VERDICT_GRACE_SECONDS
         workloads = [
             WorkloadRef(kind=kind, name=name, namespace=namespace or spec.namespace, kube_context=spec.kube_context)
             for kind, name, namespace in helm.workloads(self._manifest(spec, plan.to_revision))
         ]
-        with self._lock:
-            running = self._running.get(self._rollback_key(spec, plan))
         observers = self._observers(workloads)
         for observer in observers:
             observer.start()

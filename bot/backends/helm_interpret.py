@@ -264,6 +264,8 @@ def translate_helm_error(stderr: str, *, release: str, revision: int | None = No
         )
     if "Kubernetes cluster unreachable" in message or "kubernetes cluster unreachable" in message:
         return RollbackFailed(f"helm cannot reach the cluster: {message}")
+    if "context deadline exceeded" in message:
+        return RollbackFailed(f"helm gave up waiting for `{release}` (its --timeout): {message}")
     return RollbackFailed(f"helm rollback of `{release}` failed: {message}")
 
 

@@ -112,14 +112,8 @@ def test_a_rollback_whose_target_image_is_also_missing_fails_with_the_pods_reaso
         request = request_rollback(slack, fake_slack, bot, text="workshop 1", user=ALICE, channel=INCIDENT)
         slack.reaction_added(BOB, "white_check_mark", INCIDENT, request.ts)
         wait_for_phase(fake_slack, request, "failed", timeout=ROLLOUT_WAIT)
-        lines = wait_for_thread_line(fake_slack, request, "rollback failed")
-        failed = verdict(lines, "❌ rollback failed")
-        assert "ImagePullBackOff" in failed or "ErrImagePull" in failed
-        # The stuck pod of the target revision was shown in the thread with the registry's answer.
-        assert any("nginx:non-existing-one: not found" in line for line in lines)
-
-        # helm gives up with its own --timeout (the bot's rollout timeout) and marks its revision failed.
-        helm_world.wait_for_status("workshop", "failed")
+        # By the time the thread says FAILED, helm has given up too (its --timeout is the rollout timeout) and
+        # stored its verdict: the release is exactly as helm left it, and the lock is not released before.
         statuses = helm_world.statuses()
         assert [(revision, status) for revision, status, _ in statuses] == [
             (1, "superseded"),
@@ -127,6 +121,13 @@ def test_a_rollback_whose_target_image_is_also_missing_fails_with_the_pods_reaso
             (3, "failed"),
         ]
         assert statuses[2][2].startswith('Release "workshop" failed: resource Deployment/default/workshop not ready')
+        lines = wait_for_thread_line(fake_slack, request, "rollback failed")
+        failed = verdict(lines, "❌ rollback failed")
+        assert "helm gave up waiting for `workshop` (its --timeout)" in failed
+        assert "context deadline exceeded" in failed
+        assert "ImagePullBackOff" in failed or "ErrImagePull" in failed
+        # The stuck pod of the target revision was shown in the thread with the registry's answer.
+        assert any("nginx:non-existing-one: not found" in line for line in lines)
 
         slack.slash_command("status workshop", user=ALICE, channel=INCIDENT)
         status = ephemeral_reply(fake_slack, ALICE, "latest revision 3")
