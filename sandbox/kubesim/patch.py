@@ -234,6 +234,12 @@ def _merge_map(original: dict[str, Any], patch: dict[str, Any], kind: str, path:
         raise PatchError(f"Unknown patch type: {directive}")
     retain = patch.get(_RETAIN)
     orders: dict[str, list[Any]] = {}
+    # $setElementOrder interleaves server-only items by their position in the list *before* the patch.
+    server_lists = {
+        key[len(_ORDER_PREFIX) :]: list(original.get(key[len(_ORDER_PREFIX) :]) or [])
+        for key in patch
+        if key.startswith(_ORDER_PREFIX)
+    }
     for key, value in patch.items():
         if key in (_DIRECTIVE, _RETAIN):
             continue
@@ -267,7 +273,8 @@ def _merge_map(original: dict[str, Any], patch: dict[str, Any], kind: str, path:
             original[key] = value
     for field, order in orders.items():
         if isinstance(original.get(field), list):
-            original[field] = _apply_order(original[field], order, list_strategy(kind, path, field))
+            merge_key = list_strategy(kind, path, field)
+            original[field] = _normalize_order(original[field], order, server_lists[field], merge_key)
     if isinstance(retain, list):
         keep = set(retain)
         for key in list(original):
@@ -288,14 +295,14 @@ def _merge_list(original: list[Any], patch: list[Any], merge_key: str, kind: str
     if any(isinstance(item, dict) and item.get(_DIRECTIVE) == "replace" and len(item) == 1 for item in patch):
         return strip_directives([i for i in patch if not (isinstance(i, dict) and i.get(_DIRECTIVE) == "replace")])
     if merge_key == "":
-        # A set of scalars: union, keeping the original order first.
+        # A set of scalars: union.
         result = list(original)
         seen = {_hashable(v) for v in result}
         for item in patch:
             if _hashable(item) not in seen:
                 result.append(item)
                 seen.add(_hashable(item))
-        return result
+        return _normalize_order(result, patch, original, merge_key)
     result = [clone(item) for item in original]
     for item in patch:
         if not isinstance(item, dict):
@@ -312,18 +319,45 @@ def _merge_list(original: list[Any], patch: list[Any], merge_key: str, kind: str
                 break
         else:
             result.append(_merge_map({}, item, kind, path))
-    return result
+    patch_order = [i for i in patch if not (isinstance(i, dict) and i.get(_DIRECTIVE) == "delete")]
+    return _normalize_order(result, patch_order, original, merge_key)
 
 
-def _apply_order(items: list[Any], order: list[Any], merge_key: str | None) -> list[Any]:
-    """$setElementOrder: listed elements first in the given order, then the rest in their current order."""
+def _normalize_order(merged: list[Any], order: list[Any], server: list[Any], merge_key: str | None) -> list[Any]:
+    """The element order of apimachinery's normalizeElementOrder.
+
+    Items named by `order` (the patch list or $setElementOrder) follow that order; the others (server-only
+    items) keep their live order; the two runs are interleaved by position in the live list, preferring
+    the patch item whenever the comparison is undecided (an item absent from the live list).
+    """
 
     def ident(value: Any) -> Any:
         if merge_key and isinstance(value, dict):
             return _hashable(value.get(merge_key))
         return _hashable(value)
 
-    rank = {ident(v): i for i, v in enumerate(order)}
-    listed = sorted((v for v in items if ident(v) in rank), key=lambda v: rank[ident(v)])
-    rest = [v for v in items if ident(v) not in rank]
-    return listed + rest
+    order_rank = {ident(v): i for i, v in enumerate(order)}
+    server_rank = {ident(v): i for i, v in enumerate(server)}
+    patch_items = sorted((v for v in merged if ident(v) in order_rank), key=lambda v: order_rank[ident(v)])
+    server_only = sorted(
+        (v for v in merged if ident(v) not in order_rank), key=lambda v: server_rank.get(ident(v), len(server))
+    )
+    result: list[Any] = []
+    i = j = 0
+    while i < len(server_only) or j < len(patch_items):
+        if j >= len(patch_items):
+            result.append(server_only[i])
+            i += 1
+        elif i >= len(server_only):
+            result.append(patch_items[j])
+            j += 1
+        else:
+            left = server_rank.get(ident(server_only[i]))
+            right = server_rank.get(ident(patch_items[j]))
+            if left is not None and right is not None and left < right:
+                result.append(server_only[i])
+                i += 1
+            else:
+                result.append(patch_items[j])
+                j += 1
+    return result

@@ -161,9 +161,11 @@ def test_set_image_sends_set_element_order_and_keeps_other_containers(web: CliRu
     )
     assert web("set", "image", "deployment/web", "web=nginx:1.27").stdout.strip() == "deployment.apps/web image updated"
     obj = _deployment(web)
+    # An element new to a merged list goes in front of the live ones (apimachinery normalizeElementOrder);
+    # set image's $setElementOrder then keeps that order.
     assert [(c["name"], c["image"]) for c in obj["spec"]["template"]["spec"]["containers"]] == [
-        ("web", "nginx:1.27"),
         ("side", "busybox"),
+        ("web", "nginx:1.27"),
     ]
     assert obj["metadata"]["generation"] == 3
 

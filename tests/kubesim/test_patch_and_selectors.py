@@ -44,7 +44,8 @@ def test_strategic_merge_ports_merge_by_container_port_and_service_port() -> Non
     pod = {"spec": {"containers": [{"name": "c", "ports": [{"containerPort": 80, "name": "http"}]}]}}
     patch = {"spec": {"containers": [{"name": "c", "ports": [{"containerPort": 443}]}]}}
     merged = strategic_merge(pod, patch, "Pod")
-    assert merged["spec"]["containers"][0]["ports"] == [{"containerPort": 80, "name": "http"}, {"containerPort": 443}]
+    # Like apimachinery: items new to the list come before the server-only ones.
+    assert merged["spec"]["containers"][0]["ports"] == [{"containerPort": 443}, {"containerPort": 80, "name": "http"}]
     svc = {"spec": {"ports": [{"port": 80, "targetPort": 8080}]}}
     merged_svc = strategic_merge(svc, {"spec": {"ports": [{"port": 80, "targetPort": 9090}]}}, "Service")
     assert merged_svc["spec"]["ports"] == [{"port": 80, "targetPort": 9090}]
@@ -114,3 +115,17 @@ def test_strategic_merge_delete_directive_on_a_map_removes_the_field() -> None:
     doc = {"spec": {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}}, "replicas": 2}}
     merged = strategic_merge(doc, {"spec": {"strategy": {"rollingUpdate": {"$patch": "delete"}}}}, "Deployment")
     assert merged == {"spec": {"strategy": {"type": "RollingUpdate"}, "replicas": 2}}
+
+
+def test_strategic_merge_keeps_server_only_items_at_their_live_positions() -> None:
+    doc = {"spec": {"containers": [{"name": "a"}, {"name": "x"}, {"name": "b"}]}}
+    patch = {
+        "spec": {
+            "$setElementOrder/containers": [{"name": "b"}, {"name": "a"}],
+            "containers": [{"name": "a", "image": "i"}],
+        }
+    }
+    merged = strategic_merge(doc, patch, "Pod")
+    assert [c["name"] for c in merged["spec"]["containers"]] == ["x", "b", "a"]
+    keyed = strategic_merge({"metadata": {"finalizers": ["a", "b"]}}, {"metadata": {"finalizers": ["c", "a"]}}, "Pod")
+    assert keyed["metadata"]["finalizers"] == ["c", "a", "b"]
