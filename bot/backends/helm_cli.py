@@ -144,9 +144,14 @@ class HelmCliBackend:
         return result
 
     def _history_rows(self, spec: HelmTarget) -> list[helm.HistoryRow]:
-        result = self._run(
-            self._args(spec, "history", spec.release, "--max", "256", "-o", "json"), release=spec.release
-        )
+        try:
+            result = self._run(
+                self._args(spec, "history", spec.release, "--max", "256", "-o", "json"), release=spec.release
+            )
+        except UnknownTarget as exc:
+            # Most often the catalog names the wrong namespace or context: say where helm looked.
+            where = f"namespace `{spec.namespace}`" + (f", context `{spec.kube_context}`" if spec.kube_context else "")
+            raise UnknownTarget(f"{exc} in {where}") from exc
         return helm.parse_history(result.stdout)
 
     def _manifest(self, spec: HelmTarget, revision: int) -> list[helm.ManifestObject]:

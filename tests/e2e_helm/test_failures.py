@@ -31,15 +31,21 @@ from tests.e2e_slack.conftest import request_rollback, wait_for_phase, wait_for_
 
 pytestmark = [pytest.mark.needs_helm]
 
+# Where helm looked, because a release "not found" most often means the catalog names the wrong namespace.
+GHOST_NOT_FOUND = ":warning: helm release `ghost` not found in namespace `default`, context `sandbox`"
+
 
 def test_a_release_that_was_never_installed_is_named_and_nothing_is_requested(
     helm_world: HelmWorld, slack: SlackDriver, fake_slack: FakeSlack
 ) -> None:
     slack.slash_command("ghost 1", user=ALICE, channel=INCIDENT)
-    assert ephemeral_reply(fake_slack, ALICE, "not found") == ":warning: helm release `ghost` not found"
+    assert (
+        ephemeral_reply(fake_slack, ALICE, "not found")
+        == ":warning: helm release `ghost` not found in namespace `default`, context `sandbox`"
+    )
     slack.slash_command("history ghost", user=ALICE, channel=INCIDENT)
     slack.slash_command("status ghost", user=ALICE, channel=INCIDENT)
-    answers = [":warning: helm release `ghost` not found"] * 3
+    answers = [GHOST_NOT_FOUND] * 3
     fake_slack.wait_for(
         lambda: [e.text for e in fake_slack.ephemerals(user=ALICE) if "not found" in e.text] == answers,
         10,
