@@ -230,7 +230,7 @@ def _merge_map(original: dict[str, Any], patch: dict[str, Any], kind: str, path:
         return strip_directives({k: v for k, v in patch.items() if k != _DIRECTIVE})
     if directive == "delete":
         return {}
-    if directive is not None:
+    if directive not in (None, "merge"):
         raise PatchError(f"Unknown patch type: {directive}")
     retain = patch.get(_RETAIN)
     orders: dict[str, list[Any]] = {}

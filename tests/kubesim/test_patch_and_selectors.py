@@ -129,3 +129,8 @@ def test_strategic_merge_keeps_server_only_items_at_their_live_positions() -> No
     assert [c["name"] for c in merged["spec"]["containers"]] == ["x", "b", "a"]
     keyed = strategic_merge({"metadata": {"finalizers": ["a", "b"]}}, {"metadata": {"finalizers": ["c", "a"]}}, "Pod")
     assert keyed["metadata"]["finalizers"] == ["c", "a", "b"]
+
+
+def test_strategic_merge_explicit_merge_directive_is_the_default() -> None:
+    merged = strategic_merge({"spec": {"a": 1}}, {"spec": {"$patch": "merge", "b": 2}}, "Deployment")
+    assert merged == {"spec": {"a": 1, "b": 2}}
