@@ -349,6 +349,13 @@ def takeover_line(operation: Operation) -> ChatMessage:
     )
 
 
+def handover_line(operation: Operation) -> ChatMessage:
+    return thread_line(
+        operation,
+        ":pause_button: The bot replica running this rollback is restarting; another one takes over the watch.",
+    )
+
+
 def final_message(operation: Operation) -> ChatMessage:
     name = escape(operation.target.name)
     took = ""

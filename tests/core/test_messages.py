@@ -205,6 +205,7 @@ def test_thread_lines_carry_the_metadata() -> None:
         messages.rollout_event_line(operation, "service reached steady state"),
         messages.rollback_started_line(operation),
         messages.takeover_line(operation),
+        messages.handover_line(operation),
     ):
         assert message.metadata is not None
         assert message.metadata["event_payload"]["operation_id"] == operation.id
