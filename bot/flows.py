@@ -159,6 +159,7 @@ class RollbackFlow:
         self._sleep = sleep
         self._mutex = threading.Lock()
         self._running: set[OperationId] = set()
+        self._queued: set[OperationId] = set()  # handed to the executor, not started yet
         # Writes to one operation from this process (executor, lease heartbeat) take turns; striped, so the
         # number of locks stays fixed however many operations pass through.
         self._op_locks = tuple(threading.Lock() for _ in range(OPERATION_LOCK_STRIPES))
@@ -477,7 +478,7 @@ class RollbackFlow:
             case RefreshRequestMessage():
                 self._refresh_request(operation)
             case StartExecution(operation_id=operation_id):
-                self._submit(lambda: self.execute(operation_id))
+                self._hand_to_executor(operation_id)
             case ReleaseTarget():
                 pass  # the store releases the lock when it stores a terminal phase
 
@@ -509,9 +510,23 @@ class RollbackFlow:
 
     # --- execution -------------------------------------------------------------------------------------------
 
+    def _hand_to_executor(self, operation_id: OperationId) -> None:
+        """Queue an execution once; the sweeper does not queue it again while it waits for a worker."""
+        with self._mutex:
+            if operation_id in self._queued or operation_id in self._running:
+                return
+            self._queued.add(operation_id)
+        try:
+            self._submit(lambda: self.execute(operation_id))
+        except Exception:
+            with self._mutex:
+                self._queued.discard(operation_id)
+            raise
+
     def execute(self, operation_id: OperationId) -> None:
         """Run an approved operation to its end, unless another replica has it. Never raises."""
         with self._mutex:
+            self._queued.discard(operation_id)
             if operation_id in self._running:
                 return
             self._running.add(operation_id)
@@ -763,14 +778,14 @@ class RollbackFlow:
                     self._decide(operation.id, ExpiryDue(), actor=None)
                 elif self._is_orphaned(operation, now, at_startup):
                     handed += 1
-                    self._submit(lambda operation_id=operation.id: self.execute(operation_id))  # type: ignore[misc]
+                    self._hand_to_executor(operation.id)
             except Exception:
                 log.exception("sweeping an operation failed", extra={"operation_id": operation.id})
         return handed
 
     def _is_orphaned(self, operation: Operation, now: datetime, at_startup: bool) -> bool:
         with self._mutex:
-            if operation.id in self._running:
+            if operation.id in self._running or operation.id in self._queued:
                 return False
         if operation.phase is Phase.APPROVED:
             return at_startup or now - operation.updated_at >= UNCLAIMED_GRACE

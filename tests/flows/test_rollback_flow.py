@@ -359,3 +359,16 @@ def test_thread_lines_survive_slack_being_briefly_unavailable(world: World) -> N
     thread = world.chat.thread(operation.request_message)
     assert any("approved by" in line for line in thread)
     assert operation.phase is Phase.SUCCEEDED
+
+
+def test_an_execution_waiting_for_a_worker_is_not_queued_twice(world: World) -> None:
+    waiting: list = []
+    flow = world.make_flow(submit=waiting.append)
+    operation = flow.handle_command("workshop", REQUESTER, CHANNEL, world.reply)
+    flow.handle_reaction(operation.request_message, APPROVER, "white_check_mark", added=True)
+    world.clock.advance(timedelta(minutes=1))  # long past the grace for unclaimed approvals
+    flow.sweep()
+    flow.sweep()
+    assert len(waiting) == 1
+    waiting[0]()
+    assert world.store.get(operation.id).phase is Phase.SUCCEEDED
