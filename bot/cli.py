@@ -6,6 +6,7 @@ Exit codes: 0 fine, 2 the configuration is wrong (operators script on this), 1 a
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
@@ -17,6 +18,7 @@ from bot.settings import CatalogFileError, Settings, load_catalog_file
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
+EXIT_FAILURE = 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,6 +78,13 @@ def serve() -> int:
         for problem in exc.problems:
             print(f"rollbot serve: {exc.path}: {problem}", file=sys.stderr)
         return EXIT_CONFIG
+    except ValueError as exc:  # settings the adapters refuse
+        print(f"rollbot serve: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except Exception as exc:  # Slack or Redis unreachable at start-up (Bolt calls auth.test while being built)
+        logging.getLogger("rollbot.cli").exception("rollbot could not start")
+        print(f"rollbot serve: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     stopping = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
             problems.append(
                 "SLACK_SIGNING_SECRET is empty (required in HTTP mode; set SLACK_APP_TOKEN for Socket Mode)"
             )
+        app_token = self.slack_app_token.get_secret_value() if self.slack_app_token is not None else ""
+        if app_token and not app_token.startswith("xapp-"):
+            problems.append("SLACK_APP_TOKEN must be an app-level token (xapp-…) with connections:write")
         if self.config_path is None:
             problems.append("ROLLBOT_CONFIG is not set (path of the YAML catalog)")
         return problems

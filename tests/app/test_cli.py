@@ -104,3 +104,27 @@ def test_serve_reports_a_broken_catalog_before_touching_slack(catalog_file) -> N
     )
     assert result.returncode == 2
     assert "targets.x.release: required field is missing" in result.stderr
+
+
+def test_serve_refuses_an_app_token_that_is_not_an_app_level_token(catalog_file) -> None:
+    result = rollbot(
+        "serve",
+        env={"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xoxb-wrong", "ROLLBOT_CONFIG": str(catalog_file(VALID))},
+    )
+    assert result.returncode == 2
+    assert "xapp-" in result.stderr
+
+
+def test_serve_says_why_it_cannot_start_when_slack_is_unreachable(catalog_file) -> None:
+    result = rollbot(
+        "serve",
+        env={
+            "SLACK_BOT_TOKEN": "xoxb-1",
+            "SLACK_SIGNING_SECRET": "secret-0123456789",
+            "SLACK_API_URL": "http://127.0.0.1:9/api/",
+            "ROLLBOT_CONFIG": str(catalog_file(VALID)),
+        },
+    )
+    assert result.returncode == 1
+    assert "rollbot serve: cannot start" in result.stderr
+    assert "secret-0123456789" not in result.stdout + result.stderr

@@ -40,9 +40,7 @@ def served(fake_slack: FakeSlack, redis_url: str, tmp_path: Path) -> Iterator[tu
         "ROLLBOT_HOST": "127.0.0.1",
         "ROLLBOT_PORT": "0",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot"], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True
-    )
+    process = subprocess.Popen([sys.executable, "-m", "bot"], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     url = None
     for line in process.stdout:  # JSON log lines; the server says where it listens
