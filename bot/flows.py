@@ -413,7 +413,7 @@ class RollbackFlow:
             return messages.operation_not_found(operation_id)
         told: list[str] = []
         transition = self._decide(operation_id, CancelRequested(user=user), actor=user, told=told)
-        if transition is not None and transition.operation.phase is Phase.CANCELLED:
+        if transition is not None and transition.changed and transition.operation.phase is Phase.CANCELLED:
             return messages.cancel_done(transition.operation)
         if told:
             return messages.not_allowed(told[-1])

@@ -372,3 +372,38 @@ def test_an_execution_waiting_for_a_worker_is_not_queued_twice(world: World) -> 
     assert len(waiting) == 1
     waiting[0]()
     assert world.store.get(operation.id).phase is Phase.SUCCEEDED
+
+
+def test_cancel_by_someone_else_is_refused_and_a_finished_operation_has_nothing_to_cancel(world: World) -> None:
+    operation = request(world)
+    refused = world.flow.handle_cancel(operation.id, OUTSIDER)
+    assert "Only <@U0ALICE> or an approver can cancel" in refused.text
+    assert world.store.get(operation.id).phase is Phase.AWAITING_APPROVAL
+    assert "Cancelled" in world.flow.handle_cancel(operation.id, APPROVER).text
+    assert "This request was cancelled" in world.flow.handle_cancel(operation.id, REQUESTER).text
+    assert "No operation `op-nope`" in world.flow.handle_cancel("op-nope", REQUESTER).text
+
+
+class _BrokenHistoryBackend(MemoryBackend):
+    def history(self, target):
+        raise RuntimeError("boom: secret internals")
+
+
+def test_a_bug_while_answering_a_command_replies_with_a_reference_only(world: World) -> None:
+    backend = _BrokenHistoryBackend(now=world.clock.now)
+    backend.arrange(world.catalog.get("workshop"))
+    flow = world.make_flow(backends=dict.fromkeys(world.flow._backends, backend))
+    flow.accept_command("history workshop", REQUESTER, CHANNEL, world.reply)
+    assert len(world.replies) == 1
+    assert world.replies[0].text.startswith("Internal error, reference err-")
+    assert "boom" not in world.replies[0].text
+
+
+def test_user_errors_from_commands_are_answered_as_written(world: World) -> None:
+    world.flow.handle_command("worksop 1", REQUESTER, CHANNEL, world.reply)
+    world.flow.handle_command("status nosuch", REQUESTER, CHANNEL, world.reply)
+    world.flow.handle_command("deploy/web -n shop", REQUESTER, CHANNEL, world.reply)
+    texts = [reply.text for reply in world.replies]
+    assert "did you mean `workshop`" in texts[0]
+    assert "unknown target `nosuch`" in texts[1]
+    assert "ad-hoc targets" in texts[2]
