@@ -261,6 +261,10 @@ class RollbackFlow:
                     return self._request(command, user, channel, reply)
         except UserError as exc:
             reply(messages.user_error(str(exc)))
+        except TemporaryError as exc:
+            # The backend or Slack is briefly unreachable: nothing was started, asking again is safe.
+            log.warning("command hit a temporary error", extra={"error": str(exc)})
+            reply(messages.try_again(str(exc)))
         return None
 
     def _request(

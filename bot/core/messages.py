@@ -449,6 +449,11 @@ def user_error(text: str) -> ChatMessage:
     return plain(f":warning: {escape_keeping_mentions(text)}")
 
 
+def try_again(text: str) -> ChatMessage:
+    """A temporary failure before anything started: say what is down and that retrying is safe."""
+    return plain(f":hourglass: {escape_keeping_mentions(text)}. Nothing was changed; try again in a minute.")
+
+
 def not_allowed(text: str) -> ChatMessage:
     """Why a vote or a cancel did not count (the lifecycle's words, with mentions of approvers)."""
     return plain(f":no_entry: {escape_keeping_mentions(text)}")

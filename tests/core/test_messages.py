@@ -308,6 +308,7 @@ def test_short_replies_read_as_sentences() -> None:
     assert operation.id in messages.cancel_done(operation).text
     assert "op-x" in messages.operation_not_found("op-x").text
     assert messages.dry_run_posted().text
+    assert messages.try_again("helm release default/workshop cannot be reached").text.endswith("try again in a minute.")
     assert messages.channel_not_allowed().text
     assert messages.not_allowed("nope <!channel>").text == ":no_entry: nope &lt;!channel&gt;"
 

@@ -407,3 +407,11 @@ def test_user_errors_from_commands_are_answered_as_written(world: World) -> None
     assert "did you mean `workshop`" in texts[0]
     assert "unknown target `nosuch`" in texts[1]
     assert "ad-hoc targets" in texts[2]
+
+
+def test_an_unreachable_backend_at_request_time_says_to_try_again(world: World) -> None:
+    world.backend.set_unavailable(world.catalog.get("workshop"))
+    assert world.flow.handle_command("workshop", REQUESTER, CHANNEL, world.reply) is None
+    assert "cannot be reached" in world.replies[-1].text
+    assert "try again" in world.replies[-1].text
+    assert world.store.lock_holder(world.catalog.get("workshop").lock_key) is None
