@@ -33,7 +33,7 @@ from bot.backends.kubernetes_api import (
     WorkloadRef,
     follow_rollouts,
 )
-from bot.core.catalog import HelmTarget, Target
+from bot.core.catalog import HelmTarget, Target, WorkloadKind
 from bot.core.errors import BackendUnavailable, NothingToDo, UnknownTarget
 from bot.core.operations import OperationId
 from bot.core.rollouts import (
@@ -199,7 +199,8 @@ class HelmCliBackend:
         # A stuck pending-* revision is what helm last applied (or was applying): roll back from it, not from the
         # last deployed one, or the preview would read "1 → 1, no differences" while the cluster runs revision 2.
         from_row = latest if latest.status in helm.PENDING_STATUSES else (current or latest)
-        changes = helm.manifest_changes(self._manifest(spec, from_row.revision), self._manifest(spec, chosen.revision))
+        target_objects = self._manifest(spec, chosen.revision)
+        changes = helm.manifest_changes(self._manifest(spec, from_row.revision), target_objects)
         notes = [f"target chart: {helm.chart_and_app(chosen)}"]
         if from_row.status in helm.PENDING_STATUSES:
             notes.append(
@@ -217,7 +218,13 @@ class HelmCliBackend:
             changes=tuple(changes),
             notes=tuple(notes),
             options=dict(options),
-            backend_data={"latest_before": str(latest.revision)},
+            backend_data={
+                "latest_before": str(latest.revision),
+                # A revision's manifest never changes: the watch needs no `helm get manifest` on its critical path.
+                "workloads": json.dumps(
+                    [[kind.value, name, namespace] for kind, name, namespace in helm.workloads(target_objects)]
+                ),
+            },
         )
 
     def roll_back(self, target: Target, plan: RollbackPlan, operation_id: OperationId) -> RollbackReceipt:
@@ -278,7 +285,8 @@ class HelmCliBackend:
                 if running.process.returncode != 0:
                     raise helm.translate_helm_error("\n".join(running.output), release=spec.release)
                 return self._started_rollback(spec, plan)
-            time.sleep(RECORD_POLL_SECONDS)
+            # Look again after a moment, or at once when helm exits (a fast rollback is often done by then).
+            running.exited.wait(RECORD_POLL_SECONDS)
         return None
 
     def _wait_flags(self) -> list[str]:
@@ -315,7 +323,7 @@ class HelmCliBackend:
             deadline = max(deadline, helm_gives_up) + HELM_VERDICT_GRACE_SECONDS
         workloads = [
             WorkloadRef(kind=kind, name=name, namespace=namespace or spec.namespace, kube_context=spec.kube_context)
-            for kind, name, namespace in helm.workloads(self._manifest(spec, plan.to_revision))
+            for kind, name, namespace in self._target_workloads(spec, plan)
         ]
         observers = self._observers(workloads)
         for observer in observers:
@@ -339,6 +347,12 @@ class HelmCliBackend:
         finally:
             for observer in observers:
                 observer.stop()
+
+    def _target_workloads(self, spec: HelmTarget, plan: RollbackPlan) -> list[tuple[WorkloadKind, str, str | None]]:
+        listed = plan.backend_data.get("workloads")
+        if listed is None:  # a plan stored before plans carried their workloads
+            return helm.workloads(self._manifest(spec, plan.to_revision))
+        return [(WorkloadKind(kind), name, namespace) for kind, name, namespace in json.loads(listed)]
 
     @staticmethod
     def _wake_when_helm_exits(running: _RunningRollback, observer: RolloutObserver) -> None:
