@@ -103,6 +103,8 @@ CHAT_ATTEMPTS: Final = 3
 MAX_CHAT_RETRY_DELAY: Final = timedelta(seconds=5)
 # Lock stripes for per-operation writes within one process.
 OPERATION_LOCK_STRIPES: Final = 64
+# A rollout watch interrupted by temporary errors (API server restarting…) is resumed this many times.
+MAX_WATCH_ATTEMPTS: Final = 5
 # An APPROVED operation nobody claimed for this long was left behind by a replica that died before claiming.
 UNCLAIMED_GRACE: Final = timedelta(seconds=10)
 # Lock of an operation awaiting approval: until it expires, plus slack for the sweeper to expire it.
@@ -559,12 +561,31 @@ class RollbackFlow:
                 if receipt is None:
                     return
                 operation = self._decide_as_executor(operation_id, ReceiptRecorded(receipt=receipt))
-            resume = operation.last_status.resume_token if operation.last_status else None
-            statuses = backend.watch_rollout(operation.target, operation.plan, self._rollout_timeout, resume)
-            self._follow(operation_id, statuses, watch)
+            self._watch(backend, operation, watch)
         finally:
             watch.lost.set()
             heartbeat.join(timeout=5)
+
+    def _watch(self, backend: Backend, operation: Operation, watch: _Watch) -> None:
+        """Follow the rollout to its end; a watch cut by a temporary error is picked up again where it was."""
+        delay = 0.5
+        for attempt in range(1, MAX_WATCH_ATTEMPTS + 1):
+            resume = operation.last_status.resume_token if operation.last_status else None
+            try:
+                statuses = backend.watch_rollout(operation.target, operation.plan, self._rollout_timeout, resume)
+                self._follow(operation.id, statuses, watch)
+                return
+            except TemporaryError as exc:
+                if attempt == MAX_WATCH_ATTEMPTS:
+                    self._fail(operation.id, f"lost track of the rollout: {exc}")
+                    return
+                log.warning("rollout watch interrupted; watching again", extra={"operation_id": operation.id})
+                self._sleep(max(delay, exc.delay.total_seconds()))
+                delay *= 2
+                operation = self._store.get(operation.id) or operation
+            except (PermanentError, UserError) as exc:
+                self._fail(operation.id, str(exc))
+                return
 
     def _claim(self, operation_id: OperationId) -> Operation | None:
         """Win the execution of `operation_id` with compare-and-set, or learn that someone else has it."""

@@ -60,6 +60,8 @@ class RolloutScript:
     explode_in: Literal["roll_back", "watch"] | None = None
     # Raise BackendUnavailable from this many `roll_back` calls before one succeeds.
     unavailable_calls: int = 0
+    # Cut this many watches with BackendUnavailable after their first observation.
+    watch_interruptions: int = 0
 
 
 class BackendWorld(Protocol):
@@ -263,6 +265,9 @@ class MemoryBackend:
             script = RolloutScript(**state["script"])
             if script.explode_in == "watch":
                 raise RuntimeError("boom: AttributeError in the watch code, with internal details")
+            if script.watch_interruptions > 0 and int((state["rollout"] or {"step": 0})["step"]) >= 1:
+                self.script(target, replace(script, watch_interruptions=script.watch_interruptions - 1))
+                raise BackendUnavailable(f"{target.spec.display}: the watch connection was reset")
             rollout = state["rollout"] or {"step": script.steps}
             step = int(rollout["step"])
             if step >= script.steps:

@@ -415,3 +415,18 @@ def test_an_unreachable_backend_at_request_time_says_to_try_again(world: World) 
     assert "cannot be reached" in world.replies[-1].text
     assert "try again" in world.replies[-1].text
     assert world.store.lock_holder(world.catalog.get("workshop").lock_key) is None
+
+
+def test_a_watch_cut_by_a_temporary_error_is_resumed(world: World) -> None:
+    world.backend.script(world.catalog.get("workshop"), RolloutScript(steps=3, watch_interruptions=2))
+    operation = approve(world, request(world))
+    assert operation.phase is Phase.SUCCEEDED
+    assert world.backend.rollbacks_applied(world.catalog.get("workshop")) == 1
+
+
+def test_a_watch_that_keeps_failing_fails_the_operation_with_the_reason(world: World) -> None:
+    world.backend.script(world.catalog.get("workshop"), RolloutScript(steps=3, watch_interruptions=50))
+    operation = approve(world, request(world))
+    assert operation.phase is Phase.FAILED
+    assert "lost track of the rollout" in (operation.outcome or "")
+    assert "Internal error" not in (operation.outcome or "")
