@@ -103,6 +103,8 @@ CHAT_ATTEMPTS: Final = 3
 MAX_CHAT_RETRY_DELAY: Final = timedelta(seconds=5)
 # Lock stripes for per-operation writes within one process.
 OPERATION_LOCK_STRIPES: Final = 64
+# How often the request message in the channel is re-rendered with the latest rollout summary.
+REQUEST_REFRESH_INTERVAL: Final = timedelta(seconds=10)
 # A rollout watch interrupted by temporary errors (API server restarting…) is resumed this many times.
 MAX_WATCH_ATTEMPTS: Final = 5
 # An APPROVED operation nobody claimed for this long was left behind by a replica that died before claiming.
@@ -116,6 +118,7 @@ class _Watch:
     """What one execution has already told the thread, so repeated observations stay quiet."""
 
     last_published: datetime | None = None
+    last_request_refresh: datetime | None = None
     seen_unhealthy: set[str] = field(default_factory=set)
     seen_events: set[str] = field(default_factory=set)
     lost: threading.Event = field(default_factory=threading.Event)
@@ -660,6 +663,10 @@ class RollbackFlow:
                 watch.last_published = now
                 operation = self._decide_as_executor(operation_id, RolloutObserved(status=status))
                 self._publish_progress(operation, status)
+                if should_publish(watch.last_request_refresh, now, status, REQUEST_REFRESH_INTERVAL):
+                    # The channel message shows the latest summary too, but less often (chat.update is tier 3).
+                    watch.last_request_refresh = now
+                    self._quietly(operation_id, self._refresh_request, operation)
         if watch.lost.is_set():
             return
         if self._stopping.is_set() and (last is None or not last.is_finished):

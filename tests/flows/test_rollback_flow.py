@@ -190,6 +190,11 @@ def test_progress_is_one_thread_message_updated_at_most_once_per_second(world: W
     updates = [m for ref, m in world.chat.updates if ref == progress[0].ref]
     assert 4 <= len(updates) <= 6  # …updated about once a second over 5 s, plus the final state
     assert "all pods ready" in updates[-1].text
+    # The channel message carries the latest summary too, refreshed far less often than the thread.
+    channel_updates = [m for ref, m in world.chat.updates if ref == operation.request_message]
+    rolling = [m for m in channel_updates if m.metadata["event_payload"]["phase"] == "rolling_back"]
+    assert any("pods updated" in str(m.blocks) for m in rolling)
+    assert len(rolling) <= 3
 
 
 def test_start_up_expires_overdue_requests(world: World) -> None:
