@@ -10,7 +10,11 @@ Seed 000 on a fresh kubesim each time: `helm create workshop`, `helm install --w
 - helm: `helm rollback workshop 1 --wait=watcher --timeout 60s --history-max 10` (the bot's flags), timed
   around the process.
 
-    .venv/bin/python bench/helm_rollback_latency.py [--runs 5] [--pod-ready 1.0] [--warmup 1]
+In seed 000 revision 1's pod never stopped (the broken upgrade's pod just never became ready), so helm has
+little to wait for. A second comparison adds a good upgrade (image 1.17.0) before the broken one, so rolling
+back to revision 1 must start a new pod and helm waits about `--pod-ready` seconds for it.
+
+    .venv/bin/python bench/helm_rollback_latency.py [--runs 5] [--pod-ready 1.0] [--warmup 1] [--new-pod-runs 3]
 
 Prints one JSON document on stdout (logs go to stderr).
 """
@@ -33,12 +37,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import structlog
+from redis import StrictRedis
 
 from bot.app import build_app
 from bot.core.operations import METADATA_EVENT_TYPE
 from bot.settings import Settings
 from sandbox.kubesim.cluster import KubeSim
-from sandbox.redis_server import RedisServer
+from sandbox.redis_server import DATABASES, RedisServer
 from sandbox.slack.driver import SlackDriver
 from sandbox.slack.records import Change, Message
 from sandbox.slack.seed import ALICE, BOB, BOT_TOKEN, INCIDENT, SIGNING_SECRET
@@ -58,7 +63,7 @@ CATALOG = (
 class Scenario:
     """A fresh kubesim with seed 000 arranged by the real helm in its own HOME and caches."""
 
-    def __init__(self, pod_ready: float) -> None:
+    def __init__(self, pod_ready: float, *, new_pod: bool = False) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="helm-bench-")
         self.workdir = Path(self._tmp.name)
         self.sim = KubeSim(pod_ready_seconds=pod_ready).start()
@@ -74,6 +79,11 @@ class Scenario:
         }
         self.helm("create", "workshop")
         self.helm("install", "workshop", "./workshop", "--set", "image.tag=1.16.0", "--wait", "--timeout", HELM_TIMEOUT)
+        if new_pod:
+            # A good upgrade first: revision 1's pods are gone, so rolling back to it must start a new pod.
+            self.helm(
+                "upgrade", "workshop", "./workshop", "--set", "image.tag=1.17.0", "--wait", "--timeout", HELM_TIMEOUT
+            )
         self.helm("upgrade", "workshop", "./workshop", "--set", "image.tag=non-existing")
 
     def helm(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -93,8 +103,8 @@ class Scenario:
         self._tmp.cleanup()
 
 
-def plain_helm_run(pod_ready: float) -> dict[str, Any]:
-    scenario = Scenario(pod_ready)
+def plain_helm_run(pod_ready: float, new_pod: bool) -> dict[str, Any]:
+    scenario = Scenario(pod_ready, new_pod=new_pod)
     try:
         started = time.monotonic()
         scenario.helm("rollback", "workshop", "1", "--wait=watcher", "--timeout", HELM_TIMEOUT, "--history-max", "10")
@@ -111,8 +121,10 @@ def awaiting_approval(fake: FakeSlack) -> Message | None:
     return None
 
 
-def rollbot_run(pod_ready: float, redis: RedisServer, db: int) -> dict[str, Any]:
-    scenario = Scenario(pod_ready)
+def rollbot_run(pod_ready: float, new_pod: bool, redis: RedisServer, db: int) -> dict[str, Any]:
+    scenario = Scenario(pod_ready, new_pod=new_pod)
+    with StrictRedis.from_url(redis.url(db)) as client:
+        client.flushdb()
     # The bot's helm subprocess inherits the process environment (HOME and helm's caches).
     os.environ.update({key: value for key, value in scenario.env.items() if key != "PATH"})
     catalog = scenario.workdir / "catalog.yaml"
@@ -175,10 +187,43 @@ def rollbot_run(pod_ready: float, redis: RedisServer, db: int) -> dict[str, Any]
         scenario.close()
 
 
+def compare(pod_ready: float, new_pod: bool, runs: int, warmups: int, redis: RedisServer) -> dict[str, Any]:
+    rollbot: list[dict[str, Any]] = []
+    helm: list[dict[str, Any]] = []
+    warmup: list[dict[str, Any]] = []
+    for index in range(warmups):
+        warmup.append(
+            {
+                "rollbot_wall_s": rollbot_run(pod_ready, new_pod, redis, index % DATABASES)["wall_s"],
+                "plain_helm_wall_s": plain_helm_run(pod_ready, new_pod)["wall_s"],
+            }
+        )
+    for index in range(warmups, warmups + runs):
+        # Alternate which goes first so that neither always runs on a machine warmed by the other.
+        if index % 2 == 0:
+            rollbot.append(rollbot_run(pod_ready, new_pod, redis, index % DATABASES))
+            helm.append(plain_helm_run(pod_ready, new_pod))
+        else:
+            helm.append(plain_helm_run(pod_ready, new_pod))
+            rollbot.append(rollbot_run(pod_ready, new_pod, redis, index % DATABASES))
+    rollbot_median = statistics.median(run["wall_s"] for run in rollbot)
+    helm_median = statistics.median(run["wall_s"] for run in helm)
+    return {
+        "runs": runs,
+        "rollbot_median_s": rollbot_median,
+        "plain_helm_median_s": helm_median,
+        "rollbot_overhead_median_s": round(rollbot_median - helm_median, 3),
+        **({"warmup_not_counted": warmup} if warmups else {}),
+        "rollbot": rollbot,
+        "plain_helm": helm,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--pod-ready", type=float, default=1.0, help="kubesim's seconds for a pod to become Ready")
+    parser.add_argument("--new-pod-runs", type=int, default=3, help="runs of the variant that waits for a new pod")
     parser.add_argument(
         "--warmup", type=int, default=1, help="pairs run first and reported apart (a cold process pays imports)"
     )
@@ -189,29 +234,11 @@ def main() -> int:
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     version = subprocess.run([str(HELM), "version", "--short"], capture_output=True, text=True, check=True).stdout
     redis = RedisServer().start()
-    rollbot: list[dict[str, Any]] = []
-    helm: list[dict[str, Any]] = []
-    warmup: list[dict[str, Any]] = []
     try:
-        for index in range(args.warmup):
-            warmup.append(
-                {
-                    "rollbot_wall_s": rollbot_run(args.pod_ready, redis, index)["wall_s"],
-                    "plain_helm_wall_s": plain_helm_run(args.pod_ready)["wall_s"],
-                }
-            )
-        for index in range(args.warmup, args.warmup + args.runs):
-            # Alternate which goes first so that warm-up (page cache, imports) favours neither.
-            if index % 2 == 0:
-                rollbot.append(rollbot_run(args.pod_ready, redis, index))
-                helm.append(plain_helm_run(args.pod_ready))
-            else:
-                helm.append(plain_helm_run(args.pod_ready))
-                rollbot.append(rollbot_run(args.pod_ready, redis, index))
+        seed_000 = compare(args.pod_ready, False, args.runs, args.warmup, redis)
+        new_pod = compare(args.pod_ready, True, args.new_pod_runs, 0, redis)
     finally:
         redis.stop()
-    rollbot_median = statistics.median(run["wall_s"] for run in rollbot)
-    helm_median = statistics.median(run["wall_s"] for run in helm)
     print(
         json.dumps(
             {
@@ -219,13 +246,11 @@ def main() -> int:
                 "next to a plain `helm rollback workshop 1 --wait=watcher` on the same scenario",
                 "helm_version": version.strip(),
                 "pod_ready_seconds": args.pod_ready,
-                "runs": args.runs,
-                "rollbot_median_s": rollbot_median,
-                "plain_helm_median_s": helm_median,
-                "rollbot_overhead_median_s": round(rollbot_median - helm_median, 3),
-                "warmup_not_counted": warmup,
-                "rollbot": rollbot,
-                "plain_helm": helm,
+                **seed_000,
+                "rollback_that_waits_for_a_new_pod": {
+                    "what": "the same after a good upgrade in between: helm must wait for a new pod of revision 1",
+                    **new_pod,
+                },
             },
             indent=2,
             ensure_ascii=False,
