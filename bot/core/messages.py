@@ -335,14 +335,6 @@ def rollout_event_line(operation: Operation, event: str) -> ChatMessage:
     return thread_line(operation, f":information_source: {escape(event)}")
 
 
-def rollback_started_line(operation: Operation) -> ChatMessage:
-    return thread_line(
-        operation,
-        f":arrows_counterclockwise: Rolling back {escape(operation.target.name)} to revision "
-        f"{operation.plan.to_revision} ({target_coordinates(operation.target)})",
-    )
-
-
 def takeover_line(operation: Operation) -> ChatMessage:
     return thread_line(
         operation, ":recycle: The replica running this rollback stopped; another one took over and keeps watching."
@@ -354,25 +346,6 @@ def handover_line(operation: Operation) -> ChatMessage:
         operation,
         ":pause_button: The bot replica running this rollback is restarting; another one takes over the watch.",
     )
-
-
-def final_message(operation: Operation) -> ChatMessage:
-    name = escape(operation.target.name)
-    took = ""
-    if operation.started_at and operation.finished_at:
-        took = f" in {format_elapsed(operation.finished_at - operation.started_at)}"
-    if operation.phase is Phase.SUCCEEDED:
-        text = (
-            f":large_green_circle: *{name}* rolled back to revision {operation.plan.to_revision}{took}. "
-            f":unlock: Lock released."
-        )
-    else:
-        reason = escape(operation.outcome or "unknown reason")
-        text = (
-            f":red_circle: Rollback of *{name}* to revision {operation.plan.to_revision} failed{took}: {reason}. "
-            ":unlock: Lock released."
-        )
-    return thread_line(operation, text)
 
 
 def internal_error_text(operation_id: OperationId | str) -> str:
@@ -421,11 +394,6 @@ def help_message(catalog: Catalog, command: str, options: Sequence[tuple[str, Ba
     return _message(f"{usage_text(command)}\nTargets: {', '.join(catalog.names)}", blocks)
 
 
-def unknown_target(name: str, suggestion: str | None) -> str:
-    hint = f" — did you mean `{escape(suggestion)}`?" if suggestion else ""
-    return f"unknown target `{escape(name)}`{hint}"
-
-
 def already_at_revision(target: Target, revision: RevisionNumber | int) -> ChatMessage:
     return plain(f":information_source: {escape(target.name)} is already at revision {revision}; nothing to roll back.")
 
@@ -459,10 +427,6 @@ def not_allowed(text: str) -> ChatMessage:
     return plain(f":no_entry: {escape_keeping_mentions(text)}")
 
 
-def dry_run_posted() -> ChatMessage:
-    return plain(":mag: Dry run posted; nothing will change.")
-
-
 def request_posted(operation: Operation) -> ChatMessage:
     return plain(
         f":white_check_mark: Requested `{operation.id}`: {escape(operation.target.name)} "
@@ -472,10 +436,6 @@ def request_posted(operation: Operation) -> ChatMessage:
 
 def operation_not_found(operation_id: str) -> ChatMessage:
     return plain(f":warning: No operation `{escape(operation_id)}`.")
-
-
-def channel_not_allowed() -> ChatMessage:
-    return plain(":no_entry: Rollbacks can't be requested from this channel.")
 
 
 def history_message(target: Target, revisions: Sequence[Revision]) -> ChatMessage:

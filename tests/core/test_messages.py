@@ -203,26 +203,11 @@ def test_thread_lines_carry_the_metadata() -> None:
         messages.thread_line(operation, "✅ approved"),
         messages.unhealthy_line(operation, unit),
         messages.rollout_event_line(operation, "service reached steady state"),
-        messages.rollback_started_line(operation),
         messages.takeover_line(operation),
         messages.handover_line(operation),
     ):
         assert message.metadata is not None
         assert message.metadata["event_payload"]["operation_id"] == operation.id
-
-
-@pytest.mark.parametrize("phase", [Phase.SUCCEEDED, Phase.FAILED], ids=["succeeded", "failed"])
-def test_the_final_message_says_how_it_ended(phase: Phase) -> None:
-    operation = make_operation(
-        phase=phase, outcome="pods <crashed>", started_at=NOW, finished_at=NOW + timedelta(hours=1, minutes=2)
-    )
-    text = messages.final_message(operation).text
-    assert "1h02m" in text
-    assert (
-        ("rolled back to revision 2" in text)
-        if phase is Phase.SUCCEEDED
-        else ("failed" in text and "&lt;crashed&gt;" in text)
-    )
 
 
 def test_history_is_newest_first_with_the_current_revision_marked() -> None:
@@ -299,17 +284,13 @@ def test_short_replies_read_as_sentences() -> None:
     assert busy == ":lock: workshop is locked by `op-9` requested by <@U0AAA> at 2026-11-22 14:02 UTC."
     assert messages.target_busy("bootcamp", "op-9", "U0AAA", NOW).text.startswith(":lock: bootcamp")
     assert messages.internal_error_text("op-1") == "Internal error, reference op-1"
-    assert "did you mean `workshop`" in messages.unknown_target("worksop", "workshop")
-    assert "did you mean" not in messages.unknown_target("zzz", None)
     assert "Working on `/rollback workshop 1`" in messages.command_received("/rollback", " workshop 1 ").text
     assert messages.command_received("/rollback", "").text == "Working on `/rollback`…"
     assert "Usage" in messages.usage_error("bad", "/rollback").text
     assert operation.id in messages.request_posted(operation).text
     assert operation.id in messages.cancel_done(operation).text
     assert "op-x" in messages.operation_not_found("op-x").text
-    assert messages.dry_run_posted().text
     assert messages.try_again("helm release default/workshop cannot be reached").text.endswith("try again in a minute.")
-    assert messages.channel_not_allowed().text
     assert messages.not_allowed("nope <!channel>").text == ":no_entry: nope &lt;!channel&gt;"
 
 
@@ -332,11 +313,10 @@ def test_approvers_text_without_anyone_configured_says_so() -> None:
     assert messages.approvers_text(nobody).startswith("nobody")
 
 
-def test_a_plan_without_changes_says_so_and_a_final_message_without_times_omits_the_duration() -> None:
+def test_a_plan_without_changes_says_so() -> None:
     plan = RollbackPlan(from_revision=RevisionNumber(3), to_revision=RevisionNumber(2))
     operation = make_operation(plan=plan, phase=Phase.SUCCEEDED)
     assert "no differences reported" in _all_text(messages.request_message(operation))
-    assert " in " not in messages.final_message(operation).text.split("revision 2")[1].split(".")[0]
 
 
 def test_message_refs_are_not_part_of_the_text() -> None:
