@@ -196,9 +196,9 @@ class HelmCliBackend:
         latest = rows[-1]
         if current is not None and chosen.revision == current.revision and latest.revision == current.revision:
             raise NothingToDo(f"helm release `{spec.release}` is already at revision {chosen.revision}")
-        # A stuck pending-* revision is what helm last applied (or was applying): roll back from it, not from the
-        # last deployed one, or the preview would read "1 → 1, no differences" while the cluster runs revision 2.
-        from_row = latest if latest.status in helm.PENDING_STATUSES else (current or latest)
+        # Roll back from what the cluster runs, or a failed `helm upgrade --wait` would preview as
+        # "1 → 1, no differences" while its broken image is live.
+        from_row = helm.applied_row(rows)
         target_objects = self._manifest(spec, chosen.revision)
         changes = helm.manifest_changes(self._manifest(spec, from_row.revision), target_objects)
         notes = [f"target chart: {helm.chart_and_app(chosen)}"]
@@ -207,6 +207,8 @@ class HelmCliBackend:
                 f"revision {from_row.revision} is stuck in {from_row.status}; helm leaves it so and "
                 f"records the rollback after it"
             )
+        elif from_row.status == "failed":
+            notes.append(f"revision {from_row.revision} failed, but the cluster runs what helm applied of it")
         if chosen.chart != from_row.chart or chosen.app_version != from_row.app_version:
             notes.append(f"current chart: {helm.chart_and_app(from_row)}")
         if not to_revision:

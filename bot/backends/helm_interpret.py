@@ -95,6 +95,15 @@ def current_row(rows: Sequence[HistoryRow]) -> HistoryRow | None:
     return last_deployed(rows)
 
 
+def applied_row(rows: Sequence[HistoryRow]) -> HistoryRow:
+    """The revision whose manifest the cluster runs: the latest one when helm applied it but never marked it
+    deployed (an upgrade or rollback that failed its wait, or was interrupted), else the last deployed one."""
+    latest = rows[-1]
+    if latest.status in PENDING_STATUSES or latest.status == "failed":
+        return latest
+    return last_deployed(rows) or latest
+
+
 def revisions(rows: Sequence[HistoryRow], images: Mapping[int, Sequence[ContainerImage]]) -> list[Revision]:
     current = current_row(rows)
     return [

@@ -90,3 +90,39 @@ def test_seed_000_history_then_rollback_to_1_ends_deployed_as_revision_3(
     assert "latest revision 3: deployed — Rollback to 1" in healthy
     assert "nginx:1.16.0" in healthy
     assert all("❌" not in line for line in thread_texts(fake_slack, request))
+
+
+def test_seed_000_after_a_failed_upgrade_wait_rolls_back_from_what_the_upgrade_applied(
+    helm_world: HelmWorld, slack: SlackDriver, fake_slack: FakeSlack, bot: RollbotApp
+) -> None:
+    helm_world.install()
+    # The same broken upgrade with `--wait`: helm gives up and marks revision 2 failed, but its image is live.
+    upgrade = helm_world.run(
+        "upgrade",
+        "workshop",
+        str(helm_world.chart),
+        "--set",
+        "image.tag=non-existing",
+        "--wait",
+        "--timeout",
+        "1s",
+        check=False,
+    )
+    assert upgrade.returncode == 1
+    assert [status for _, status, _ in helm_world.statuses()] == ["deployed", "failed"]
+
+    # No revision given: the one before the latest, as helm does.
+    request = request_rollback(slack, fake_slack, bot, text="workshop", user=ALICE, channel=INCIDENT)
+    text = request.message.all_text()
+    assert "revision 2 → 1" in text
+    assert "`nginx:non-existing` → `nginx:1.16.0`" in text
+    assert "revision 2 failed, but the cluster runs what helm applied of it" in text
+    slack.reaction_added(BOB, "white_check_mark", INCIDENT, request.ts)
+    wait_for_phase(fake_slack, request, "succeeded", timeout=ROLLOUT_WAIT)
+    lines = wait_for_thread_line(fake_slack, request, "rolled back to revision 1")
+    assert "as revision 3" in verdict(lines, "✅ rolled back to revision 1")
+    assert [(revision, status) for revision, status, _ in helm_world.statuses()] == [
+        (1, "superseded"),
+        (2, "failed"),
+        (3, "deployed"),
+    ]
