@@ -34,7 +34,7 @@ from bot.backends.kubernetes_api import (
     follow_rollouts,
 )
 from bot.core.catalog import HelmTarget, Target, WorkloadKind
-from bot.core.errors import BackendUnavailable, NothingToDo, UnknownTarget
+from bot.core.errors import BackendUnavailable, BotError, NothingToDo, UnknownTarget
 from bot.core.operations import OperationId
 from bot.core.rollouts import (
     BackendOption,
@@ -269,7 +269,13 @@ class HelmCliBackend:
         with self._lock:
             self._running[key] = running
         log.info("helm rollback started", operation_id=operation_id, release=spec.release, to=plan.to_revision)
-        recorded = self._await_recorded(spec, plan, running)
+        try:
+            recorded = self._await_recorded(spec, plan, running)
+        except BotError:
+            # helm gave up before storing anything: asking again with the same plan must run helm again, not
+            # find this finished process and replay its failure.
+            self._forget(key, running)
+            raise
         running.recorded = recorded
         return RollbackReceipt(
             new_revision=RevisionNumber(recorded) if recorded is not None else expected,
@@ -349,6 +355,14 @@ class HelmCliBackend:
         finally:
             for observer in observers:
                 observer.stop()
+            if running is not None and running.finished():
+                # Its revision is in helm's history now; a later look (a retry, a take-over) reads it there.
+                self._forget(self._rollback_key(spec, plan), running)
+
+    def _forget(self, key: str, running: _RunningRollback) -> None:
+        with self._lock:
+            if self._running.get(key) is running:
+                del self._running[key]
 
     def _target_workloads(self, spec: HelmTarget, plan: RollbackPlan) -> list[tuple[WorkloadKind, str, str | None]]:
         listed = plan.backend_data.get("workloads")
