@@ -65,6 +65,10 @@ RECORD_POLL_SECONDS = 0.2
 # helm, it gives helm this much longer: the thread then reports helm's verdict, the revision helm marked failed
 # is already stored, and the target's lock is never released while helm still writes to the release.
 HELM_VERDICT_GRACE_SECONDS = 15
+# After a take-over the outcome is read from `helm history`; the watch asks on every workload event, twice
+# (failed? done?). One helm process per look would be several a second for the whole rollout: read at most this
+# often.
+HISTORY_READ_INTERVAL_SECONDS = 1.0
 # The kubernetes client imports each API class lazily, about a second apiece on first use. Load the ones the
 # rollout watch uses (AppsV1Api here and in RolloutObserver, CoreV1Api for the pods) when the bot starts, not
 # while the first rollback after a restart streams: measured, that delayed its first thread line by ~2 s.
@@ -480,15 +484,23 @@ class _HelmOutcome:
         self._plan = plan
         self._running = running
         self._recorded: helm.HistoryRow | None = None
+        self._read_at: float | None = None
 
     def _recorded_row(self) -> helm.HistoryRow | None:
+        now = self._backend._monotonic()
+        if self._read_at is not None and now - self._read_at < HISTORY_READ_INTERVAL_SECONDS:
+            return self._recorded
         before = int(self._plan.backend_data.get("latest_before", "0"))
-        rows = self._backend._history_rows(self._spec)
-        for row in rows:
-            if row.revision > before and row.description.startswith(f"Rollback to {self._plan.to_revision}"):
-                self._recorded = row
-                return row
-        return None
+        self._recorded = next(
+            (
+                row
+                for row in self._backend._history_rows(self._spec)
+                if row.revision > before and row.description.startswith(f"Rollback to {self._plan.to_revision}")
+            ),
+            None,
+        )
+        self._read_at = now
+        return self._recorded
 
     def is_done(self) -> bool:
         if self._running is not None:
