@@ -6,7 +6,8 @@ import json
 import urllib.request
 
 from bot.core.operations import Phase
-from sandbox.slack.seed import ALICE, BOB, DAVE, INCIDENT, NOBOT_PRIVATE
+from sandbox.slack.driver import SlackDriver
+from sandbox.slack.seed import ALICE, BOB, DAVE, INCIDENT, NOBOT_PRIVATE, SIGNING_SECRET
 from tests.e2e_slack.conftest import WAIT, request_rollback
 
 
@@ -74,3 +75,12 @@ def test_the_bots_own_reactions_are_dropped_by_bolt(slack, fake_slack, bot) -> N
     fake_slack.wait_for(lambda: fake_slack.ephemerals(INCIDENT, DAVE), WAIT)
     assert fake_slack.ephemerals(INCIDENT, "UBOT") == []
     assert bot.store.get(request.operation.id).approvals == ()
+
+
+def test_the_slash_command_name_comes_from_the_settings(fake_slack, make_bot) -> None:
+    bot = make_bot(slash_command="/rb")
+    with SlackDriver(bot.events_url, SIGNING_SECRET, fake_slack) as slack:
+        ack = slack.slash_command("help", user=DAVE, channel=INCIDENT, command="/rb")
+        assert ack.status == 200
+        assert "`/rb <target> [<revision>]`" in (ack.ephemeral_text or "")
+        assert slack.slash_command("help", user=DAVE, channel=INCIDENT, command="/rollback").status == 404
