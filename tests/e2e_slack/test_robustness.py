@@ -6,7 +6,14 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 
 from sandbox.slack.seed import ALICE, BOB, CAROL, DAVE, INCIDENT
-from tests.e2e_slack.conftest import WAIT, arrange_all, request_rollback, thread_texts
+from tests.e2e_slack.conftest import (
+    WAIT,
+    arrange_all,
+    request_rollback,
+    thread_texts,
+    wait_for_phase,
+    wait_for_thread_line,
+)
 from tests.fakes.memory_backend import RolloutScript
 
 # Comfortably inside Slack's 3 s, with room for a loaded CI machine.
@@ -142,3 +149,19 @@ def test_a_thousand_random_commands_are_all_answered(slack, fake_slack, bot) -> 
     answers = [r.text for r in fake_slack.responses("commands")]
     assert not any("Traceback" in text or "Internal error" in text for text in answers)
     fake_slack.assert_no_errors()
+
+
+def test_under_slacks_rate_limits_the_thread_is_complete_and_nothing_is_lost(
+    slack, fake_slack, bot, backend, catalog
+) -> None:
+    # chat.postMessage: 1/s per channel (burst 3); a rollout produces more than that. 429s are waited out.
+    fake_slack.set_rate_limits("strict")
+    backend.script(catalog.get("workshop"), RolloutScript(steps=4, trouble_at_step=2, step_delay=0.2))
+    request = request_rollback(slack, fake_slack, bot, "workshop")
+    slack.reaction_added(BOB, "white_check_mark", INCIDENT, request.ts)
+    wait_for_phase(fake_slack, request, "succeeded", timeout=30)
+    lines = wait_for_thread_line(fake_slack, request, "rolled back to revision 1", timeout=30)
+    for expected in ("approved by", "rolling back", "CrashLoopBackOff", "pod web-2 restarted", "Rollout"):
+        assert any(expected in line for line in lines), (expected, lines)
+    assert fake_slack.calls("chat.postMessage", status=429), "the test did not hit the rate limit"
+    fake_slack.assert_no_errors(allow=["ratelimited"])
