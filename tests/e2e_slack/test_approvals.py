@@ -9,6 +9,7 @@ from sandbox.slack.seed import ALICE, BOB, CAROL, DAVE, INCIDENT
 from tests.e2e_slack.conftest import (
     WAIT,
     eventually,
+    request_messages,
     request_rollback,
     thread_texts,
     wait_for_phase,
@@ -163,3 +164,15 @@ def test_cancel_command_by_the_requester_cancels(slack, fake_slack, bot) -> None
     ack = slack.slash_command(f"cancel {request.operation.id}", user=ALICE, channel=INCIDENT)
     assert ack.status == 200
     wait_for_phase(fake_slack, request, "cancelled")
+
+
+def test_a_deleted_request_message_is_posted_again_and_votes_on_the_new_one_count(slack, fake_slack, bot) -> None:
+    request = request_rollback(slack, fake_slack, bot, "fluentd")  # needs 2 approvals
+    fake_slack.delete_message(fake_slack.find_message(INCIDENT, request.ts), by=DAVE)
+    slack.block_action(BOB, INCIDENT, request.ts, "rollbot_approve")  # a stale client still shows the buttons
+    reposted = fake_slack.wait_for(
+        lambda: [m for m in request_messages(fake_slack) if m.ts != request.ts], WAIT, description="the re-post"
+    )[-1]
+    assert "approvals 1/2 (<@U0BOB>)" in reposted.all_text()
+    slack.reaction_added(CAROL, "white_check_mark", INCIDENT, reposted.ts)
+    eventually(lambda: _operation(bot, request).phase is Phase.SUCCEEDED)
