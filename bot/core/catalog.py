@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal, NewType
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -79,6 +80,22 @@ _SLACK_CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _K8S_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _TARGET_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+def _kubernetes_namespace(value: str) -> str:
+    if not _K8S_NAMESPACE.match(value):
+        raise ValueError(f"{value!r} is not a valid Kubernetes namespace")
+    return value
+
+
+def _kubernetes_name(value: str) -> str:
+    if not _K8S_NAME.match(value):
+        raise ValueError(f"{value!r} is not a valid Kubernetes object name")
+    return value
+
+
+Namespace = Annotated[str, AfterValidator(_kubernetes_namespace)]
+ObjectName = Annotated[str, AfterValidator(_kubernetes_name)]
 
 
 class BackendKind(StrEnum):
@@ -168,15 +185,8 @@ class _TargetBase(_Strict):
 class HelmTarget(_TargetBase):
     backend: Literal[BackendKind.HELM] = BackendKind.HELM
     release: str
-    namespace: str = "default"
+    namespace: Namespace = "default"
     kube_context: str | None = None
-
-    @field_validator("namespace")
-    @classmethod
-    def _namespace(cls, value: str) -> str:
-        if not _K8S_NAMESPACE.match(value):
-            raise ValueError(f"{value!r} is not a valid Kubernetes namespace")
-        return value
 
     @property
     def lock_key(self) -> str:
@@ -190,23 +200,9 @@ class HelmTarget(_TargetBase):
 class KubernetesTarget(_TargetBase):
     backend: Literal[BackendKind.KUBERNETES] = BackendKind.KUBERNETES
     kind: WorkloadKind
-    name: str
-    namespace: str = "default"
+    name: ObjectName
+    namespace: Namespace = "default"
     kube_context: str | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not _K8S_NAME.match(value):
-            raise ValueError(f"{value!r} is not a valid Kubernetes object name")
-        return value
-
-    @field_validator("namespace")
-    @classmethod
-    def _namespace(cls, value: str) -> str:
-        if not _K8S_NAMESPACE.match(value):
-            raise ValueError(f"{value!r} is not a valid Kubernetes namespace")
-        return value
 
     @property
     def lock_key(self) -> str:
