@@ -20,6 +20,7 @@ from typing import Any
 
 from bot.backends import kubernetes_interpret as rules
 from bot.core.catalog import WorkloadKind
+from sandbox.demo.scenarios import break_bootcamp
 from sandbox.demo.world import DemoWorld
 from sandbox.slack.seed import ALICE, BOB
 
@@ -29,31 +30,7 @@ DEPLOYMENTS = ("apps", "v1", "deployments")
 def one_run() -> dict[str, float]:
     quiet = io.StringIO()
     with contextlib.redirect_stdout(quiet), DemoWorld(pod_ready_seconds=0.5) as world:
-        world.sh(
-            "kubectl",
-            "create",
-            "deployment",
-            "kubernetes-bootcamp",
-            "--image=jocatalin/kubernetes-bootcamp:v1",
-            "--replicas=4",
-        )
-        world.wait_until_rolled_out("deployment/kubernetes-bootcamp")
-        world.sh(
-            "kubectl",
-            "set",
-            "image",
-            "deployments/kubernetes-bootcamp",
-            "kubernetes-bootcamp=jocatalin/kubernetes-bootcamp:v2",
-        )
-        world.wait_until_rolled_out("deployment/kubernetes-bootcamp")
-        world.sh(
-            "kubectl",
-            "set",
-            "image",
-            "deployments/kubernetes-bootcamp",
-            "kubernetes-bootcamp=jocatalin/kubernetes-bootcamp:v10",
-        )
-        world.sh("kubectl", "rollout", "status", "deployment/kubernetes-bootcamp", "--timeout=2s", check=False)
+        break_bootcamp(world)
 
         moments: dict[str, float] = {}
         approved = threading.Event()

@@ -8,34 +8,22 @@ from sandbox.demo.world import DemoFailed, DemoWorld, timed
 from sandbox.slack.seed import ALICE, BOB
 
 
+def break_bootcamp(world: DemoWorld) -> None:
+    """Seed 004's steps: v1, then v2, then v10, an image that does not exist (the rollout stalls)."""
+    image = "jocatalin/kubernetes-bootcamp"
+    world.sh("kubectl", "create", "deployment", "kubernetes-bootcamp", f"--image={image}:v1", "--replicas=4")
+    world.wait_until_rolled_out("deployment/kubernetes-bootcamp")
+    for tag in ("v2", "v10"):
+        world.sh("kubectl", "set", "image", "deployments/kubernetes-bootcamp", f"kubernetes-bootcamp={image}:{tag}")
+        if tag == "v2":
+            world.wait_until_rolled_out("deployment/kubernetes-bootcamp")
+    world.sh("kubectl", "rollout", "status", "deployment/kubernetes-bootcamp", "--timeout=3s", check=False)
+
+
 @timed("bootcamp (seed 004)")
 def bootcamp(world: DemoWorld) -> None:
     world.say("seed 004: kubernetes-bootcamp v1 → v2 → v10, where v10 does not exist")
-    world.sh(
-        "kubectl",
-        "create",
-        "deployment",
-        "kubernetes-bootcamp",
-        "--image=jocatalin/kubernetes-bootcamp:v1",
-        "--replicas=4",
-    )
-    world.wait_until_rolled_out("deployment/kubernetes-bootcamp")
-    world.sh(
-        "kubectl",
-        "set",
-        "image",
-        "deployments/kubernetes-bootcamp",
-        "kubernetes-bootcamp=jocatalin/kubernetes-bootcamp:v2",
-    )
-    world.wait_until_rolled_out("deployment/kubernetes-bootcamp")
-    world.sh(
-        "kubectl",
-        "set",
-        "image",
-        "deployments/kubernetes-bootcamp",
-        "kubernetes-bootcamp=jocatalin/kubernetes-bootcamp:v10",
-    )
-    world.sh("kubectl", "rollout", "status", "deployment/kubernetes-bootcamp", "--timeout=3s", check=False)
+    break_bootcamp(world)
     world.sh("kubectl", "get", "pods")
 
     world.say("the on-call engineer asks rollbot; a second engineer approves with ✅")

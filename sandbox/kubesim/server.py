@@ -8,6 +8,7 @@ import logging
 import os
 import select
 import socket
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -131,6 +132,12 @@ class KubeApiHTTPServer(ThreadingHTTPServer):
         self.stopping = threading.Event()
         self.verbose = bool(os.environ.get("KUBESIM_LOG"))
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-response (a watch closed, a test ending) is normal here, not an error.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

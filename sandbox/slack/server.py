@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -598,6 +599,12 @@ class _Server(ThreadingHTTPServer):
     # wsgiref-like default backlog (5) made 40 concurrent clients stall for a second (slack.md §2.2).
     request_queue_size = 128
     fake: FakeSlack
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-response (a watch closed, a test ending) is normal here, not an error.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
