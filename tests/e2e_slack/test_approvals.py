@@ -100,7 +100,9 @@ def test_the_same_event_delivered_three_times_counts_once(slack, fake_slack, bot
         ack = slack.reaction_added(BOB, "white_check_mark", INCIDENT, request.ts, event_id, retry_num=retry)
         assert ack.status == 200
     eventually(lambda: len(_operation(bot, request).approvals) == 1)
-    # A later, different event proves the retries were processed (and dropped) before it.
+    wait_for_thread_line(fake_slack, request, "approved by")
+    # A later, different event is handed to the executor after the three deliveries, so by the time it is
+    # answered they have all been processed (and two of them dropped).
     slack.reaction_added(DAVE, "white_check_mark", INCIDENT, request.ts)
     _ephemeral_to(fake_slack, DAVE, "not an approver")
     operation = _operation(bot, request)
