@@ -22,6 +22,7 @@ from bot.core.operations import MessageRef
 from sandbox.aws import FAIL, AwsWorld
 from sandbox.aws.scenarios import seed_myservice
 from sandbox.aws.testing import sandbox_env
+from sandbox.slack.records import blocks_plain_text
 from sandbox.slack.seed import ALICE, BOB, CAROL, INCIDENT, SRE_GROUP
 from tests.e2e_slack.conftest import (
     WAIT,
@@ -152,7 +153,13 @@ def test_an_ecs_rollback_progresses_to_completed(slack, fake_slack, bot, aws) ->
     slack.reaction_added(BOB, "white_check_mark", INCIDENT, request.ts)
     wait_for_phase(fake_slack, request, "succeeded", timeout=ROLLOUT_WAIT)
     thread = "\n".join(wait_for_thread_line(fake_slack, request, "COMPLETED with 2/2 tasks running"))
-    assert "running 0/2, pending 0, failed 0 (IN_PROGRESS)" in thread
+    # Progress is one message edited in place: its earlier versions carry the intermediate counts.
+    earlier = [
+        f"{edit.text}\n{blocks_plain_text(edit.blocks)}"
+        for message in fake_slack.messages(request.channel, thread_ts=request.ts)
+        for edit in message.history
+    ]
+    assert "running 0/2, pending 0, failed 0 (IN_PROGRESS)" in "\n".join([thread, *earlier])
     assert "has reached a steady state." in thread
     assert primary(aws) == "myservice:3"
     fake_slack.assert_no_errors()
