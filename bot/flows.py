@@ -286,7 +286,7 @@ class RollbackFlow:
             reply(messages.already_at_revision(target, backend.current_revision(target)))
             return None
         except RevisionNotFound as exc:
-            reply(messages.revision_not_found(target, command.to_revision, exc.available))
+            reply(messages.revision_not_found(target, command.to_revision, exc.available, str(exc) or None))
             return None
         now = self._clock.now()
         operation = Operation(

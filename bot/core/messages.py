@@ -398,10 +398,14 @@ def already_at_revision(target: Target, revision: RevisionNumber | int) -> ChatM
     return plain(f":information_source: {escape(target.name)} is already at revision {revision}; nothing to roll back.")
 
 
-def revision_not_found(target: Target, requested: int | None, available: Sequence[int]) -> ChatMessage:
+def revision_not_found(
+    target: Target, requested: int | None, available: Sequence[int], reason: str | None = None
+) -> ChatMessage:
+    """The backend's own reason when it has one (an ECS revision that exists but is INACTIVE is not "missing")."""
     listed = ", ".join(str(number) for number in available) if available else "none"
     what = f"no revision {requested}" if requested is not None else "no earlier revision to roll back to"
-    return plain(f":warning: {escape(target.name)} has {what}. Revisions that exist: {listed}.")
+    detail = f" ({escape(reason)})" if reason else ""
+    return plain(f":warning: {escape(target.name)} has {what}{detail}. Revisions that exist: {listed}.")
 
 
 def target_busy(target: Target | str, operation_id: str, requester: str, since: datetime) -> ChatMessage:

@@ -280,6 +280,9 @@ def test_short_replies_read_as_sentences() -> None:
     assert "Revisions that exist: 1, 2, 3." in messages.revision_not_found(target, 9, [1, 2, 3]).text
     assert "has no that revision" not in messages.revision_not_found(target, None, []).text
     assert "none" in messages.revision_not_found(target, None, []).text
+    inactive = messages.revision_not_found(target, 2, [1, 3], "myservice:2 is INACTIVE (deregistered)")
+    assert "myservice:2 is INACTIVE (deregistered)" in inactive.text
+    assert "Revisions that exist: 1, 3." in inactive.text
     busy = messages.target_busy(target, "op-9", "U0AAA", NOW).text
     assert busy == ":lock: workshop is locked by `op-9` requested by <@U0AAA> at 2026-11-22 14:02 UTC."
     assert messages.target_busy("bootcamp", "op-9", "U0AAA", NOW).text.startswith(":lock: bootcamp")

@@ -221,8 +221,8 @@ def test_dry_run_changes_nothing(slack, fake_slack, bot, aws) -> None:
 
 def test_an_inactive_target_revision_is_refused_with_the_active_ones(slack, fake_slack, bot, aws) -> None:
     slack.slash_command("myservice 2", user=ALICE, channel=INCIDENT)
-    # The flow words RevisionNotFound itself (the backend's "myservice:2 is INACTIVE" text is not shown).
     reply = reply_to(fake_slack, ALICE, "has no revision 2")
+    assert "myservice:2 is INACTIVE (deregistered)" in reply[-1]
     assert "Revisions that exist: 1, 3, 4" in reply[-1]
     assert request_messages(fake_slack) == []
 
