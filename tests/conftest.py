@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from sandbox.redis_server import DATABASES, RedisServer, RedisServerUnavailable
 from tests.fakes.clock import ManualClock
 from tests.fakes.memory_store import InMemoryOperationStore
-from sandbox.redis_server import DATABASES, RedisServer, RedisServerUnavailable
 
 _databases = itertools.cycle(range(DATABASES))
 

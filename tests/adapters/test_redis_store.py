@@ -23,10 +23,10 @@ from bot.adapters.redis_store import RedisOperationStore
 from bot.core.errors import ConcurrentUpdate, StoreUnavailable, TargetBusy
 from bot.core.operations import MessageRef, OperationId, Phase
 from bot.ports import LockInfo
+from sandbox.redis_server import RedisServer
 from tests.contracts.test_operation_store import race
 from tests.fakes.clock import ManualClock
 from tests.fakes.operations import APPROVER, CHANNEL, REQUESTER, advanced, make_operation
-from sandbox.redis_server import RedisServer
 
 LOCK_TTL = timedelta(minutes=15)
 # A decode_responses client for looking at keys as an operator would; redis-py types every reply as a union.
