@@ -47,6 +47,7 @@ bench: setup
 	$(BENCH_ENV) $(BIN)/python bench/k8s_rollback_latency.py
 	$(BENCH_ENV) $(BIN)/python bench/helm_rollback_latency.py
 	$(BENCH_ENV) $(BIN)/python bench/ecs_latency.py
+	$(BENCH_ENV) $(BIN)/python bench/ecs_slack_latency.py
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache
