@@ -39,10 +39,7 @@ def test_a_release_that_was_never_installed_is_named_and_nothing_is_requested(
     helm_world: HelmWorld, slack: SlackDriver, fake_slack: FakeSlack
 ) -> None:
     slack.slash_command("ghost 1", user=ALICE, channel=INCIDENT)
-    assert (
-        ephemeral_reply(fake_slack, ALICE, "not found")
-        == ":warning: helm release `ghost` not found in namespace `default`, context `sandbox`"
-    )
+    assert ephemeral_reply(fake_slack, ALICE, "not found") == GHOST_NOT_FOUND
     slack.slash_command("history ghost", user=ALICE, channel=INCIDENT)
     slack.slash_command("status ghost", user=ALICE, channel=INCIDENT)
     answers = [GHOST_NOT_FOUND] * 3
