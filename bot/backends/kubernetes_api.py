@@ -251,7 +251,7 @@ class KubernetesBackend:
             changes=tuple(rules.template_changes(rules.workload_template(obj), chosen.template)),
             notes=tuple(notes),
             options=dict(options),
-            backend_data=self._pod_identity(workload, chosen),
+            backend_data=self._pod_identity(workload, chosen, (obj.get("spec") or {}).get("selector")),
         )
 
     # -- changing ------------------------------------------------------------------------------------------
@@ -324,9 +324,18 @@ class KubernetesBackend:
         )
         observer.start()
         try:
-            yield from follow_rollouts(
+            for status in follow_rollouts(
                 [observer], self._monotonic() + timeout.total_seconds(), timeout, self._monotonic
-            )
+            ):
+                if (
+                    status.phase is RolloutPhase.FAILED
+                    and workload.kind is WorkloadKind.STATEFULSET
+                    and status.unhealthy
+                ):
+                    status = status.model_copy(
+                        update={"reason": f"{status.reason}; {_ordered_ready_hint(workload, status)}"}
+                    )
+                yield status
         finally:
             observer.stop()
 
@@ -387,7 +396,9 @@ class KubernetesBackend:
         return list(listing.get("items") or ())
 
     @staticmethod
-    def _pod_identity(workload: WorkloadRef, chosen: rules.HistoryEntry) -> dict[str, str]:
+    def _pod_identity(
+        workload: WorkloadRef, chosen: rules.HistoryEntry, workload_selector: rules.Obj | None
+    ) -> dict[str, str]:
         """How to recognise the pods of the target revision (to report only their failures)."""
         source = rules.metadata(chosen.source)
         identity = {"source_name": str(source.get("name", ""))}
@@ -402,9 +413,19 @@ class KubernetesBackend:
                 identity["pod_label"] = "controller-revision-hash"
                 identity["pod_label_value"] = str(labels["controller-revision-hash"])
         else:
-            identity["pod_label"] = "controller-revision-hash"
-            identity["pod_label_value"] = str(source.get("name", ""))
+            # A StatefulSet with OrderedReady pods never replaces a pod that is not Ready, even one of the old
+            # revision (the upstream "forced rollback" caveat), so its stuck pods matter whatever their revision.
+            identity["pod_selector"] = rules.selector_string(workload_selector)
         return identity
+
+
+def _ordered_ready_hint(workload: WorkloadRef, status: RolloutStatus) -> str:
+    pods = " ".join(unit.name for unit in status.unhealthy)
+    return (
+        f"a StatefulSet does not replace a pod that never became Ready by itself: delete it "
+        f"(`kubectl delete pod {pods} -n {workload.namespace}`) and the controller recreates it at the "
+        "rolled-back revision"
+    )
 
 
 def _raw(response: Any) -> dict[str, Any]:
@@ -429,6 +450,8 @@ def _human(duration: timedelta) -> str:
 
 
 def _target_pod_selector(plan: RollbackPlan) -> str | None:
+    if plan.backend_data.get("pod_selector"):
+        return plan.backend_data["pod_selector"]
     label = plan.backend_data.get("pod_label")
     value = plan.backend_data.get("pod_label_value")
     return f"{label}={value}" if label and value else None

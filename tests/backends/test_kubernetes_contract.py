@@ -8,7 +8,8 @@ import pytest
 
 from bot.backends.kubernetes_api import KubernetesBackend, KubernetesClients
 from bot.core.catalog import Target, WorkloadKind
-from bot.core.rollouts import RevisionNumber
+from bot.core.operations import OperationId
+from bot.core.rollouts import RevisionNumber, RolloutPhase
 from sandbox.kubesim.cluster import KubeSim
 from tests.backends.kube_world import KubeWorld
 from tests.contracts.backend_contract import BackendCase, BackendContract
@@ -49,3 +50,23 @@ class TestKubernetesBackend(BackendContract):
             current=RevisionNumber(2),
             watch_timeout=timedelta(seconds=30),
         )
+
+
+def test_a_statefulset_stuck_on_a_broken_pod_fails_naming_the_pod_and_the_way_out(
+    kubesim: KubeSim, kube_clients: KubernetesClients
+) -> None:
+    world = KubeWorld(kubesim)
+    world.create(WorkloadKind.STATEFULSET, "db", "db:v1", replicas=3)
+    world.wait_until(lambda: world.rolled_out(WorkloadKind.STATEFULSET, "db"), what="v1 rolled out")
+    world.set_image(WorkloadKind.STATEFULSET, "db", "db:non-existing")
+    world.wait_until(lambda: world.history_numbers(WorkloadKind.STATEFULSET, "db") == [1, 2], what="revision 2")
+    backend = KubernetesBackend(kube_clients)
+    target = workload_target(WorkloadKind.STATEFULSET, "db")
+    plan = backend.plan_rollback(target, None, {})
+    backend.roll_back(target, plan, OperationId("op-sts"))
+
+    final = list(backend.watch_rollout(target, plan, timedelta(seconds=3)))[-1]
+
+    assert final.phase is RolloutPhase.FAILED
+    assert "db-2 (ImagePullBackOff)" in (final.reason or "") or "db-2 (ErrImagePull)" in (final.reason or "")
+    assert "kubectl delete pod db-2 -n default" in (final.reason or "")
