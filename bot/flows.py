@@ -76,6 +76,7 @@ from bot.core.lifecycle import (
     RolloutObserved,
     Transition,
     advance,
+    missed_votes,
 )
 from bot.core.messages import ChatMessage
 from bot.core.operations import MessageRef, Operation, OperationId, Phase
@@ -109,6 +110,9 @@ REQUEST_REFRESH_INTERVAL: Final = timedelta(seconds=10)
 MAX_WATCH_ATTEMPTS: Final = 5
 # An APPROVED operation nobody claimed for this long was left behind by a replica that died before claiming.
 UNCLAIMED_GRACE: Final = timedelta(seconds=10)
+# How often the sweeper recounts the votes on a request message from Slack itself (reactions.get is tier 3), so a
+# reaction event that Slack never delivered (or delivered out of order) still counts.
+RECONCILE_INTERVAL: Final = timedelta(seconds=30)
 # Lock of an operation awaiting approval: until it expires, plus slack for the sweeper to expire it.
 LOCK_MARGIN: Final = timedelta(minutes=2)
 
@@ -165,6 +169,7 @@ class RollbackFlow:
         self._mutex = threading.Lock()
         self._running: set[OperationId] = set()
         self._queued: set[OperationId] = set()  # handed to the executor, not started yet
+        self._reconciled: dict[OperationId, datetime] = {}  # when each request's votes were last recounted
         # Writes to one operation from this process (executor, lease heartbeat) take turns; striped, so the
         # number of locks stays fixed however many operations pass through.
         self._op_locks = tuple(threading.Lock() for _ in range(OPERATION_LOCK_STRIPES))
@@ -326,6 +331,8 @@ class RollbackFlow:
         operation = self._write(operation.id, lambda op: op.model_copy(update={"request_message": ref}))
         for emoji in (messages.APPROVE_EMOJI, messages.REJECT_EMOJI):
             self._quietly(operation.id, self._chat.add_reaction, ref, emoji)
+        # A vote cast before the link above existed may have been dropped; count what the message shows now.
+        self._quietly(operation.id, self._reconcile, operation.id)
         reply(messages.request_posted(operation))
         log.info("rollback requested", extra={"operation_id": operation.id, "target": target.name})
         return operation
@@ -804,16 +811,46 @@ class RollbackFlow:
         """Expire due approvals; hand orphaned approved or rolling-back operations to the executor."""
         handed = 0
         now = self._clock.now()
-        for operation in self._store.in_flight():
+        in_flight = self._store.in_flight()
+        with self._mutex:
+            # Forget recount times of operations that have finished, so the map stays as small as the journal.
+            still_open = {operation.id for operation in in_flight}
+            self._reconciled = {key: at for key, at in self._reconciled.items() if key in still_open}
+        for operation in in_flight:
             try:
                 if operation.phase is Phase.AWAITING_APPROVAL and now >= operation.expires_at:
                     self._decide(operation.id, ExpiryDue(), actor=None)
+                elif self._reconcile_due(operation, now):
+                    self._reconcile(operation.id)
                 elif self._is_orphaned(operation, now, at_startup):
                     handed += 1
                     self._hand_to_executor(operation.id)
             except Exception:
                 log.exception("sweeping an operation failed", extra={"operation_id": operation.id})
         return handed
+
+    def _reconcile_due(self, operation: Operation, now: datetime) -> bool:
+        # Only while votes are still being collected: an APPROVED operation is claimed within seconds.
+        if operation.phase is not Phase.AWAITING_APPROVAL or operation.request_message is None:
+            return False
+        with self._mutex:
+            last = self._reconciled.get(operation.id)
+            if last is not None and now - last < RECONCILE_INTERVAL:
+                return False
+            self._reconciled[operation.id] = now
+            return True
+
+    def _reconcile(self, operation_id: OperationId) -> None:
+        """Replay the votes the request message shows but the operation has not recorded (lost events)."""
+        operation = self._store.get(operation_id)
+        if operation is None or operation.request_message is None:
+            return
+        reactions = self._chat.reactions(operation.request_message)
+        for gesture in missed_votes(operation, reactions, group_members=self._members(operation)):
+            log.info("counting a vote whose event never arrived", extra={"operation_id": operation_id})
+            transition = self._decide(operation_id, gesture, actor=gesture.user)
+            if transition is None or transition.operation.phase.is_terminal:
+                return
 
     def _is_orphaned(self, operation: Operation, now: datetime, at_startup: bool) -> bool:
         with self._mutex:

@@ -29,7 +29,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 from urllib.error import URLError
@@ -355,6 +355,22 @@ class SlackChat:
             if _error_code(exc) == "already_reacted":
                 return
             raise self._translate("reactions.add", exc, target.channel) from exc
+
+    def reactions(self, ref: MessageRef) -> Mapping[str, Sequence[SlackUserId]]:
+        """reactions.get with `full`, so no user list is truncated."""
+        target = self.current(ref)
+        try:
+            response = self._call(
+                "reactions.get",
+                lambda: self._client.reactions_get(channel=target.channel, timestamp=target.ts, full=True),
+            )
+        except SlackApiError as exc:
+            raise self._translate("reactions.get", exc, target.channel) from exc
+        message = response.get("message") or {}
+        return {
+            str(reaction["name"]): tuple(SlackUserId(user) for user in reaction.get("users") or ())
+            for reaction in message.get("reactions") or ()
+        }
 
     def group_members(self, group: SlackGroupId) -> frozenset[SlackUserId]:
         """Members of a user group, cached for `cache_ttl`; an unknown group has no members (fail closed).

@@ -21,10 +21,13 @@ with `changed=False` (withdrawn meanwhile, already claimed by a live executor), 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.core.approvals import (
+    APPROVE_EMOJI,
+    REJECT_EMOJI,
     ButtonAction,
     Decision,
     Verdict,
@@ -107,6 +110,46 @@ class ReceiptRecorded:
 
 Gesture = ReactionAdded | ReactionRemoved | ButtonPressed | CancelRequested
 Event = Gesture | ExpiryDue | ExecutionClaimed | LeaseRenewed | RolloutObserved | RollbackErrored | ReceiptRecorded
+
+
+def missed_votes(
+    operation: Operation,
+    reactions: Mapping[str, Sequence[SlackUserId]],
+    *,
+    group_members: frozenset[SlackUserId] = frozenset(),
+) -> list[Gesture]:
+    """The votes the request message shows but the operation has not recorded (events lost or reordered).
+
+    `reactions` is what Slack's reactions.get returns for the request message (emoji → users). Only votes that
+    would change something are returned, so replaying them tells nobody anything twice: rejections by the
+    requester or an approver first (a rejection wins), then ✅ from eligible people not counted yet, then
+    reaction approvals whose ✅ is gone. The bot's own hint reactions are never eligible.
+    """
+    if operation.phase not in (Phase.AWAITING_APPROVAL, Phase.APPROVED):
+        return []
+    voters: dict[str, set[SlackUserId]] = {"approve": set(), "reject": set()}
+    for emoji, users in reactions.items():
+        vote = vote_of(emoji)
+        if vote is not None:
+            voters[vote].update(users)
+    policy = operation.target.policy
+    missed: list[Gesture] = [
+        ReactionAdded(user=user, emoji=REJECT_EMOJI)
+        for user in sorted(voters["reject"])
+        if user == operation.requester or is_eligible(operation, user, group_members)
+    ]
+    counted = {approval.user for approval in operation.approvals}
+    missed += [
+        ReactionAdded(user=user, emoji=APPROVE_EMOJI)
+        for user in sorted(voters["approve"] - counted)
+        if is_eligible(operation, user, group_members) and (user != operation.requester or policy.allow_self_approval)
+    ]
+    missed += [
+        ReactionRemoved(user=approval.user, emoji=APPROVE_EMOJI)
+        for approval in operation.approvals
+        if approval.via == "reaction" and approval.user not in voters["approve"]
+    ]
+    return missed
 
 
 @dataclass(frozen=True)

@@ -169,6 +169,16 @@ def test_add_reaction_twice_is_not_an_error(chat: SlackChat, fake: FakeSlack) ->
     assert [c.response.get("error") for c in fake.calls("reactions.add")] == [None, "already_reacted"]
 
 
+def test_reactions_reads_every_user_of_every_reaction(chat: SlackChat, fake: FakeSlack) -> None:
+    ref = chat.post(OPS, operation_message())
+    fake.options.reaction_users_limit = 1  # Slack truncates users unless asked for the full list
+    fake.apply_reaction(seed.OPS, ref.ts, "white_check_mark", seed.ALICE)
+    fake.apply_reaction(seed.OPS, ref.ts, "white_check_mark", seed.BOB)
+    fake.apply_reaction(seed.OPS, ref.ts, "x", seed.CAROL)
+
+    assert chat.reactions(ref) == {"white_check_mark": (seed.ALICE, seed.BOB), "x": (seed.CAROL,)}
+
+
 def test_group_members_are_cached_for_five_minutes(chat: SlackChat, fake: FakeSlack, clock: ManualClock) -> None:
     first = chat.group_members(SlackGroupId(seed.SRE_GROUP))
     clock.advance(timedelta(minutes=4, seconds=59))

@@ -58,7 +58,9 @@ class RecordingChat:
     posts: list[Posted] = field(default_factory=list)
     updates: list[tuple[MessageRef, ChatMessage]] = field(default_factory=list)
     ephemerals: list[tuple[ChannelId, SlackUserId, ChatMessage]] = field(default_factory=list)
-    reactions: list[tuple[MessageRef, str]] = field(default_factory=list)
+    added_reactions: list[tuple[MessageRef, str]] = field(default_factory=list)
+    # What people put on messages (emoji → users), as reactions.get would return it.
+    reactions_by_message: dict[MessageRef, dict[str, list[SlackUserId]]] = field(default_factory=dict)
     groups: dict[str, frozenset[SlackUserId]] = field(default_factory=lambda: {"S0SRE": frozenset({GROUP_MEMBER})})
     bots: set[str] = field(default_factory=lambda: {"UBOT"})
     unavailable_posts: int = 0  # the next N posts fail as if Slack were briefly down
@@ -84,7 +86,16 @@ class RecordingChat:
             self.ephemerals.append((channel, user, message))
 
     def add_reaction(self, ref: MessageRef, name: str) -> None:
-        self.reactions.append((ref, name))
+        self.added_reactions.append((ref, name))
+
+    def reactions(self, ref: MessageRef) -> dict[str, tuple[SlackUserId, ...]]:
+        with self._lock:
+            return {emoji: tuple(users) for emoji, users in self.reactions_by_message.get(ref, {}).items()}
+
+    def react(self, ref: MessageRef, user: SlackUserId, emoji: str) -> None:
+        """A person reacts, but (unlike with the driver) no event reaches the bot: the lost-event case."""
+        with self._lock:
+            self.reactions_by_message.setdefault(ref, {}).setdefault(emoji, []).append(user)
 
     def group_members(self, group: SlackGroupId) -> frozenset[SlackUserId]:
         return self.groups.get(group, frozenset())

@@ -26,6 +26,8 @@ def request(world: World, text: str = "workshop", user=REQUESTER) -> Operation:
 
 def approve(world: World, operation: Operation, user=APPROVER, *, event_id: str | None = None) -> Operation:
     assert operation.request_message is not None
+    # As in Slack, the reaction is on the message before its event reaches the bot.
+    world.chat.react(operation.request_message, user, "white_check_mark")
     world.flow.handle_reaction(operation.request_message, user, "white_check_mark", added=True, event_id=event_id)
     stored = world.store.get(operation.id)
     assert stored is not None
