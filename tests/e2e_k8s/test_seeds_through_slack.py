@@ -15,6 +15,7 @@ from tests.e2e_k8s.conftest import KubeCluster
 from tests.e2e_k8s.scenarios import WORKLOADS, break_workload, manifest
 from tests.e2e_slack.conftest import (
     WAIT,
+    eventually,
     request_messages,
     request_rollback,
     thread_texts,
@@ -59,7 +60,11 @@ def test_seed_004_bootcamp_v10_is_rolled_back_to_v2_with_four_pods_running(
     kubectl("set", "image", "deployments/kubernetes-bootcamp", "kubernetes-bootcamp=jocatalin/kubernetes-bootcamp:v2")
     kubectl("rollout", "status", "deployment/kubernetes-bootcamp", "--timeout=60s")
     kubectl("set", "image", "deployments/kubernetes-bootcamp", "kubernetes-bootcamp=jocatalin/kubernetes-bootcamp:v10")
-    assert "ImagePullBackOff" in kubectl("get", "pods").stdout or "ErrImagePull" in kubectl("get", "pods").stdout
+    eventually(
+        lambda: any(reason in kubectl("get", "pods").stdout for reason in ("ImagePullBackOff", "ErrImagePull")),
+        timeout=30,
+        description="the v10 pods showing an image pull error",
+    )
 
     request = request_rollback(slack, fake_slack, bot, text="bootcamp", user=ALICE, channel=INCIDENT)
     preview = request.message.all_text()
