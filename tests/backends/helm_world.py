@@ -13,12 +13,15 @@ from sandbox.kubesim.cluster import KubeSim
 
 REPO = Path(__file__).resolve().parents[2]
 HELM = REPO / ".tools" / "bin" / "helm"
+# helm v3 (3.17), fetched next to v4 by scripts/setup-tools.sh, for the backend's v3 flags.
+HELM3 = REPO / ".tools" / "bin" / "helm3"
 
 
 class HelmWorld:
-    def __init__(self, sim: KubeSim, workdir: Path, kubeconfig: Path) -> None:
-        if not HELM.exists():
-            pytest.skip(f"needs the real helm at {HELM} (run scripts/setup-tools.sh)")
+    def __init__(self, sim: KubeSim, workdir: Path, kubeconfig: Path, binary: Path = HELM) -> None:
+        if not binary.exists():
+            pytest.skip(f"needs the real helm at {binary} (run scripts/setup-tools.sh)")
+        self.binary = binary
         self.sim = sim
         self.workdir = workdir
         self.kubeconfig = kubeconfig
@@ -36,7 +39,7 @@ class HelmWorld:
 
     def run(self, *args: str, check: bool = True, timeout: float = 90) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [str(HELM), *args],
+            [str(self.binary), *args],
             env=self.env,
             cwd=self.workdir,
             capture_output=True,
@@ -58,7 +61,17 @@ class HelmWorld:
     def interrupted_upgrade(self, release: str = "workshop", tag: str = "non-existing-too") -> None:
         """An upgrade killed while it waits: helm leaves the release in pending-upgrade, as after a crash."""
         process = subprocess.Popen(
-            [str(HELM), "upgrade", release, str(self.chart), "--set", f"image.tag={tag}", "--wait", "--timeout", "60s"],
+            [
+                str(self.binary),
+                "upgrade",
+                release,
+                str(self.chart),
+                "--set",
+                f"image.tag={tag}",
+                "--wait",
+                "--timeout",
+                "60s",
+            ],
             env=self.env,
             cwd=self.workdir,
             stdout=subprocess.PIPE,

@@ -14,7 +14,7 @@ from bot.core.errors import RevisionNotFound, RollbackRefused, UnknownTarget
 from bot.core.operations import OperationId
 from bot.core.rollouts import RevisionNumber, RolloutPhase
 from sandbox.kubesim.cluster import KubeSim
-from tests.backends.helm_world import HELM, HelmWorld
+from tests.backends.helm_world import HELM, HELM3, HelmWorld
 from tests.contracts.backend_contract import BackendCase, BackendContract
 
 
@@ -126,3 +126,30 @@ def test_rollback_to_a_revision_whose_image_is_also_missing_fails_with_the_pods_
     assert "timed out after 4s" in (final.reason or "")
     assert "ImagePullBackOff" in (final.reason or "") or "ErrImagePull" in (final.reason or "")
     assert any(unit.reason in ("ImagePullBackOff", "ErrImagePull") for unit in final.unhealthy)
+
+
+class TestHelmV3Backend(BackendContract):
+    """The same contract with helm v3, whose rollback waits with a boolean --wait."""
+
+    @pytest.fixture
+    def backend_case(
+        self, kubesim: KubeSim, tmp_path: Path, kubeconfig: Path, kube_clients: KubernetesClients
+    ) -> BackendCase:
+        world = HelmWorld(kubesim, tmp_path, kubeconfig, binary=HELM3)
+        world.install()
+        world.upgrade()
+        backend = HelmCliBackend(
+            str(HELM3),
+            kubeconfig=str(kubeconfig),
+            clients=kube_clients,
+            environment=world.env,
+            wait_timeout=timedelta(seconds=20),
+        )
+        assert backend.major_version == 3
+        return BackendCase(
+            backend=backend,
+            target=helm_target(),
+            good=RevisionNumber(1),
+            current=RevisionNumber(2),
+            watch_timeout=timedelta(seconds=30),
+        )
