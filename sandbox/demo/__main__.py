@@ -11,10 +11,10 @@ import argparse
 import sys
 import time
 
-from sandbox.aws.demo import DemoFailed as EcsDemoFailed
 from sandbox.aws.demo import EcsDemo, play
+from sandbox.demo.room import DemoFailed
 from sandbox.demo.scenarios import SCENARIOS
-from sandbox.demo.world import DemoFailed, DemoWorld
+from sandbox.demo.world import DemoWorld
 
 
 def myservice() -> None:
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             if name in AWS_SCENARIOS:
                 AWS_SCENARIOS[name]()
-    except (DemoFailed, EcsDemoFailed) as exc:
+    except DemoFailed as exc:
         print(f"\ndemo failed: {exc}", file=sys.stderr)
         return 1
     print(f"\ndemo finished in {time.monotonic() - started:.1f}s")
