@@ -130,10 +130,22 @@ class OperationStore(Protocol):
         expected_version: int,
         actor: SlackUserId | None = None,
         note: str | None = None,
+        *,
+        fence: int | None = None,
+        lock_ttl: timedelta | None = None,
     ) -> None:
         """Write `operation` if the stored version is `expected_version` (else ConcurrentUpdate).
 
         Appends an audit entry; releases the target's lock when the operation reaches a terminal phase.
+
+        `fence` is the writer's fencing token (every write of an executor passes it): unless the stored record's
+        `fence` equals it, nothing is written and FencedOut is raised, whatever the versions say. A record's
+        `fence` never goes down, and a write raises it by one at most (a claim or takeover).
+
+        `lock_ttl`, for an in-flight record, sets the target's lock to expire after `ttl` (approval extends it).
+        Any in-flight write finds the lock held by this operation or takes it again if it expired meanwhile
+        (with `lock_ttl`, or the store's default); TargetBusy if another operation holds it, and nothing is
+        written.
         """
         ...
 
@@ -143,7 +155,13 @@ class OperationStore(Protocol):
 
     def lock_holder(self, lock_key: str) -> LockInfo | None: ...
 
-    def refresh_lock(self, operation: Operation, ttl: timedelta) -> None: ...
+    def refresh_lock(self, operation: Operation, ttl: timedelta, *, fence: int | None = None) -> None:
+        """Extend the target's lock held by `operation`, or take it again if it expired and nobody took it.
+
+        Nothing for an operation no longer in flight; TargetBusy when another operation holds the target;
+        FencedOut when `fence` is given and is not the stored record's current token.
+        """
+        ...
 
     def in_flight(self) -> Sequence[Operation]: ...
 
@@ -151,9 +169,51 @@ class OperationStore(Protocol):
         """True the first time `key` is seen within `ttl` (Slack event_id dedup, command idempotency)."""
         ...
 
+    def is_delivered(self, key: str) -> bool:
+        """Whether `first_delivery(key, …)` was already called and has not expired; marks nothing.
+
+        Lossless dedup checks this first and calls `first_delivery` only once the delivery's effect is stored.
+        """
+        ...
+
     def audit(self, operation_id: OperationId) -> Sequence[AuditEntry]: ...
 
     def is_reachable(self) -> bool: ...
+
+
+class ParkedWork(BaseModel):
+    """A gesture Slack delivered and the bot acknowledged, kept until its effect is stored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str
+    payload: str  # JSON the flow wrote; the inbox never reads it
+    replica: str
+    parked_at: datetime
+
+
+class Inbox(Protocol):
+    """Acknowledged work that must survive the replica that took it (a rolling deploy, a crash).
+
+    The flow parks a gesture before it acks it and unparks it once its effect is stored. Work parked by a
+    replica that is gone (its heartbeat lapsed, or it said goodbye on shutdown) is adopted by another one.
+    """
+
+    def park(self, key: str, payload: str, replica: str) -> None: ...
+
+    def unpark(self, key: str) -> None: ...
+
+    def heartbeat(self, replica: str, ttl: timedelta) -> None:
+        """This replica is alive for `ttl` more; its parked work is not adoptable meanwhile."""
+        ...
+
+    def goodbye(self, replica: str) -> None:
+        """This replica is shutting down: what it still has parked may be adopted at once."""
+        ...
+
+    def adopt(self, replica: str, limit: int = 100) -> Sequence[ParkedWork]:
+        """Atomically take over work parked by replicas that are gone; each item goes to one adopter only."""
+        ...
 
 
 class Clock(Protocol):

@@ -17,7 +17,8 @@
     │   └── StoreUnavailable       the operation store (Redis) cannot be reached or answered with an error
     ├── PermanentError         fails the operation, reason posted in the thread
     │   └── RollbackFailed
-    └── DuplicateOperation     an operation id was created twice: a bug, never retried
+    ├── DuplicateOperation     an operation id was created twice: a bug, never retried
+    └── FencedOut              an execution write carried a fencing token that is no longer current
 
 Adapters translate foreign exceptions (ApiException, ClientError, SlackApiError, redis errors, helm exit codes)
 into these at the seam, with `raise … from exc`, so the flow never sees a vendor type.
@@ -109,3 +110,12 @@ class RollbackFailed(PermanentError):
 
 class DuplicateOperation(BotError):
     """`OperationStore.create` was given an id that already exists."""
+
+
+class FencedOut(BotError):
+    """An execution write carried a fencing token that is no longer the operation's current one.
+
+    Another replica claimed the execution after this one's lease ran out (a paused process, a frozen node).
+    The stale writer must stop at once and say nothing more: the record, the lock, the audit trail and the
+    Slack thread belong to the new executor.
+    """

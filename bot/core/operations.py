@@ -93,6 +93,9 @@ class Operation(BaseModel):
     # Which bot replica executes it, and until when its claim holds (refreshed while running).
     executor: str | None = None
     lease_until: datetime | None = None
+    # The executor's fencing token: raised by one with every claim or takeover. The store refuses an execution
+    # write whose token is not the current one, so a replica that was paused past its lease cannot write.
+    fence: int = 0
     started_at: datetime | None = None
     finished_at: datetime | None = None
     receipt: RollbackReceipt | None = None
