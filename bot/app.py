@@ -45,6 +45,9 @@ LISTENER_THREADS = 16
 REQUEST_WORKERS = 16
 # How long stop() waits for executor threads to notice it; a rollout still running stays in Redis for takeover.
 STOP_GRACE_SECONDS = 5.0
+# How long stop() lets acknowledged request work (commands, votes) finish; what is left is parked for the other
+# replicas. Well inside Kubernetes' default 30 s termination grace period.
+REQUEST_DRAIN_SECONDS = 10.0
 
 
 class SystemClock:
@@ -129,11 +132,15 @@ class RollbotApp:
             self._quietly(self.server.stop)
         if self._sweeper is not None:
             self._sweeper.join(timeout=5)
-        # Watches notice `flow.stop()` at their next observation; give running work a moment to wind down.
+        # Work Slack already got an ack for is finished, not dropped: the queue drains within the grace period,
+        # and whatever is still queued then stays parked in Redis, handed to the other replicas by goodbye.
+        self.request_executor.shutdown(wait=False)
+        _join_workers(self.request_executor, timeout=REQUEST_DRAIN_SECONDS)
         self.request_executor.shutdown(wait=False, cancel_futures=True)
+        self._quietly(self.flow.say_goodbye)
+        # Watches notice `flow.stop()` at their next observation and hand their rollout over.
         self.rollout_executor.shutdown(wait=False, cancel_futures=True)
-        for executor in (self.request_executor, self.rollout_executor):
-            _join_workers(executor, timeout=STOP_GRACE_SECONDS)
+        _join_workers(self.rollout_executor, timeout=STOP_GRACE_SECONDS)
         for close in self._closers:
             self._quietly(close)
 

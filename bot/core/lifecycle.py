@@ -17,6 +17,10 @@ Terminal phases absorb everything.
 Only APPROVED can be claimed for execution, and only once: the flow runs a rollback only after storing the
 `ExecutionClaimed` transition (compare-and-set), so of several replicas exactly one wins. If a claim comes back
 with `changed=False` (withdrawn meanwhile, already claimed by a live executor), the flow must not execute.
+Every claim, first or takeover, raises the operation's fencing token (`fence`) by one; the executor passes its
+token with every later write and the store refuses a stale one, so a replica paused past its lease cannot
+write after another took over. An approved operation whose target someone else holds (`ClaimRefused`) fails
+without running, saying who holds it.
 """
 
 from __future__ import annotations
@@ -86,6 +90,13 @@ class ExecutionClaimed:
 
 
 @dataclass(frozen=True)
+class ClaimRefused:
+    """The approved operation could not take its target (another operation holds it): it ends without running."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class LeaseRenewed:
     executor: str
     lease_until: datetime
@@ -109,7 +120,16 @@ class ReceiptRecorded:
 
 
 Gesture = ReactionAdded | ReactionRemoved | ButtonPressed | CancelRequested
-Event = Gesture | ExpiryDue | ExecutionClaimed | LeaseRenewed | RolloutObserved | RollbackErrored | ReceiptRecorded
+Event = (
+    Gesture
+    | ExpiryDue
+    | ExecutionClaimed
+    | ClaimRefused
+    | LeaseRenewed
+    | RolloutObserved
+    | RollbackErrored
+    | ReceiptRecorded
+)
 
 
 def missed_votes(
@@ -187,6 +207,10 @@ def advance(
             return Transition(operation)
         case ExecutionClaimed():
             return _on_claim(operation, event, now)
+        case ClaimRefused():
+            if operation.phase is not Phase.APPROVED:
+                return Transition(operation)
+            return _finish(operation, Phase.FAILED, f"not run: {event.reason}", now)
         case LeaseRenewed():
             if operation.phase is not Phase.ROLLING_BACK or event.executor != operation.executor:
                 return Transition(operation)
@@ -330,6 +354,7 @@ def _on_claim(operation: Operation, event: ExecutionClaimed, now: datetime) -> T
             executor=event.executor,
             lease_until=event.lease_until,
             started_at=now,
+            fence=operation.fence + 1,
         )
         plan = operation.plan
         line = PostInThread(f"⏪ rolling back: revision {plan.from_revision} → {plan.to_revision}")
@@ -338,7 +363,10 @@ def _on_claim(operation: Operation, event: ExecutionClaimed, now: datetime) -> T
         is_lease_over = operation.lease_until is None or now >= operation.lease_until
         if event.executor == operation.executor or is_lease_over:
             # The same replica again (restarted), or a takeover after the previous executor went silent.
-            new = _next(operation, now, executor=event.executor, lease_until=event.lease_until)
+            # A new fencing token either way: whatever the previous claimant still does is refused by the store.
+            new = _next(
+                operation, now, executor=event.executor, lease_until=event.lease_until, fence=operation.fence + 1
+            )
             return Transition(new, changed=True)
     return Transition(operation)
 

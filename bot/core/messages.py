@@ -484,3 +484,12 @@ def lock_line(operation_id: str, requester: str, since: datetime) -> str:
 
 def cancel_done(operation: Operation) -> ChatMessage:
     return plain(f":no_entry_sign: Cancelled `{operation.id}` ({escape(operation.target.name)}).")
+
+
+def nothing_to_cancel(operation_id: str, phase: str) -> ChatMessage:
+    return plain(f"`{escape(operation_id)}` is {phase.replace('_', ' ')}; nothing to cancel.")
+
+
+def vote_refused_busy(reason: str) -> ChatMessage:
+    """A vote on a request whose target another operation took meanwhile (its lock lapsed)."""
+    return plain(f":lock: Your vote was not counted: {escape_keeping_mentions(reason)}.")

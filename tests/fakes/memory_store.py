@@ -61,7 +61,11 @@ class InMemoryOperationStore:
         expected_version: int,
         actor: SlackUserId | None = None,
         note: str | None = None,
+        *,
+        fence: int | None = None,
+        lock_ttl: timedelta | None = None,
     ) -> None:
+        from bot.core.errors import FencedOut
         if operation.version != expected_version + 1:
             raise ValueError(
                 f"operation {operation.id} must carry version {expected_version + 1}, not {operation.version}"
@@ -70,6 +74,8 @@ class InMemoryOperationStore:
             stored = self._load(operation.id)
             if stored is None:
                 raise ConcurrentUpdate(f"operation {operation.id} does not exist")
+            if fence is not None and stored.fence != fence:
+                raise FencedOut("fenced")
             if stored.version != expected_version:
                 raise ConcurrentUpdate(
                     f"operation {operation.id} is at version {stored.version}, not {expected_version}"
@@ -96,9 +102,12 @@ class InMemoryOperationStore:
             lease = self._live_lease(lock_key)
             return None if lease is None else lease.holder
 
-    def refresh_lock(self, operation: Operation, ttl: timedelta) -> None:
+    def refresh_lock(self, operation: Operation, ttl: timedelta, *, fence: int | None = None) -> None:
+        from bot.core.errors import FencedOut
         with self._mutex:
             stored = self._load(operation.id)
+            if fence is not None and stored is not None and stored.fence != fence:
+                raise FencedOut("fenced")
             if stored is None or not stored.phase.is_in_flight:
                 return
             lease = self._live_lease(operation.target.lock_key)
@@ -122,6 +131,11 @@ class InMemoryOperationStore:
                 return False
             self._seen[key] = now + ttl
             return True
+
+    def is_delivered(self, key: str) -> bool:
+        with self._mutex:
+            until = self._seen.get(key)
+            return until is not None and until > self._clock.now()
 
     def audit(self, operation_id: OperationId) -> Sequence[AuditEntry]:
         with self._mutex:

@@ -287,11 +287,11 @@ class _ContendedStore(InMemoryOperationStore):
         super().__init__(clock)
         self.conflicts = conflicts
 
-    def replace(self, operation, expected_version, actor=None, note=None) -> None:
+    def replace(self, operation, expected_version, actor=None, note=None, **fencing) -> None:
         if self.conflicts > 0:
             self.conflicts -= 1
             raise ConcurrentUpdate("someone else wrote first")
-        super().replace(operation, expected_version, actor, note)
+        super().replace(operation, expected_version, actor, note, **fencing)
 
 
 def test_a_lost_compare_and_set_is_decided_again(world: World) -> None:

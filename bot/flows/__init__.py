@@ -1,0 +1,290 @@
+"""The rollback flow: the use cases of the bot, written against the ports only.
+
+`RollbackFlow` turns what people do in Slack (a slash command, a reaction, a button, a cancel) into operations
+in the store, and runs approved operations through the target's backend. It decides nothing by itself: the
+grammar (`core.commands`), the catalog (`core.targets`) and the state machine (`core.lifecycle`) decide. The
+package is split by responsibility, around one journal:
+
+- `journal`   every stored transition: compare-and-set retries, fencing, metrics, then the effects;
+- `requests`  slash commands, up to the request message;
+- `votes`     reactions, buttons and cancels; lost votes recounted;
+- `execution` claim, roll back once, watch, finish — under a fenced `lease`;
+- `reporting` what goes to Slack after a stored change;
+- `sweeper`   expiry, recounts, orphaned operations and gestures;
+- `inbox`     acknowledged gestures parked until their effect is stored;
+- `retrying`  every retry policy (tenacity, injected sleep).
+
+Bugs are not user errors: a `UserError` is answered as written; anything else is logged with a reference, and
+the person sees "Internal error, reference …", never a traceback. Long work goes to the `submit` callable the
+composition root provides (a bounded executor), and time comes from the `Clock` port.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from typing import Final
+
+from bot.core import messages
+from bot.core.approvals import vote_of
+from bot.core.catalog import BackendKind, Catalog, ChannelId, SlackUserId
+from bot.core.errors import UserError
+from bot.core.messages import ChatMessage
+from bot.core.operations import MessageRef, Operation, OperationId
+from bot.flows.execution import Executor, Submit
+from bot.flows.inbox import Gesture, GestureParking
+from bot.flows.journal import Journal
+from bot.flows.reporting import Reporter
+from bot.flows.requests import Reply, Requests
+from bot.flows.sweeper import RECONCILE_INTERVAL, UNCLAIMED_GRACE, Sweeper
+from bot.flows.votes import Votes, approver_group_members
+from bot.ports import Backend, Chat, Clock, Inbox, Metrics, OperationStore
+
+__all__ = ["RECONCILE_INTERVAL", "UNCLAIMED_GRACE", "Reply", "RollbackFlow", "Submit"]
+
+log = logging.getLogger("rollbot.flows")
+
+# A replica that has not been heard of for this long is gone: what it parked may be adopted.
+DEFAULT_HEARTBEAT_TTL: Final = timedelta(seconds=30)
+
+
+class RollbackFlow:
+    """Every use case of the bot. Thread-safe: Bolt listeners and executor threads call it concurrently."""
+
+    def __init__(
+        self,
+        *,
+        backends: Mapping[BackendKind, Backend],
+        chat: Chat,
+        store: OperationStore,
+        clock: Clock,
+        metrics: Metrics,
+        catalog: Catalog,
+        submit: Submit,
+        submit_request: Submit | None = None,
+        new_operation_id: Callable[[], OperationId],
+        replica_id: str,
+        command_name: str = "/rollback",
+        rollout_timeout: timedelta = timedelta(minutes=10),
+        lease: timedelta = timedelta(seconds=30),
+        publish_interval: timedelta = timedelta(seconds=1),
+        sleep: Callable[[float], None] = time.sleep,
+        inbox: Inbox | None = None,
+        heartbeat_ttl: timedelta = DEFAULT_HEARTBEAT_TTL,
+    ) -> None:
+        self._backends = backends
+        self._chat = chat
+        self._catalog = catalog
+        # Short work (answering commands, counting votes) must not queue behind long rollouts.
+        self._submit_request = submit_request if submit_request is not None else submit
+        self._new_id = new_operation_id
+        self.replica_id = replica_id
+        self._command = command_name
+        self._heartbeat_ttl = heartbeat_ttl
+        self._stopping = threading.Event()
+        self._parking = GestureParking(inbox, replica_id)
+        self._executor: Executor  # the reporter starts executions through it; built below
+        self._reporter = Reporter(
+            chat=chat,
+            store=store,
+            metrics=metrics,
+            start_execution=lambda operation_id: self._executor.hand_over(operation_id),
+            sleep=sleep,
+        )
+        self._journal = Journal(
+            store=store,
+            clock=clock,
+            metrics=metrics,
+            members=approver_group_members(chat),
+            apply=self._reporter.apply,
+            sleep=sleep,
+        )
+        self._votes = Votes(journal=self._journal, store=store, chat=chat, sleep=sleep)
+        self._executor = Executor(
+            backends=backends,
+            journal=self._journal,
+            reporter=self._reporter,
+            store=store,
+            clock=clock,
+            metrics=metrics,
+            submit=submit,
+            replica_id=replica_id,
+            rollout_timeout=rollout_timeout,
+            lease=lease,
+            publish_interval=publish_interval,
+            sleep=sleep,
+            stopping=self._stopping,
+        )
+        self._requests = Requests(
+            backends=backends,
+            backend_of=self._executor.backend,
+            journal=self._journal,
+            votes=self._votes,
+            reporter=self._reporter,
+            chat=chat,
+            store=store,
+            clock=clock,
+            metrics=metrics,
+            catalog=catalog,
+            new_operation_id=new_operation_id,
+            command_name=command_name,
+        )
+        self._sweeper = Sweeper(
+            journal=self._journal,
+            votes=self._votes,
+            executor=self._executor,
+            store=store,
+            clock=clock,
+            replica_id=replica_id,
+            adopt_gestures=self._adopt_gestures,
+        )
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._catalog
+
+    @property
+    def command_name(self) -> str:
+        return self._command
+
+    def stop(self) -> None:
+        """Stop watching rollouts (the operations stay ROLLING_BACK; another replica or a restart takes over)."""
+        self._stopping.set()
+
+    def say_goodbye(self) -> None:
+        """After the last request work ran: gestures this replica still has parked go to the other replicas."""
+        self._parking.goodbye()
+
+    # --- the entry points listeners call: park, return at once; the work runs on the executor -----------------
+
+    def accept_command(self, text: str, user: SlackUserId, channel: ChannelId, reply: Reply) -> ChatMessage:
+        """The slash command's immediate ack; anything needing I/O is answered later through `reply`."""
+        quick = self._requests.answer_now(text)
+        if quick is not None:
+            return quick
+        gesture = Gesture(kind="command", user=user, channel=channel, text=text)
+        self._submit_gesture(gesture, reply)
+        return messages.command_received(self._command, text)
+
+    def accept_reaction(
+        self,
+        ref: MessageRef,
+        user: SlackUserId,
+        emoji: str,
+        *,
+        added: bool,
+        event_id: str | None = None,
+        author: SlackUserId | None = None,
+    ) -> None:
+        if vote_of(emoji) is None:
+            return  # most reactions in a busy channel are not votes: don't even queue them
+        gesture = Gesture(
+            kind="reaction", user=user, ref=ref, emoji=emoji, added=added, event_id=event_id, author=author
+        )
+        self._submit_gesture(gesture)
+
+    def accept_button(self, ref: MessageRef, user: SlackUserId, action_id: str) -> None:
+        self._submit_gesture(Gesture(kind="button", user=user, ref=ref, action_id=action_id))
+
+    def _submit_gesture(self, gesture: Gesture, reply: Reply | None = None, parked: str | None = None) -> None:
+        """Park the gesture (unless it is an adopted one, parked already), then queue its handling."""
+        if parked is None:
+            parked = self._parking.park(f"gesture:{secrets.token_hex(8)}", gesture)
+        answer = reply if reply is not None else self._ephemeral_reply(gesture)
+
+        def work() -> None:
+            try:
+                self._guarded(lambda: self._handle(gesture, answer), answer if gesture.kind == "command" else None)
+            finally:
+                self._parking.unpark(parked)
+
+        self._submit_request(work)
+
+    def _handle(self, gesture: Gesture, reply: Reply) -> None:
+        match gesture.kind:
+            case "command":
+                self._requests.handle(gesture.text, gesture.user, gesture.channel or ChannelId(""), reply)
+            case "reaction" if gesture.ref is not None:
+                self._votes.on_reaction(
+                    gesture.ref,
+                    gesture.user,
+                    gesture.emoji,
+                    added=gesture.added,
+                    event_id=gesture.event_id,
+                    author=gesture.author,
+                )
+            case "button" if gesture.ref is not None:
+                self._votes.on_button(gesture.ref, gesture.user, gesture.action_id)
+
+    def _ephemeral_reply(self, gesture: Gesture) -> Reply:
+        """How an adopted command answers: the requester's response_url died with the other replica."""
+
+        def reply(message: ChatMessage) -> None:
+            if gesture.channel is not None:
+                self._chat.post_ephemeral(gesture.channel, gesture.user, message)
+
+        return reply
+
+    def _adopt_gestures(self) -> int:
+        self._parking.heartbeat(self._heartbeat_ttl.total_seconds())
+        adopted = self._parking.adopt()
+        for key, gesture in adopted:
+            log.info("replaying a gesture a gone replica acknowledged", extra={"key": key, "kind": gesture.kind})
+            self._submit_gesture(gesture, parked=key)
+        return len(adopted)
+
+    def _guarded(self, work: Callable[[], object], reply: Reply | None = None) -> None:
+        """Run listener work on the executor: a bug is logged with a reference, never shown as a traceback."""
+        try:
+            work()
+        except UserError as exc:
+            if reply is not None:
+                self._reporter.quietly("-", reply, messages.user_error(str(exc)))
+        except Exception:
+            reference = "err-" + self._new_id().removeprefix("op-")
+            log.exception("internal error handling a request", extra={"reference": reference})
+            if reply is not None:
+                self._reporter.quietly(reference, reply, messages.plain(messages.internal_error_text(reference)))
+
+    # --- the use cases, synchronously (tests and the executor call these) ---------------------------------------
+
+    def answer_now(self, text: str) -> ChatMessage | None:
+        return self._requests.answer_now(text)
+
+    def handle_command(self, text: str, user: SlackUserId, channel: ChannelId, reply: Reply) -> Operation | None:
+        return self._requests.handle(text, user, channel, reply)
+
+    def handle_reaction(
+        self,
+        ref: MessageRef,
+        user: SlackUserId,
+        emoji: str,
+        *,
+        added: bool,
+        event_id: str | None = None,
+        author: SlackUserId | None = None,
+    ) -> None:
+        self._votes.on_reaction(ref, user, emoji, added=added, event_id=event_id, author=author)
+
+    def handle_button(self, ref: MessageRef, user: SlackUserId, action_id: str) -> None:
+        self._votes.on_button(ref, user, action_id)
+
+    def handle_cancel(self, operation_id: OperationId, user: SlackUserId) -> ChatMessage:
+        return self._votes.on_cancel(operation_id, user)
+
+    def execute(self, operation_id: OperationId) -> None:
+        self._executor.execute(operation_id)
+
+    def resume_in_flight(self) -> int:
+        """At start-up: finish what a previous process left. Returns how many operations were handed on."""
+        return self._sweeper.sweep(at_startup=True)
+
+    def sweep(self) -> int:
+        return self._sweeper.sweep()
+
+    def operations_running(self) -> Sequence[OperationId]:
+        return self._executor.running()

@@ -1,0 +1,304 @@
+"""Execution: claim an approved operation, roll back once, watch the rollout to its end, report it.
+
+Exactly once across replicas: execution starts by storing the `ExecutionClaimed` transition (compare-and-set),
+which raises the operation's fencing token; whoever loses stops. The winner holds a `Lease` (renewed in the
+background) and passes its token with every write. When a replica dies its lease lapses and the sweeper of any
+replica takes the operation over, calling `roll_back` again (the backends recognise their own earlier rollback
+by the operation id they recorded) and watching again. A replica paused past its lease wakes up fenced out: it
+stops without writing or posting anything. An approved operation whose target someone else took meanwhile
+fails at once, saying who holds it, instead of waiting to run later.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Final
+
+from bot.core import messages
+from bot.core.catalog import BackendKind, Target
+from bot.core.errors import (
+    FencedOut,
+    PermanentError,
+    TargetBusy,
+    TemporaryError,
+    UserError,
+)
+from bot.core.lifecycle import (
+    ClaimRefused,
+    ExecutionClaimed,
+    ReceiptRecorded,
+    RollbackErrored,
+    RolloutObserved,
+)
+from bot.core.operations import Operation, OperationId, Phase
+from bot.core.rollouts import RollbackReceipt, RolloutStatus, should_publish
+from bot.flows.journal import Journal
+from bot.flows.lease import Lease
+from bot.flows.reporting import Reporter
+from bot.flows.retrying import MAX_ROLL_BACK_ATTEMPTS, MAX_WATCH_ATTEMPTS, Sleep, backend_calls
+from bot.ports import Backend, Clock, Metrics, OperationStore
+
+log = logging.getLogger("rollbot.flows")
+
+Submit = Callable[[Callable[[], None]], None]
+
+# How often the request message in the channel is re-rendered with the latest rollout summary.
+REQUEST_REFRESH_INTERVAL: Final = timedelta(seconds=10)
+
+
+@dataclass
+class _Watch:
+    """What one execution has already told the thread, so repeated observations stay quiet."""
+
+    last_published: datetime | None = None
+    last_request_refresh: datetime | None = None
+    seen_unhealthy: set[str] = field(default_factory=set)
+    seen_events: set[str] = field(default_factory=set)
+
+
+class Executor:
+    def __init__(
+        self,
+        *,
+        backends: Mapping[BackendKind, Backend],
+        journal: Journal,
+        reporter: Reporter,
+        store: OperationStore,
+        clock: Clock,
+        metrics: Metrics,
+        submit: Submit,
+        replica_id: str,
+        rollout_timeout: timedelta,
+        lease: timedelta,
+        publish_interval: timedelta,
+        sleep: Sleep,
+        stopping: threading.Event,
+    ) -> None:
+        self._backends = backends
+        self._journal = journal
+        self._reporter = reporter
+        self._store = store
+        self._clock = clock
+        self._metrics = metrics
+        self._submit = submit
+        self.replica_id = replica_id
+        self._rollout_timeout = rollout_timeout
+        self._lease = lease
+        self._publish_interval = publish_interval
+        self._sleep = sleep
+        self._stopping = stopping
+        self._mutex = threading.Lock()
+        self._running: set[OperationId] = set()
+        self._queued: set[OperationId] = set()  # handed to the executor, not started yet
+
+    def backend(self, target: Target) -> Backend:
+        backend = self._backends.get(target.backend)
+        if backend is None:
+            raise UserError(f"the {target.backend.value} backend is not configured in this bot")
+        return backend
+
+    def is_busy_with(self, operation_id: OperationId) -> bool:
+        with self._mutex:
+            return operation_id in self._running or operation_id in self._queued
+
+    def running(self) -> Sequence[OperationId]:
+        with self._mutex:
+            return sorted(self._running)
+
+    def hand_over(self, operation_id: OperationId) -> None:
+        """Queue an execution once; the sweeper does not queue it again while it waits for a worker."""
+        with self._mutex:
+            if operation_id in self._queued or operation_id in self._running:
+                return
+            self._queued.add(operation_id)
+        try:
+            self._submit(lambda: self.execute(operation_id))
+        except Exception:
+            with self._mutex:
+                self._queued.discard(operation_id)
+            raise
+
+    def execute(self, operation_id: OperationId) -> None:
+        """Run an approved operation to its end, unless another replica has it. Never raises."""
+        with self._mutex:
+            self._queued.discard(operation_id)
+            if operation_id in self._running:
+                return
+            self._running.add(operation_id)
+        lease: Lease | None = None
+        try:
+            lease = self._claim(operation_id)
+            if lease is not None:
+                self._run(lease)
+        except FencedOut:
+            pass  # logged by the lease; the new executor owns the record and the thread
+        except Exception:  # the per-operation guard: a bug fails this operation, not the bot
+            log.exception("internal error while executing", extra={"operation_id": operation_id})
+            if lease is not None and not lease.lost.is_set():
+                self._reporter.quietly(operation_id, self._fail, lease, messages.internal_error_text(operation_id))
+        finally:
+            if lease is not None:
+                lease.release()
+            with self._mutex:
+                self._running.discard(operation_id)
+
+    def _claim(self, operation_id: OperationId) -> Lease | None:
+        """Win the execution of `operation_id` with compare-and-set, or learn that someone else has it."""
+        operation = self._store.get(operation_id)
+        if operation is None:
+            return None
+        now = self._clock.now()
+        takeover = operation.phase is Phase.ROLLING_BACK
+        if takeover and operation.lease_until is not None and operation.lease_until > now:
+            if operation.executor != self.replica_id:
+                return None  # alive elsewhere
+        elif operation.phase not in {Phase.APPROVED, Phase.ROLLING_BACK}:
+            return None
+        claim = ExecutionClaimed(executor=self.replica_id, lease_until=now + self._lease)
+        try:
+            transition = self._journal.decide(operation_id, claim, lock_ttl=self._lease * 2)
+        except TargetBusy as exc:
+            # The target was taken while this waited (its lock lapsed): end it now rather than run it later.
+            self._journal.decide(operation_id, ClaimRefused(reason=str(exc)))
+            log.warning("approved operation could not take its target", extra={"operation_id": operation_id})
+            return None
+        if transition is None or not transition.changed or transition.operation.executor != self.replica_id:
+            return None
+        claimed = transition.operation
+        lease = Lease(
+            claimed,
+            journal=self._journal,
+            store=self._store,
+            clock=self._clock,
+            duration=self._lease,
+            stopping=self._stopping,
+        )
+        if takeover:
+            self._reporter.quietly(
+                operation_id, self._reporter.post_in_thread, claimed, messages.takeover_line(claimed)
+            )
+        log.info("execution claimed", extra={"operation_id": operation_id, "takeover": takeover})
+        return lease
+
+    def _run(self, lease: Lease) -> None:
+        operation = lease.confirm()
+        backend = self.backend(operation.target)
+        lease.keep()
+        if operation.receipt is None:
+            receipt = self._roll_back(backend, operation, lease)
+            if receipt is None:
+                return
+            operation = lease.decide(ReceiptRecorded(receipt=receipt))
+        self._watch(backend, operation, lease)
+
+    def _roll_back(self, backend: Backend, operation: Operation, lease: Lease) -> RollbackReceipt | None:
+        try:
+            for attempt in backend_calls(self._sleep, MAX_ROLL_BACK_ATTEMPTS):
+                with attempt:
+                    lease.confirm()  # never call the backend for an execution that is no longer ours
+                    return backend.roll_back(operation.target, operation.plan, operation.id)
+        except TemporaryError as exc:
+            self._fail(lease, f"the backend stayed unavailable: {exc}")
+        except (PermanentError, UserError) as exc:
+            self._fail(lease, str(exc))
+        return None
+
+    def _watch(self, backend: Backend, operation: Operation, lease: Lease) -> None:
+        """Follow the rollout to its end; a watch cut by a temporary error is picked up again where it was."""
+        watch = _Watch()
+        try:
+            for attempt in backend_calls(self._sleep, MAX_WATCH_ATTEMPTS):
+                with attempt:
+                    if attempt.retry_state.attempt_number > 1:
+                        log.warning("rollout watch interrupted; watching again", extra={"operation_id": operation.id})
+                        operation = lease.confirm()
+                    resume = operation.last_status.resume_token if operation.last_status else None
+                    statuses = backend.watch_rollout(operation.target, operation.plan, self._rollout_timeout, resume)
+                    self._follow(lease, statuses, watch)
+        except TemporaryError as exc:
+            self._fail(lease, f"lost track of the rollout: {exc}")
+        except (PermanentError, UserError) as exc:
+            self._fail(lease, str(exc))
+
+    def _follow(self, lease: Lease, statuses: Iterator[RolloutStatus], watch: _Watch) -> None:
+        last: RolloutStatus | None = None
+        for status in statuses:
+            if lease.lost.is_set():
+                return  # another replica has it now: say nothing more
+            if self._stopping.is_set():
+                self._hand_over(lease)
+                return
+            last = status
+            operation = lease.confirm()
+            self._tell_news(operation, status, watch)
+            if status.is_finished:
+                break
+            now = self._clock.now()
+            if should_publish(watch.last_published, now, status, self._publish_interval):
+                watch.last_published = now
+                operation = lease.decide(RolloutObserved(status=status))
+                self._publish_progress(lease, operation, status)
+                if should_publish(watch.last_request_refresh, now, status, REQUEST_REFRESH_INTERVAL):
+                    # The channel message shows the latest summary too, but less often (chat.update is tier 3).
+                    watch.last_request_refresh = now
+                    self._reporter.quietly(operation.id, self._reporter.refresh_request, operation)
+        if lease.lost.is_set():
+            return
+        if self._stopping.is_set() and (last is None or not last.is_finished):
+            self._hand_over(lease)
+            return
+        if last is None or not last.is_finished:
+            self._fail(lease, "the rollout watch ended without an outcome")
+            return
+        self._finish(lease, last)
+
+    def _hand_over(self, lease: Lease) -> None:
+        transition = lease.hand_over()
+        if transition is not None:
+            operation = transition.operation
+            self._reporter.quietly(
+                operation.id, self._reporter.post_in_thread, operation, messages.handover_line(operation)
+            )
+        log.info("handed the rollout over on shutdown", extra={"operation_id": lease.operation_id})
+
+    def _tell_news(self, operation: Operation, status: RolloutStatus, watch: _Watch) -> None:
+        for unit in status.unhealthy:
+            key = f"{unit.name}:{unit.reason}"
+            if key not in watch.seen_unhealthy:
+                watch.seen_unhealthy.add(key)
+                line = messages.unhealthy_line(operation, unit)
+                self._reporter.quietly(operation.id, self._reporter.post_in_thread, operation, line)
+        for event in status.events:
+            if event not in watch.seen_events:
+                watch.seen_events.add(event)
+                line = messages.rollout_event_line(operation, event)
+                self._reporter.quietly(operation.id, self._reporter.post_in_thread, operation, line)
+
+    def _publish_progress(self, lease: Lease, operation: Operation, status: RolloutStatus) -> None:
+        def remember(ref: object) -> None:
+            lease.write(lambda op: op.model_copy(update={"progress_message": ref}))
+
+        self._reporter.publish_progress(operation, status, remember)
+
+    def _finish(self, lease: Lease, status: RolloutStatus) -> None:
+        operation = lease.decide(RolloutObserved(status=status))
+        self._after_finish(lease, operation, status)
+
+    def _fail(self, lease: Lease, reason: str) -> None:
+        operation = lease.decide(RollbackErrored(reason=reason))
+        self._after_finish(lease, operation, operation.last_status)
+
+    def _after_finish(self, lease: Lease, operation: Operation, status: RolloutStatus | None) -> None:
+        if not operation.phase.is_terminal:
+            return
+        if status is not None:
+            self._publish_progress(lease, operation, status)
+        # The final thread line is the lifecycle's own PostInThread effect, already applied.
+        if operation.started_at is not None and operation.finished_at is not None:
+            seconds = (operation.finished_at - operation.started_at).total_seconds()
+            self._metrics.rollout_finished(operation.target.backend.value, operation.phase.value, seconds)
+        log.info("rollback finished", extra={"operation_id": operation.id, "phase": operation.phase.value})

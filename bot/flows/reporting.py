@@ -1,0 +1,110 @@
+"""Reporting: what the bot writes to Slack about an operation, after the change it reports is stored.
+
+The lifecycle's effects (thread lines, request-message refreshes, ephemeral answers) are applied here; rollout
+progress goes to one thread message updated in place. A chat call after a committed change is retried while
+Slack is briefly unavailable, and a failure is logged, never undoing the change ("quietly"). Every text comes
+from `bot.core.messages`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+from bot.core import messages
+from bot.core.effects import PostInThread, RefreshRequestMessage, ReleaseTarget, StartExecution, TellUser
+from bot.core.lifecycle import Transition
+from bot.core.messages import ChatMessage
+from bot.core.operations import MessageRef, Operation, OperationId
+from bot.core.rollouts import RolloutStatus
+from bot.flows.retrying import Sleep, chat_calls
+from bot.ports import Chat, Metrics, OperationStore
+
+log = logging.getLogger("rollbot.flows")
+
+_T = TypeVar("_T")
+
+
+class Reporter:
+    def __init__(
+        self,
+        *,
+        chat: Chat,
+        store: OperationStore,
+        metrics: Metrics,
+        start_execution: Callable[[OperationId], None],
+        sleep: Sleep,
+    ) -> None:
+        self._chat = chat
+        self._store = store
+        self._metrics = metrics
+        self._start_execution = start_execution
+        self._sleep = sleep
+
+    def apply(self, transition: Transition, told: list[str] | None = None) -> None:
+        """Apply a stored transition's effects once, in order; one failing does not stop the next."""
+        operation = transition.operation
+        for effect in transition.effects:
+            match effect:
+                case TellUser(user=user, text=text):
+                    if told is not None:
+                        told.append(text)
+                    else:
+                        self._metrics.approval_recorded("refused")
+                        self.quietly(
+                            operation.id, self._chat.post_ephemeral, operation.channel, user, messages.not_allowed(text)
+                        )
+                case PostInThread(text=text):
+                    self.quietly(operation.id, self.post_in_thread, operation, messages.thread_line(operation, text))
+                case RefreshRequestMessage():
+                    self.quietly(operation.id, self.refresh_request, operation)
+                case StartExecution(operation_id=operation_id):
+                    self.quietly(operation.id, self._start_execution, operation_id)
+                case ReleaseTarget():
+                    pass  # the store releases the lock when it stores a terminal phase
+
+    def post_in_thread(self, operation: Operation, message: ChatMessage) -> MessageRef | None:
+        if operation.request_message is None:
+            return None
+        request_message = operation.request_message
+        return self.patiently(lambda: self._chat.post(operation.channel, message, thread=request_message))
+
+    def refresh_request(self, operation: Operation) -> None:
+        if operation.request_message is None:
+            return
+        request_message = operation.request_message
+        ref = self.patiently(lambda: self._chat.update(request_message, messages.request_message(operation)))
+        if ref is not None and ref != operation.request_message:
+            # The original was deleted; the bot re-posted it. Votes on the new message must count too.
+            self._store.link_message(operation.id, ref)
+
+    def publish_progress(
+        self, operation: Operation, status: RolloutStatus, remember: Callable[[MessageRef], object]
+    ) -> None:
+        """Post the progress message once, then edit it in place; `remember` stores the ref of the first post."""
+        message = messages.progress_message(operation, status)
+
+        def publish() -> None:
+            if operation.progress_message is None:
+                ref = self.post_in_thread(operation, message)
+                if ref is not None:
+                    remember(ref)
+            else:
+                self._chat.update(operation.progress_message, message)
+
+        self.quietly(operation.id, publish)
+
+    def patiently(self, call: Callable[[], _T]) -> _T:
+        """A chat call after a committed change: Slack being briefly unavailable must not lose the line."""
+        for attempt in chat_calls(self._sleep):
+            with attempt:
+                return call()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def quietly(self, operation_id: OperationId | str, action: Callable[..., object], *args: object) -> None:
+        """Chat side effects after a committed state change: log failures, never undo the change."""
+        try:
+            action(*args)
+        except Exception:
+            log.exception("side effect failed", extra={"operation_id": operation_id})

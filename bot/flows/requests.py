@@ -1,0 +1,216 @@
+"""Requests: the slash command, from its text to a request message waiting for approval (or an answer).
+
+Always exactly one reply per command. Usage errors and help are answered inside the 3-second ack; everything
+that needs Slack, Redis or a backend runs on the request executor and answers through `reply`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+
+from bot.core import messages
+from bot.core.catalog import BackendKind, Catalog, ChannelId, SlackUserId, Target
+from bot.core.commands import (
+    CancelCommand,
+    Command,
+    HelpCommand,
+    HistoryCommand,
+    RollbackCommand,
+    StatusCommand,
+    parse_command,
+    validate_options,
+)
+from bot.core.errors import (
+    BotError,
+    CommandSyntaxError,
+    NothingToDo,
+    RevisionNotFound,
+    TargetBusy,
+    TemporaryError,
+    UserError,
+)
+from bot.core.messages import ChatMessage
+from bot.core.operations import Operation, OperationId, Phase
+from bot.core.rollouts import BackendOption
+from bot.core.targets import check_channel, resolve_target
+from bot.flows.journal import LOCK_MARGIN, Journal
+from bot.flows.reporting import Reporter
+from bot.flows.votes import Votes
+from bot.ports import Backend, Chat, Clock, LockInfo, Metrics, OperationStore
+
+log = logging.getLogger("rollbot.flows")
+
+Reply = Callable[[ChatMessage], None]
+
+
+class Requests:
+    def __init__(
+        self,
+        *,
+        backends: Mapping[BackendKind, Backend],
+        backend_of: Callable[[Target], Backend],
+        journal: Journal,
+        votes: Votes,
+        reporter: Reporter,
+        chat: Chat,
+        store: OperationStore,
+        clock: Clock,
+        metrics: Metrics,
+        catalog: Catalog,
+        new_operation_id: Callable[[], OperationId],
+        command_name: str,
+    ) -> None:
+        self._backends = backends
+        self._backend = backend_of
+        self._journal = journal
+        self._votes = votes
+        self._reporter = reporter
+        self._chat = chat
+        self._store = store
+        self._clock = clock
+        self._metrics = metrics
+        self._catalog = catalog
+        self._new_id = new_operation_id
+        self._command = command_name
+
+    def answer_now(self, text: str) -> ChatMessage | None:
+        """The reply to a command that needs no I/O (usage errors, help), fast enough for the 3 s ack; else None."""
+        try:
+            command = parse_command(text, self._declared_options())
+        except CommandSyntaxError as exc:
+            self._metrics.command_received("invalid")
+            return messages.usage_error(str(exc), self._command)
+        if isinstance(command, HelpCommand):
+            self._metrics.command_received("help")
+            return self._help()
+        return None
+
+    def handle(self, text: str, user: SlackUserId, channel: ChannelId, reply: Reply) -> Operation | None:
+        """Answer a slash command: always exactly one `reply`; returns the operation it created, if any."""
+        try:
+            command = parse_command(text, self._declared_options())
+        except CommandSyntaxError as exc:
+            self._metrics.command_received("invalid")
+            reply(messages.usage_error(str(exc), self._command))
+            return None
+        self._metrics.command_received(_verb(command))
+        try:
+            match command:
+                case HelpCommand():
+                    reply(self._help())
+                case HistoryCommand():
+                    target = resolve_target(command.target, self._catalog)
+                    backend = self._backend(target)
+                    backend.check_target(target)
+                    reply(messages.history_message(target, backend.history(target)))
+                case StatusCommand():
+                    reply(self._status(resolve_target(command.target, self._catalog)))
+                case CancelCommand():
+                    reply(self._votes.on_cancel(command.operation_id, user))
+                case RollbackCommand():
+                    return self._request(command, user, channel, reply)
+        except UserError as exc:
+            reply(messages.user_error(str(exc)))
+        except TemporaryError as exc:
+            # The backend or Slack is briefly unreachable: nothing was started, asking again is safe.
+            log.warning("command hit a temporary error", extra={"error": str(exc)})
+            reply(messages.try_again(str(exc)))
+        return None
+
+    def _request(
+        self, command: RollbackCommand, user: SlackUserId, channel: ChannelId, reply: Reply
+    ) -> Operation | None:
+        check_channel(self._catalog, channel)
+        target = resolve_target(command.target, self._catalog)
+        backend = self._backend(target)
+        backend.check_target(target)
+        validate_options(command, backend.options())
+        try:
+            plan = backend.plan_rollback(target, command.to_revision, command.options)
+        except NothingToDo:
+            reply(messages.already_at_revision(target, backend.current_revision(target)))
+            return None
+        except RevisionNotFound as exc:
+            reply(messages.revision_not_found(target, command.to_revision, exc.available, str(exc) or None))
+            return None
+        now = self._clock.now()
+        operation = Operation(
+            id=self._new_id(),
+            phase=Phase.PREVIEW if command.dry_run else Phase.AWAITING_APPROVAL,
+            target=target,
+            requester=user,
+            channel=channel,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + target.policy.expires_after,
+            requested_revision=command.to_revision,
+            plan=plan,
+            reason=command.reason,
+            is_dry_run=command.dry_run,
+        )
+        try:
+            self._store.create(operation, lock_ttl=target.policy.expires_after + LOCK_MARGIN)
+        except TargetBusy as exc:
+            holder = exc.holder if isinstance(exc.holder, LockInfo) else self._store.lock_holder(target.lock_key)
+            if holder is None:
+                reply(messages.user_error(str(exc)))
+            else:
+                reply(messages.target_busy(target, holder.operation_id, holder.requester, holder.since))
+            return None
+        self._metrics.phase_entered(target.backend.value, operation.phase.value)
+        if command.dry_run:
+            reply(messages.request_message(operation))
+            return operation
+        try:
+            ref = self._chat.post(channel, messages.request_message(operation))
+        except BotError:
+            # Nobody can see the request, so nobody could approve it: give the target back at once.
+            self._abandon(operation, "the request message could not be posted")
+            raise
+        self._store.link_message(operation.id, ref)
+        operation = self._journal.write(operation.id, lambda op: op.model_copy(update={"request_message": ref}))
+        for emoji in (messages.APPROVE_EMOJI, messages.REJECT_EMOJI):
+            self._reporter.quietly(operation.id, self._chat.add_reaction, ref, emoji)
+        # A vote cast before the link above existed may have been dropped; count what the message shows now.
+        self._reporter.quietly(operation.id, self._votes.reconcile, operation.id)
+        reply(messages.request_posted(operation))
+        log.info("rollback requested", extra={"operation_id": operation.id, "target": target.name})
+        return operation
+
+    def _abandon(self, operation: Operation, why: str) -> None:
+        def cancel(op: Operation) -> Operation:
+            return op.model_copy(update={"phase": Phase.CANCELLED, "outcome": why, "finished_at": self._clock.now()})
+
+        self._reporter.quietly(operation.id, self._journal.write, operation.id, cancel)
+
+    def _help(self) -> ChatMessage:
+        options: list[tuple[str, BackendOption]] = []
+        for kind, backend in sorted(self._backends.items()):
+            options.extend((kind.value, option) for option in backend.options())
+        return messages.help_message(self._catalog, self._command, options)
+
+    def _status(self, target: Target) -> ChatMessage:
+        backend = self._backend(target)
+        backend.check_target(target)
+        status = backend.status(target)
+        holder = self._store.lock_holder(target.lock_key)
+        lock = messages.lock_line(holder.operation_id, holder.requester, holder.since) if holder else None
+        return messages.status_message(target, status, lock)
+
+    def _declared_options(self) -> dict[str, BackendOption]:
+        return {option.name: option for backend in self._backends.values() for option in backend.options()}
+
+
+def _verb(command: Command) -> str:
+    match command:
+        case RollbackCommand():
+            return "dry-run" if command.dry_run else "rollback"
+        case HistoryCommand():
+            return "history"
+        case StatusCommand():
+            return "status"
+        case CancelCommand():
+            return "cancel"
+        case HelpCommand():
+            return "help"
