@@ -1,0 +1,123 @@
+"""Exactly once under pauses: a replica paused past its lease is fenced out; an approval never runs late."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from bot.core.errors import StoreUnavailable
+from bot.core.operations import Phase
+from bot.flows.journal import LOCK_MARGIN
+from tests.fakes.memory_store import InMemoryOperationStore
+from tests.flows.conftest import APPROVER, CHANNEL, OTHER_APPROVER, REQUESTER, World
+
+LEASE = timedelta(seconds=30)
+
+
+class PausingBackend:
+    """The world's backend, but its first rollout watch freezes after one observation until `resume` is set.
+
+    This is a replica paused by a GC, CPU throttling or a frozen node: it holds the execution in memory while its
+    lease runs out in the store.
+    """
+
+    def __init__(self, inner) -> None:
+        self._inner = inner
+        self.paused = threading.Event()
+        self.resume = threading.Event()
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+    def watch_rollout(self, target, plan, timeout, resume_token=None):
+        for status in self._inner.watch_rollout(target, plan, timeout, resume_token):
+            yield status
+            if not self.paused.is_set():
+                self.paused.set()
+                self.resume.wait(10)
+
+
+def test_a_replica_paused_past_its_lease_writes_and_posts_nothing_after_the_takeover(world: World) -> None:
+    pausing = PausingBackend(world.backend)
+    threads: list[threading.Thread] = []
+
+    def in_a_thread(work) -> None:
+        thread = threading.Thread(target=work)
+        threads.append(thread)
+        thread.start()
+
+    paused_replica = world.make_flow(
+        "replica-a", backends=dict.fromkeys(world.flow._backends, pausing), submit=in_a_thread, lease=LEASE
+    )
+    operation = paused_replica.handle_command("workshop", REQUESTER, CHANNEL, world.reply)
+    paused_replica.handle_reaction(operation.request_message, APPROVER, "white_check_mark", added=True)
+    assert pausing.paused.wait(5)
+
+    world.clock.advance(LEASE + timedelta(seconds=1))
+    taker = world.make_flow("replica-b", lease=LEASE)
+    assert taker.sweep() == 1
+    done = world.store.get(operation.id)
+    assert done.phase is Phase.SUCCEEDED
+    assert done.executor == "replica-b"
+    posts, updates, audit = len(world.chat.posts), len(world.chat.updates), len(world.store.audit(operation.id))
+
+    pausing.resume.set()  # the paused replica wakes up, still believing it executes
+    for thread in threads:
+        thread.join(10)
+
+    after = world.store.get(operation.id)
+    assert after == done, "the stale replica changed the record"
+    assert len(world.store.audit(operation.id)) == audit
+    assert (len(world.chat.posts), len(world.chat.updates)) == (posts, updates), "the stale replica wrote to Slack"
+    assert world.backend.rollbacks_applied(world.catalog.get("workshop")) == 1
+    finals = [line for line in world.chat.thread(operation.request_message) if "rolled back to revision" in line]
+    assert len(finals) == 1
+
+
+def test_an_approval_whose_target_was_taken_meanwhile_ends_saying_who_holds_it(world: World) -> None:
+    stalled = world.make_flow(submit=lambda work: None)  # approved, but the replica died before claiming
+    operation = stalled.handle_command("workshop", REQUESTER, CHANNEL, world.reply)
+    stalled.handle_reaction(operation.request_message, APPROVER, "white_check_mark", added=True)
+    assert world.store.get(operation.id).phase is Phase.APPROVED
+
+    target = world.catalog.get("workshop")
+    world.clock.advance(target.policy.expires_after + LOCK_MARGIN + timedelta(seconds=1))
+    newer = world.flow.handle_command("workshop", OTHER_APPROVER, CHANNEL, world.reply)
+    assert newer is not None and newer.phase is Phase.AWAITING_APPROVAL
+
+    world.flow.sweep()
+    ended = world.store.get(operation.id)
+    assert ended.phase is Phase.FAILED
+    assert newer.id in ended.outcome
+    assert world.backend.rollbacks_applied(target) == 0
+    assert any("not run" in line and newer.id in line for line in world.chat.thread(operation.request_message))
+    world.flow.sweep()  # and it is not queued again by later sweeps
+    assert world.store.get(operation.id).version == ended.version
+
+
+class _FlakyStore(InMemoryOperationStore):
+    """Fails the next `failures` writes as if Redis dropped the connection mid-command."""
+
+    failures = 0
+
+    def replace(self, operation, expected_version, actor=None, note=None, **fencing) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise StoreUnavailable("operation store: ConnectionError: connection reset")
+        super().replace(operation, expected_version, actor, note, **fencing)
+
+
+def test_a_vote_whose_write_failed_counts_when_slack_delivers_it_again(world: World) -> None:
+    store = _FlakyStore(world.clock)
+    flow = world.make_flow(store=store)
+    operation = flow.handle_command("workshop", REQUESTER, CHANNEL, world.reply)
+    store.failures = 1
+    try:
+        flow.handle_reaction(operation.request_message, APPROVER, "white_check_mark", added=True, event_id="Ev1")
+    except StoreUnavailable:
+        pass  # the listener logs it; Slack, which got no 200 in time or a retry later, delivers the event again
+    assert store.get(operation.id).approvals == ()
+    flow.handle_reaction(operation.request_message, APPROVER, "white_check_mark", added=True, event_id="Ev1")
+    assert store.get(operation.id).phase is Phase.SUCCEEDED
+    flow.handle_reaction(operation.request_message, APPROVER, "white_check_mark", added=True, event_id="Ev1")
+    assert sum("approved by" in line for line in world.chat.thread(operation.request_message)) == 1
