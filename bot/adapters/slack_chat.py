@@ -47,15 +47,14 @@ from bot.core.catalog import ChannelId, SlackGroupId, SlackUserId
 from bot.core.errors import ChatUnavailable, PermanentError, UserError
 from bot.core.messages import ChatMessage
 from bot.core.operations import MessageRef
+from bot.core.slack_limits import MAX_BLOCKS, MAX_BLOCKS_JSON, MAX_TEXT_KEPT
 from bot.ports import Clock
 
 log = structlog.get_logger(__name__)
 
-# chat.update and chat.postEphemeral reject text over 4,000 characters; leave room for the truncation marker.
-MAX_TEXT_CHARS = 3_900
-# Slack answers msg_blocks_too_long at about 13.2k characters of blocks JSON (bolt-js#2509); stay well below.
-MAX_BLOCKS_JSON_CHARS = 11_000
-MAX_BLOCKS = 50
+# Slack's limits, defined once in the core.
+MAX_TEXT_CHARS = MAX_TEXT_KEPT
+MAX_BLOCKS_JSON_CHARS = MAX_BLOCKS_JSON
 TRUNCATION_MARK = "… (truncated)"
 TRUNCATED_BLOCKS_NOTE = "_Some details were left out: the message was too long for Slack._"
 # usergroups.users.list is tier 2 (20/min): membership changes rarely, so five minutes of staleness is fine.

@@ -30,6 +30,7 @@ from bot.core.rollouts import (
     TargetStatus,
     UnhealthyUnit,
 )
+from bot.core.slack_limits import MAX_BLOCKS, MAX_SECTION_TEXT, MAX_TEXT
 
 
 class ChatMessage(BaseModel):
@@ -45,11 +46,6 @@ class ChatMessage(BaseModel):
     response_type: str = Field(default="ephemeral")
 
 
-# Slack's limits for messages (slack.md §6): blocks per message, characters per section text, and the
-# fallback text ceiling of chat.update (msg_too_long above it).
-MAX_BLOCKS = 50
-MAX_SECTION_TEXT = 3000
-MAX_TEXT = 4000
 # A preview longer than this many changes is summarised; the thread is no place for a full manifest diff.
 MAX_CHANGES_SHOWN = 20
 # History shows the newest revisions only; people roll back to recent ones.
