@@ -70,7 +70,8 @@ def _hint(state: RetryCallState) -> float:
 
 
 def _doubling_or_hint(state: RetryCallState) -> float:
-    return max(BACKEND_FIRST_DELAY * 2 ** (state.attempt_number - 1), _hint(state))
+    doubled: float = BACKEND_FIRST_DELAY * 2 ** (state.attempt_number - 1)
+    return max(doubled, _hint(state))
 
 
 def _hint_capped(state: RetryCallState) -> float:
