@@ -231,7 +231,9 @@ def configure_logging(
     their lines are redacted like every other. Safe to call again (tests do): it replaces the previous one.
     """
     redactor = Redactor(secrets_from_environment() if secrets is None else secrets)
-    numeric_level = logging.getLevelName(level.upper()) if isinstance(level, str) else level
+    numeric_level = logging.getLevelName(level.strip().upper()) if isinstance(level, str) else level
+    if not isinstance(numeric_level, int):
+        raise ValueError(f"unknown log level {level!r}; use DEBUG, INFO, WARNING or ERROR")
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
