@@ -12,6 +12,7 @@ import os
 import socket
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -54,6 +55,14 @@ class Settings(BaseSettings):
     sweep_interval: Duration = Field(default=timedelta(seconds=5), validation_alias="ROLLBOT_SWEEP_INTERVAL")
     redis_key_prefix: str = Field(default="rollbot:", validation_alias="ROLLBOT_REDIS_PREFIX")
     log_level: str = Field(default="INFO", validation_alias="ROLLBOT_LOG_LEVEL")
+    # `debug`: botocore, boto3, urllib3, kubernetes… follow ROLLBOT_LOG_LEVEL (still redacted); else WARNING.
+    log_vendor: Literal["quiet", "debug"] = Field(default="quiet", validation_alias="ROLLBOT_LOG_VENDOR")
+
+    @field_validator("log_vendor", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        # An empty variable (a chart value left blank) means the default.
+        return (value.strip().lower() or "quiet") if isinstance(value, str) else value
 
     @field_validator("slash_command")
     @classmethod
