@@ -66,6 +66,7 @@ class InMemoryOperationStore:
         lock_ttl: timedelta | None = None,
     ) -> None:
         from bot.core.errors import FencedOut
+
         if operation.version != expected_version + 1:
             raise ValueError(
                 f"operation {operation.id} must carry version {expected_version + 1}, not {operation.version}"
@@ -104,6 +105,7 @@ class InMemoryOperationStore:
 
     def refresh_lock(self, operation: Operation, ttl: timedelta, *, fence: int | None = None) -> None:
         from bot.core.errors import FencedOut
+
         with self._mutex:
             stored = self._load(operation.id)
             if fence is not None and stored is not None and stored.fence != fence:
