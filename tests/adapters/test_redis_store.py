@@ -126,7 +126,7 @@ def test_lock_carries_a_ttl_so_a_stuck_operation_cannot_hold_a_target_forever(re
     operation = make_operation(id=OperationId("op-1a2b"))
     replica().create(operation, timedelta(seconds=30))
 
-    key = f"rollbot:lock:{operation.target.lock_key}"
+    key = f"rollbot:{{rollbot}}:lock:{operation.target.lock_key}"
     assert 0 < raw.pttl(key) <= 30_000
     assert json.loads(raw.get(key)) == {
         "operation_id": "op-1a2b",
@@ -141,16 +141,16 @@ def test_every_write_lands_in_the_global_audit_stream(replica: Replica, raw: Raw
     store.create(operation, LOCK_TTL)
     store.replace(advanced(operation, phase=Phase.REJECTED), expected_version=1, actor=APPROVER, note="❌")
 
-    entries = raw.xrange("rollbot:audit")
+    entries = raw.xrange("rollbot:{rollbot}:audit")
 
     assert [(fields["phase"], fields.get("actor"), fields.get("note")) for _, fields in entries] == [
         ("awaiting_approval", "U0AAA", None),
         ("rejected", "U0BBB", "❌"),
     ]
     assert {fields["target"] for _, fields in entries} == {operation.target.lock_key}
-    assert [fields for _, fields in raw.xrange(f"rollbot:audit:{operation.id}")] == [f for _, f in entries]
-    assert json.loads(raw.get(f"rollbot:op:{operation.id}"))["phase"] == "rejected"
-    assert raw.zrange("rollbot:in-flight", 0, -1) == []
+    assert [fields for _, fields in raw.xrange(f"rollbot:{{rollbot}}:audit:{operation.id}")] == [f for _, f in entries]
+    assert json.loads(raw.get(f"rollbot:{{rollbot}}:op:{operation.id}"))["phase"] == "rejected"
+    assert raw.zrange("rollbot:{rollbot}:in-flight", 0, -1) == []
 
 
 # --- outages ---------------------------------------------------------------------------------------------------
@@ -347,12 +347,12 @@ def test_a_refused_refresh_leaves_the_owners_ttl_alone(replica: Replica, raw: Ra
     other = make_operation(phase=Phase.PREVIEW)
     store.create(other, LOCK_TTL)
     # A stale in-flight copy of another operation (as after its own lock expired) tries to refresh.
-    raw.set(f"rollbot:op:{other.id}", other.model_copy(update={"phase": Phase.APPROVED}).model_dump_json())
+    raw.set(f"rollbot:{{rollbot}}:op:{other.id}", other.model_copy(update={"phase": Phase.APPROVED}).model_dump_json())
 
     with pytest.raises(TargetBusy):
         store.refresh_lock(other, timedelta(hours=1))
 
-    assert 0 < raw.pttl(f"rollbot:lock:{owner.target.lock_key}") <= 30_000
+    assert 0 < raw.pttl(f"rollbot:{{rollbot}}:lock:{owner.target.lock_key}") <= 30_000
 
 
 def test_store_works_with_a_client_that_decodes_responses(redis_url: str, manual_clock: ManualClock) -> None:
