@@ -17,8 +17,8 @@ import yaml
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.adapters.redis_url import RedisUrlError, parse_redis_url
 from bot.core.catalog import Catalog, Duration, describe_validation_errors, parse_catalog
+from bot.redis_url import RedisUrlError, parse_redis_url
 
 
 def _default_replica_id() -> str:

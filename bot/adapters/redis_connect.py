@@ -26,7 +26,7 @@ from redis.cluster import RedisCluster
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from bot.adapters.redis_url import SentinelUrl, ServerUrl, parse_redis_url
+from bot.redis_url import SentinelUrl, ServerUrl, parse_redis_url
 
 log = logging.getLogger(__name__)
 

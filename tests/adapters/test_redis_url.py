@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.adapters.redis_url import RedisUrlError, SentinelUrl, ServerUrl, parse_redis_url
+from bot.redis_url import RedisUrlError, SentinelUrl, ServerUrl, parse_redis_url
 from bot.settings import Settings
 
 

@@ -6,7 +6,8 @@
     redis+sentinel://[[user]:password@]host:26379[,host2:26379…]/mymaster[/db]
     rediss+sentinel://…                               the same, TLS to the master and replicas
 
-Parsing is pure (no connection, no redis import), so `Settings` validates the URL at start-up and
+Parsing is pure (no connection, no redis import; it sits beside `bot.settings`, outside the adapters, so that
+settings may use it), and `Settings` validates the URL at start-up so
 `rollbot serve` refuses a malformed one with a message naming the expected form instead of a traceback.
 The password never appears in an error message.
 """
