@@ -182,7 +182,13 @@ def build_app(
     metrics = PrometheusMetrics(registry if registry is not None else CollectorRegistry())
     closers: list[Callable[[], None]] = []
     if store is None:
-        redis_store = RedisOperationStore.from_url(settings.redis_url, clock, key_prefix=settings.redis_key_prefix)
+        redis_store = RedisOperationStore.from_url(
+            settings.redis_url,
+            clock,
+            key_prefix=settings.redis_key_prefix,
+            retention=settings.retention,
+            audit_max=settings.audit_max,
+        )
         closers.append(redis_store.close)
         store = redis_store
     web_client = build_web_client(
