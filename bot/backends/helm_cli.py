@@ -26,6 +26,7 @@ from kubernetes.client.exceptions import ApiException
 
 from bot.backends import helm_interpret as helm
 from bot.backends import kubernetes_interpret as rules
+from bot.backends.helm_env import helm_environment
 from bot.backends.kubernetes_api import (
     KubernetesBackend,
     KubernetesClients,
@@ -108,7 +109,8 @@ class HelmCliBackend:
         self._kubeconfig = kubeconfig
         self._clients = clients or KubernetesClients(kubeconfig)
         self._monotonic = monotonic
-        self._environment = dict(environment if environment is not None else os.environ)
+        # Never the bot's whole environment: it holds the Slack, AWS and Redis secrets (see helm_env).
+        self._environment = helm_environment(environment if environment is not None else os.environ, kubeconfig)
         # helm's own --timeout for the rollback's wait; the bot's rollout timeout, so both give up together.
         self._wait_timeout = wait_timeout
         self._running: dict[str, _RunningRollback] = {}
