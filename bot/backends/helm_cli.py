@@ -26,6 +26,7 @@ from kubernetes.client.exceptions import ApiException
 
 from bot.backends import helm_interpret as helm
 from bot.backends import kubernetes_interpret as rules
+from bot.backends.helm_env import helm_environment
 from bot.backends.kubernetes_api import (
     KubernetesBackend,
     KubernetesClients,
@@ -108,7 +109,8 @@ class HelmCliBackend:
         self._kubeconfig = kubeconfig
         self._clients = clients or KubernetesClients(kubeconfig)
         self._monotonic = monotonic
-        self._environment = dict(environment if environment is not None else os.environ)
+        # Never the bot's whole environment: it holds the Slack, AWS and Redis secrets (see helm_env).
+        self._environment = helm_environment(environment if environment is not None else os.environ, kubeconfig)
         # helm's own --timeout for the rollback's wait; the bot's rollout timeout, so both give up together.
         self._wait_timeout = wait_timeout
         self._running: dict[str, _RunningRollback] = {}
@@ -241,12 +243,15 @@ class HelmCliBackend:
         expected = RevisionNumber(int(plan.backend_data.get("latest_before", "0")) + 1)
         if running is not None:
             return RollbackReceipt(new_revision=expected, message="helm rollback already running")
-        started_revision = self._started_rollback(spec, plan)
-        if started_revision is not None:
-            # A take-over after a crash: helm already recorded our rollback; never create a second one.
-            return RollbackReceipt(
-                new_revision=RevisionNumber(started_revision), message="helm rollback already recorded"
+        if "latest_before" in plan.backend_data:
+            recorded_row = helm.decide_rollback(
+                spec.release, self._history_rows(spec), int(plan.backend_data["latest_before"]), plan.to_revision
             )
+            if recorded_row is not None:
+                # A take-over after a crash: helm already recorded our rollback; never create a second one.
+                return RollbackReceipt(
+                    new_revision=RevisionNumber(recorded_row.revision), message="helm rollback already recorded"
+                )
         command = self._args(
             spec,
             "rollback",
@@ -317,10 +322,8 @@ class HelmCliBackend:
 
     def _started_rollback(self, spec: HelmTarget, plan: RollbackPlan) -> int | None:
         before = int(plan.backend_data.get("latest_before", "0"))
-        for row in self._history_rows(spec):
-            if row.revision > before and row.description.startswith(f"Rollback to {plan.to_revision}"):
-                return row.revision
-        return None
+        row = helm.rollback_row(self._history_rows(spec), before, plan.to_revision)
+        return row.revision if row is not None else None
 
     def watch_rollout(
         self, target: Target, plan: RollbackPlan, timeout: timedelta, resume_token: str | None = None
@@ -491,14 +494,7 @@ class _HelmOutcome:
         if self._read_at is not None and now - self._read_at < HISTORY_READ_INTERVAL_SECONDS:
             return self._recorded
         before = int(self._plan.backend_data.get("latest_before", "0"))
-        self._recorded = next(
-            (
-                row
-                for row in self._backend._history_rows(self._spec)
-                if row.revision > before and row.description.startswith(f"Rollback to {self._plan.to_revision}")
-            ),
-            None,
-        )
+        self._recorded = helm.rollback_row(self._backend._history_rows(self._spec), before, self._plan.to_revision)
         self._read_at = now
         return self._recorded
 

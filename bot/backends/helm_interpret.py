@@ -153,6 +153,57 @@ def choose_target(release: str, rows: Sequence[HistoryRow], to_revision: int | N
     raise RevisionNotFound(f"helm release `{release}` has no revision {wanted}; available: {listing}", available)
 
 
+def rollback_row(rows: Sequence[HistoryRow], latest_before: int, to_revision: int) -> HistoryRow | None:
+    """helm's record of a plan's rollback: the first revision after the plan's latest, if it rolls back to
+    `to_revision` (helm writes "Rollback to N", or "Rollback "release" failed: …" when it failed).
+
+    helm cannot carry the operation id (`helm rollback` has no --description or --labels in v3 or v4), so the
+    revision's position is the mark: the plan pins the latest revision, and a first `roll_back` refuses to run
+    once anything was recorded after it, so the next revision is the one this operation's helm wrote.
+    """
+    after = [row for row in rows if row.revision > latest_before]
+    if not after:
+        return None
+    first = after[0]
+    if first.description == f"Rollback to {to_revision}" or first.description.startswith('Rollback "'):
+        return first
+    return None
+
+
+def decide_rollback(
+    release: str, rows: Sequence[HistoryRow], latest_before: int, to_revision: int
+) -> HistoryRow | None:
+    """None: run `helm rollback` now. A row: helm already recorded this plan's rollback; run nothing.
+
+    Raises RollbackRefused when the release moved under the approved plan: someone upgraded (or rolled back)
+    after the plan was made, or after this operation's rollback. Never roll back over a deploy nobody approved.
+    """
+    if not rows:
+        raise UnknownTarget(f"helm release `{release}` not found")
+    ours = rollback_row(rows, latest_before, to_revision)
+    latest = rows[-1]
+    if ours is not None:
+        if latest.revision == ours.revision:
+            return ours
+        raise RollbackRefused(
+            f"this operation already rolled helm release `{release}` back to revision {to_revision} (recorded as "
+            f"revision {ours.revision}), but it has changed since: now at {_row_summary(latest)}. Not rolling back "
+            "over it; request the rollback again if it is still needed"
+        )
+    if latest.revision != latest_before:
+        raise RollbackRefused(
+            f"helm release `{release}` changed since this rollback was approved: now at {_row_summary(latest)}, "
+            f"not revision {latest_before}. Not rolling back over it; request the rollback again if it is still "
+            "needed"
+        )
+    return None
+
+
+def _row_summary(row: HistoryRow) -> str:
+    description = f', "{row.description}"' if row.description else ""
+    return f"revision {row.revision} ({row.status}{description}, chart {chart_and_app(row)})"
+
+
 def parse_manifest(text: str) -> list[ManifestObject]:
     objects = []
     for document in yaml.safe_load_all(text or ""):

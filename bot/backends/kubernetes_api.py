@@ -28,6 +28,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from bot.backends import kubernetes_interpret as rules
+from bot.backends import kubernetes_marks as marks
 from bot.core.catalog import KubernetesTarget, Target, WorkloadKind
 from bot.core.errors import (
     BackendUnavailable,
@@ -251,7 +252,11 @@ class KubernetesBackend:
             changes=tuple(rules.template_changes(rules.workload_template(obj), chosen.template)),
             notes=tuple(notes),
             options=dict(options),
-            backend_data=self._pod_identity(workload, chosen, (obj.get("spec") or {}).get("selector")),
+            backend_data={
+                **self._pod_identity(workload, chosen, (obj.get("spec") or {}).get("selector")),
+                # What the rollback starts from: roll_back refuses if the workload moved off it meanwhile.
+                marks.FROM_TEMPLATE_KEY: marks.template_fingerprint(rules.workload_template(obj)),
+            },
         )
 
     # -- changing ------------------------------------------------------------------------------------------
@@ -260,22 +265,26 @@ class KubernetesBackend:
         workload = self._workload(target)
         for attempt in range(CONFLICT_RETRIES):
             obj = self._read_workload(workload)
-            rules.check_rollback_allowed(obj, workload.kind)
             history = self._history(workload, obj)
             chosen = self._planned_entry(workload, obj, history, plan)
             newest = max((entry.revision for entry in history), default=0)
-            if rules.templates_equal(chosen.template, rules.workload_template(obj)):
-                # Already applied (a take-over after a crash, or someone ran kubectl undo): do not patch twice.
-                # The controller renumbers the target to newest+1 unless it already did.
+            # Refuses when the workload moved under the plan, before or after this operation's own patch.
+            decision = marks.decide_rollback(obj, workload.kind, history, chosen, plan, operation_id)
+            if decision is not marks.RollbackDecision.APPLY:
+                # Do not patch twice. The controller renumbers the target to newest+1 unless it already did.
                 renumbered = chosen.revision if chosen.revision == newest else newest + 1
-                return RollbackReceipt(
-                    new_revision=RevisionNumber(renumbered),
-                    message=f"{workload.label} already runs revision {plan.to_revision}'s template",
+                message = (
+                    f"{workload.label} was already rolled back to revision {plan.to_revision} by this operation"
+                    if decision is marks.RollbackDecision.APPLIED_BY_THIS_OPERATION
+                    else f"{workload.label} already runs revision {plan.to_revision}'s template"
                 )
+                return RollbackReceipt(new_revision=RevisionNumber(renumbered), message=message)
+            rules.check_rollback_allowed(obj, workload.kind)
             try:
-                self._patch(workload, obj, chosen)
+                self._patch(workload, obj, chosen, marks.rollback_mark(operation_id, plan.to_revision))
             except ApiException as exc:
                 if exc.status == 409 and attempt + 1 < CONFLICT_RETRIES:
+                    # Someone wrote in between: read again, and decide again whether this is still the plan.
                     log.info("rollback conflict, re-reading", operation_id=operation_id, attempt=attempt)
                     continue
                 raise _translate_api_exception(exc, f"rolling back {workload.label}") from exc
@@ -301,17 +310,20 @@ class KubernetesBackend:
                 return entry
         return rules.choose_rollback_target(obj, history, plan.to_revision, kind=workload.kind)
 
-    def _patch(self, workload: WorkloadRef, obj: rules.Obj, chosen: rules.HistoryEntry) -> None:
+    def _patch(
+        self, workload: WorkloadRef, obj: rules.Obj, chosen: rules.HistoryEntry, mark: Mapping[str, str]
+    ) -> None:
+        """kubectl's rollback request, plus the operation's mark and the read resourceVersion as a precondition."""
         apps = k8s.AppsV1Api(self._clients.api(workload.kube_context))
         name, namespace = workload.name, workload.namespace
         if workload.kind is WorkloadKind.DEPLOYMENT:
             # A list body goes out as application/json-patch+json, exactly kubectl's request.
-            apps.patch_namespaced_deployment(name, namespace, rules.deployment_rollback_patch(obj, chosen))
+            apps.patch_namespaced_deployment(name, namespace, rules.deployment_rollback_patch(obj, chosen, mark))
         elif workload.kind is WorkloadKind.DAEMONSET:
             # A dict body goes out as a strategic merge patch; `$patch: replace` is preserved.
-            apps.patch_namespaced_daemon_set(name, namespace, rules.controller_revision_patch(chosen))
+            apps.patch_namespaced_daemon_set(name, namespace, rules.controller_revision_patch(chosen, mark, obj))
         else:
-            apps.patch_namespaced_stateful_set(name, namespace, rules.controller_revision_patch(chosen))
+            apps.patch_namespaced_stateful_set(name, namespace, rules.controller_revision_patch(chosen, mark, obj))
 
     # -- watching ------------------------------------------------------------------------------------------
 

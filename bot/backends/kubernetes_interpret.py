@@ -230,25 +230,47 @@ def check_rollback_allowed(workload: Obj, kind: WorkloadKind) -> None:
             )
 
 
-def deployment_rollback_patch(deployment: Obj, target: HistoryEntry) -> list[dict[str, Any]]:
-    """The JSON patch kubectl sends: the target RS's template and the merged annotations."""
+def deployment_rollback_patch(
+    deployment: Obj, target: HistoryEntry, mark: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The JSON patch kubectl sends: the target RS's template and the merged annotations.
+
+    With a `mark` (the operation's annotations), the patch also carries them and the resourceVersion it was
+    computed from, so the API server refuses it (409) if anyone changed the Deployment since it was read.
+    """
     template = template_without_hash(target.template)
     merged = {key: value for key, value in annotations_of(deployment).items() if key in ANNOTATIONS_TO_SKIP}
     merged.update(
         {key: value for key, value in annotations_of(target.source).items() if key not in ANNOTATIONS_TO_SKIP}
     )
-    return [
+    patch: list[dict[str, Any]] = [
         {"op": "replace", "path": "/spec/template", "value": template},
-        {"op": "replace", "path": "/metadata/annotations", "value": merged},
+        {"op": "replace", "path": "/metadata/annotations", "value": {**merged, **(mark or {})}},
     ]
+    resource_version = metadata(deployment).get("resourceVersion")
+    if mark is not None and resource_version:
+        patch.append({"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version})
+    return patch
 
 
-def controller_revision_patch(target: HistoryEntry) -> dict[str, Any]:
-    """DaemonSets and StatefulSets: kubectl sends the ControllerRevision data verbatim as a strategic merge patch."""
+def controller_revision_patch(
+    target: HistoryEntry, mark: Mapping[str, str] | None = None, workload: Obj | None = None
+) -> dict[str, Any]:
+    """DaemonSets and StatefulSets: kubectl sends the ControllerRevision data verbatim as a strategic merge patch.
+
+    A `mark` is merged into the workload's annotations, with the `workload`'s resourceVersion as a precondition.
+    """
     data = target.source.get("data") or {}
     if isinstance(data, str):
         data = json.loads(data)
-    return dict(data)
+    patch = dict(data)
+    if mark is not None:
+        meta: dict[str, Any] = {"annotations": dict(mark)}
+        resource_version = metadata(workload or {}).get("resourceVersion")
+        if resource_version:
+            meta["resourceVersion"] = resource_version
+        patch["metadata"] = meta
+    return patch
 
 
 def images_of(template: Obj) -> tuple[ContainerImage, ...]:

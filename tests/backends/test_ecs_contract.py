@@ -10,7 +10,7 @@ from bot.backends.aws_ecs import EcsBackend
 from bot.core.catalog import ApprovalPolicy, EcsTarget, SlackUserId, Target, TargetName
 from bot.core.rollouts import RevisionNumber
 from sandbox.aws import AwsWorld
-from sandbox.aws.scenarios import myservice_revisions, seed_service
+from sandbox.aws.scenarios import RevisionSpec, myservice_revisions, register_revisions, seed_service
 from sandbox.aws.testing import VirtualTime, sandbox_env
 from tests.contracts.backend_contract import BackendCase, BackendContract
 
@@ -40,4 +40,15 @@ class TestEcsBackend(BackendContract):
             good=RevisionNumber(3),
             current=RevisionNumber(4),
             settle=lambda: None,  # the backend's own poll sleeps drive the rollout (VirtualTime)
+            deploy=lambda: deploy_new_task_definition(world),
         )
+
+
+def deploy_new_task_definition(world: AwsWorld) -> RevisionNumber:
+    """Someone registers the next task definition and updates the service to it; the deployment completes."""
+    ecs = world.client("ecs")
+    arns = register_revisions(ecs, "myservice", [RevisionSpec(images={"app": "registry.example.com/myservice:1.4.0"})])
+    (revision, arn), *_ = arns.items()
+    ecs.update_service(cluster="default", service="myservice", taskDefinition=arn)
+    world.driver.settle("default", "myservice")
+    return RevisionNumber(revision)

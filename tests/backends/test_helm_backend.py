@@ -55,7 +55,14 @@ class TestHelmBackend(BackendContract):
             good=RevisionNumber(1),
             current=RevisionNumber(2),
             watch_timeout=timedelta(seconds=30),
+            deploy=lambda: helm_upgrade(helm_world),
         )
+
+
+def helm_upgrade(world: HelmWorld) -> RevisionNumber:
+    """Someone runs `helm upgrade` with a new, working image."""
+    world.upgrade(tag="1.17.0")
+    return RevisionNumber(world.statuses()[-1][0])
 
 
 def test_seed_000_rollback_streams_and_leaves_helm_history_as_helm_would(
@@ -152,4 +159,5 @@ class TestHelmV3Backend(BackendContract):
             good=RevisionNumber(1),
             current=RevisionNumber(2),
             watch_timeout=timedelta(seconds=30),
+            deploy=lambda: helm_upgrade(world),
         )

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from bot.backends import kubernetes_interpret as rules
 from bot.backends.kubernetes_api import KubernetesBackend, KubernetesClients
 from bot.core.catalog import Target, WorkloadKind
 from bot.core.operations import OperationId
@@ -49,7 +50,23 @@ class TestKubernetesBackend(BackendContract):
             good=RevisionNumber(1),
             current=RevisionNumber(2),
             watch_timeout=timedelta(seconds=30),
+            deploy=lambda: kubectl_set_image(world, workload_kind, "web", "web:v3"),
         )
+
+
+def kubectl_set_image(world: KubeWorld, kind: WorkloadKind, name: str, image: str) -> RevisionNumber:
+    """What `kubectl set image` does to the workload, waited for until the controller recorded the revision."""
+    world.set_image(kind, name, image)
+
+    def recorded() -> int | None:
+        obj = world.get(kind, name)
+        if not world.observed(kind, name):
+            return None
+        newest = max(world.history_numbers(kind, name), default=0)
+        current = rules.workload_template(obj)["spec"]["containers"][0]["image"]
+        return newest if current == image and newest else None
+
+    return RevisionNumber(world.wait_until(recorded, what=f"{image} recorded as a new revision"))
 
 
 def test_a_statefulset_stuck_on_a_broken_pod_fails_naming_the_pod_and_the_way_out(

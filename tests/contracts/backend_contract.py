@@ -11,6 +11,8 @@ suite then checks the semantics the flow relies on:
 - `roll_back` then `watch_rollout` ends SUCCEEDED and the target runs the planned revision afterwards;
 - calling `roll_back` twice for the same operation id does not roll back twice (a replica that crashed
   after calling it calls it again on takeover);
+- a target that someone changed (`deploy`: a new revision deployed outside the bot) after the plan was made, or
+  after this operation's rollback, is never rolled back over: `roll_back` refuses, saying what runs now;
 - `status` answers.
 
     class TestHelmBackend(BackendContract):
@@ -27,7 +29,7 @@ from datetime import timedelta
 import pytest
 
 from bot.core.catalog import Target
-from bot.core.errors import NothingToDo, RevisionNotFound
+from bot.core.errors import NothingToDo, PermanentError, RevisionNotFound, RollbackRefused
 from bot.core.operations import OperationId
 from bot.core.rollouts import RevisionNumber, RollbackPlan, RolloutPhase, RolloutStatus
 from bot.ports import Backend
@@ -45,6 +47,9 @@ class BackendCase:
     watch_timeout: timedelta = timedelta(seconds=60)
     # Called after roll_back when the world needs a nudge to make progress (e.g. an ECS rollout driver).
     settle: Callable[[], None] = field(default=lambda: None)
+    # Someone deploys a new revision outside the bot (kubectl set image, helm upgrade, a new task definition)
+    # and it settles; returns the revision the target runs afterwards.
+    deploy: Callable[[], RevisionNumber] | None = None
 
 
 def _watch_to_end(case: BackendCase, plan: RollbackPlan) -> list[RolloutStatus]:
@@ -55,6 +60,13 @@ def _watch_to_end(case: BackendCase, plan: RollbackPlan) -> list[RolloutStatus]:
             break
         case.settle()
     return statuses
+
+
+def _deploy(case: BackendCase) -> RevisionNumber:
+    assert case.deploy is not None, "a backend case must say how someone deploys a new revision (deploy=…)"
+    deployed = case.deploy()
+    assert case.backend.current_revision(case.target) == deployed
+    return deployed
 
 
 class BackendContract:
@@ -132,6 +144,40 @@ class BackendContract:
         assert second.new_revision == first.new_revision
         assert [revision.number for revision in backend.history(target)] == history_after_first
         assert backend.current_revision(target) == current_after_first
+
+    def test_roll_back_after_someone_deployed_since_the_plan_refuses_and_keeps_their_deploy(
+        self, backend_case: BackendCase
+    ) -> None:
+        backend, target = backend_case.backend, backend_case.target
+        plan = backend.plan_rollback(target, None, {})
+        deployed = _deploy(backend_case)
+        history_before = [revision.number for revision in backend.history(target)]
+
+        with pytest.raises((RollbackRefused, PermanentError)) as refused:
+            backend.roll_back(target, plan, OperationId("op-contract-3"))
+
+        assert str(deployed) in str(refused.value), "the refusal should say which revision runs now"
+        assert backend.current_revision(target) == deployed
+        assert [revision.number for revision in backend.history(target)] == history_before
+
+    def test_roll_back_again_after_someone_deployed_over_it_refuses_and_keeps_their_deploy(
+        self, backend_case: BackendCase
+    ) -> None:
+        """A replica takes the operation over after this rollback was applied and someone deployed since."""
+        backend, target = backend_case.backend, backend_case.target
+        plan = backend.plan_rollback(target, None, {})
+        backend.roll_back(target, plan, OperationId("op-contract-4"))
+        backend_case.settle()
+        assert _watch_to_end(backend_case, plan)[-1].phase is RolloutPhase.SUCCEEDED
+        deployed = _deploy(backend_case)
+        history_before = [revision.number for revision in backend.history(target)]
+
+        with pytest.raises((RollbackRefused, PermanentError)) as refused:
+            backend.roll_back(target, plan, OperationId("op-contract-4"))
+
+        assert str(deployed) in str(refused.value), "the refusal should say which revision runs now"
+        assert backend.current_revision(target) == deployed
+        assert [revision.number for revision in backend.history(target)] == history_before
 
     def test_status_answers_with_the_current_revision(self, backend_case: BackendCase) -> None:
         status = backend_case.backend.status(backend_case.target)

@@ -16,7 +16,13 @@ class TestMemoryBackend(BackendContract):
         backend = MemoryBackend(MemoryWorld())
         target = make_target("workshop")
         backend.arrange(target, revisions=2)
-        return BackendCase(backend=backend, target=target, good=RevisionNumber(1), current=RevisionNumber(2))
+        return BackendCase(
+            backend=backend,
+            target=target,
+            good=RevisionNumber(1),
+            current=RevisionNumber(2),
+            deploy=lambda: backend.deploy(target),
+        )
 
 
 class TestRedisBackedMemoryBackend(BackendContract):
@@ -28,4 +34,10 @@ class TestRedisBackedMemoryBackend(BackendContract):
         backend = MemoryBackend(RedisWorld(client))
         target = make_target("workshop")
         backend.arrange(target, revisions=3, current=3)
-        return BackendCase(backend=backend, target=target, good=RevisionNumber(2), current=RevisionNumber(3))
+        return BackendCase(
+            backend=backend,
+            target=target,
+            good=RevisionNumber(2),
+            current=RevisionNumber(3),
+            deploy=lambda: backend.deploy(target),
+        )

@@ -2,7 +2,8 @@
 
 It satisfies `ports.Backend` the way a real adapter does: revisions are numbered, exactly one is current,
 `plan_rollback(None)` means the previous one, `roll_back` is idempotent per operation id (a replica that
-crashed after calling it may call it again), and `watch_rollout` yields progress that ends SUCCEEDED or FAILED.
+crashed after calling it may call it again) and refuses when someone deployed (`deploy`) since the plan or
+since its own rollback, and `watch_rollout` yields progress that ends SUCCEEDED or FAILED.
 What happens during a rollout is scripted per target (`RolloutScript`): succeed after N steps, fail with a
 reason, hang until the watch times out, or hold at the first step until the test releases it.
 
@@ -22,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from bot.core.catalog import Target
-from bot.core.errors import BackendUnavailable, NothingToDo, RevisionNotFound, UnknownTarget
+from bot.core.errors import BackendUnavailable, NothingToDo, RevisionNotFound, RollbackRefused, UnknownTarget
 from bot.core.operations import OperationId
 from bot.core.rollouts import (
     BackendOption,
@@ -180,6 +181,23 @@ class MemoryBackend:
         """Let a held rollout (`RolloutScript(hold=True)`) continue."""
         self._change(target, lambda s: s | {"script": s["script"] | {"hold": False}})
 
+    def deploy(self, target: Target) -> RevisionNumber:
+        """Someone deploys the next image outside the bot: a new revision, current at once."""
+
+        def apply(state: dict[str, Any]) -> dict[str, Any]:
+            number = max(int(row["number"]) for row in state["revisions"]) + 1
+            row = dict(state["revisions"][-1])
+            row.update(
+                number=number,
+                image=_image(number, target.name),
+                deployed_at=self._now().isoformat(),
+                cause=f"deploy {target.name} 1.{number}.0",
+            )
+            return state | {"revisions": [*state["revisions"], row], "current": number, "rollout": None}
+
+        self._change(target, apply)
+        return self.current_revision(target)
+
     def set_unavailable(self, target: Target, unavailable: bool = True) -> None:
         self._change(target, lambda s: s | {"unavailable": unavailable})
 
@@ -239,8 +257,19 @@ class MemoryBackend:
         def apply(state: dict[str, Any] | None) -> dict[str, Any]:
             assert state is not None
             state["calls"] = state.get("calls", 0) + 1
+            current = int(state["current"])
             if operation_id in state["receipts"]:
+                if current != int(plan.to_revision):
+                    raise RollbackRefused(
+                        f"this operation already rolled {target.name} back to revision {plan.to_revision}, but "
+                        f"it has changed since: now at revision {current}. Not rolling back over it"
+                    )
                 return state
+            if current not in (int(plan.from_revision), int(plan.to_revision)):
+                raise RollbackRefused(
+                    f"{target.name} changed since this rollback was approved: now at revision {current}, not "
+                    f"{plan.from_revision}. Not rolling back over it"
+                )
             state["current"] = int(plan.to_revision)
             state["rollbacks_applied"] += 1
             state["receipts"][operation_id] = {"new_revision": None, "message": f"rolled back to {plan.to_revision}"}
