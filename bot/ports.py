@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from bot.core.catalog import ChannelId, SlackGroupId, SlackUserId, Target
 from bot.core.messages import ChatMessage
 from bot.core.operations import MessageRef, Operation, OperationId
+from bot.core.outbound import Priority
 from bot.core.rollouts import (
     BackendOption,
     Revision,
@@ -71,10 +72,24 @@ class Backend(Protocol):
 class Chat(Protocol):
     """Slack, as far as the flow needs it. Raises ChatUnavailable (retryable) or UserError (e.g. not in channel)."""
 
-    def post(self, channel: ChannelId, message: ChatMessage, thread: MessageRef | None = None) -> MessageRef: ...
+    def post(
+        self,
+        channel: ChannelId,
+        message: ChatMessage,
+        thread: MessageRef | None = None,
+        *,
+        priority: Priority = Priority.NORMAL,
+    ) -> MessageRef:
+        """Post in `channel` (in `thread`'s thread); waits for Slack's budget rather than failing on a 429."""
+        ...
 
-    def update(self, ref: MessageRef, message: ChatMessage) -> MessageRef | None:
+    def update(
+        self, ref: MessageRef, message: ChatMessage, *, priority: Priority = Priority.NORMAL
+    ) -> MessageRef | None:
         """Replace the content of `ref`; returns the ref that now shows it.
+
+        At `Priority.PROGRESS` an update still waiting for Slack's budget is replaced by a newer one of the same
+        message (and then returns None without being sent).
 
         `ref` itself (or None) when edited in place; a different ref when the original was deleted or can no
         longer be edited and a new message was posted instead (link it to the operation so reactions on it count).

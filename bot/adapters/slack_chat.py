@@ -47,6 +47,7 @@ from bot.core.catalog import ChannelId, SlackGroupId, SlackUserId
 from bot.core.errors import ChatUnavailable, PermanentError, UserError
 from bot.core.messages import ChatMessage
 from bot.core.operations import MessageRef
+from bot.core.outbound import Priority
 from bot.core.slack_limits import MAX_BLOCKS, MAX_BLOCKS_JSON, MAX_TEXT_KEPT
 from bot.ports import Clock
 
@@ -278,7 +279,14 @@ class SlackChat:
 
     # ports.Chat
 
-    def post(self, channel: ChannelId, message: ChatMessage, thread: MessageRef | None = None) -> MessageRef:
+    def post(
+        self,
+        channel: ChannelId,
+        message: ChatMessage,
+        thread: MessageRef | None = None,
+        *,
+        priority: Priority = Priority.NORMAL,
+    ) -> MessageRef:
         """Post in `channel` (in `thread`'s thread if given); returns the new message's ref.
 
         If the thread's parent is gone (deleted), the message goes to the channel instead of being lost.
@@ -304,7 +312,7 @@ class SlackChat:
                 self._threads.remember(ref, parent)
         return ref
 
-    def update(self, ref: MessageRef, message: ChatMessage) -> MessageRef:
+    def update(self, ref: MessageRef, message: ChatMessage, *, priority: Priority = Priority.NORMAL) -> MessageRef:
         """Show `message` in place of `ref`'s content; returns the ref that now shows it.
 
         That is `ref` itself, unless the message was deleted or can no longer be edited (`message_not_found`,

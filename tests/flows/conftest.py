@@ -67,7 +67,9 @@ class RecordingChat:
     _ts: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def post(self, channel: ChannelId, message: ChatMessage, thread: MessageRef | None = None) -> MessageRef:
+    def post(
+        self, channel: ChannelId, message: ChatMessage, thread: MessageRef | None = None, **scheduling: Any
+    ) -> MessageRef:
         with self._lock:
             if self.unavailable_posts > 0:
                 self.unavailable_posts -= 1
@@ -76,7 +78,7 @@ class RecordingChat:
             self.posts.append(Posted(ref, message, thread))
             return ref
 
-    def update(self, ref: MessageRef, message: ChatMessage) -> MessageRef | None:
+    def update(self, ref: MessageRef, message: ChatMessage, **scheduling: Any) -> MessageRef | None:
         with self._lock:
             self.updates.append((ref, message))
             return ref
