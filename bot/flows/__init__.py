@@ -71,7 +71,6 @@ class RollbackFlow:
         command_name: str = "/rollback",
         rollout_timeout: timedelta = timedelta(minutes=10),
         lease: timedelta = timedelta(seconds=30),
-        publish_interval: timedelta = timedelta(seconds=1),
         sleep: Callable[[float], None] = time.sleep,
         inbox: Inbox | None = None,
         heartbeat_ttl: timedelta = DEFAULT_HEARTBEAT_TTL,
@@ -115,7 +114,6 @@ class RollbackFlow:
             replica_id=replica_id,
             rollout_timeout=rollout_timeout,
             lease=lease,
-            publish_interval=publish_interval,
             sleep=sleep,
             stopping=self._stopping,
         )
