@@ -10,7 +10,8 @@ what the thread was already told (`ThreadMemory`) and the newest `RolloutStatus`
 - news (units that became unhealthy, service events) is gathered and told as one *digest* line at most every
   `DIGEST_INTERVAL`, at most `MAX_DIGEST_LINES` per rollout: problems counted per reason (at most
   `MAX_REASONS_SHOWN` distinct ones), events summarised ("started 40 tasks, stopped 38"); never a line per unit;
-- the backend's closing notes on a finished rollout (e.g. ECS "not deregistered") get one last line.
+- a finished rollout tells the problems not told yet (within the same cap), and the backend's closing notes
+  (e.g. ECS "not deregistered") get one last line.
 
 With the lifecycle's own writes this keeps a 3-minute single rollback within 15 Slack writes, whatever its size.
 
@@ -215,10 +216,18 @@ def decide_thread(memory: ThreadMemory, status: RolloutStatus, now: datetime) ->
         told = frozenset(_unit_key(unit) for unit in status.unhealthy)  # may recount a unit once; stays bounded
     news = [event for event in status.events if _is_news(event, status)]
     if status.is_finished:
-        # The outcome and the final counts are in the final line and the progress message; the backend's own
-        # closing notes (e.g. what was not deregistered) are the only news still worth a line.
-        finished = memory.model_copy(update={"told_units": told, "last_progress_at": now})
-        return ThreadDecision(memory=finished, publish_progress=True, closing_notes=tuple(news))
+        # Problems never told (a rollout that failed within seconds) get their line now if the budget allows:
+        # the pod's own reason ("manifest unknown") is what people need next. Events are history by now, except
+        # the backend's closing notes (e.g. what was not deregistered), which get one line.
+        problems = _count_problems(memory.pending_problems, new_units)
+        finished = memory.model_copy(update={"told_units": told, "last_progress_at": now, "pending_problems": problems})
+        digest = None
+        if problems and finished.digest_lines < MAX_DIGEST_LINES:
+            digest = _digest(finished.model_copy(update={"pending_events": EventTally()}), now)
+            finished = finished.model_copy(
+                update={"digest_lines": finished.digest_lines + 1, "pending_problems": (), "last_digest_at": now}
+            )
+        return ThreadDecision(memory=finished, publish_progress=True, digest=digest, closing_notes=tuple(news))
     tally = memory.pending_events
     for event in news:
         tally = tally.add(event)

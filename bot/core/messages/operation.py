@@ -35,8 +35,9 @@ from bot.core.rollouts import (
 )
 from bot.core.thread_digest import MAX_REASONS_SHOWN, Digest, EventTally
 
-# An example message or event quoted in a digest is cut here: the count is the news, the text only a hint.
-MAX_QUOTED: Final = 160
+# An example message or event quoted in a digest is cut here: the count is the news, the text a hint (long
+# enough for a registry's answer, "…manifest for nginx:x not found: manifest unknown").
+MAX_QUOTED: Final = 300
 
 
 def approvers_text(operation: Operation) -> str:
