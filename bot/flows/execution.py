@@ -245,6 +245,7 @@ class Executor:
                 if should_publish(watch.last_request_refresh, now, status, REQUEST_REFRESH_INTERVAL):
                     # The channel message shows the latest summary too, but less often (chat.update is tier 3).
                     watch.last_request_refresh = now
+                    operation = lease.confirm()
                     self._reporter.quietly(operation.id, self._reporter.refresh_request, operation)
         if lease.lost.is_set():
             return
@@ -279,6 +280,8 @@ class Executor:
                 self._reporter.quietly(operation.id, self._reporter.post_in_thread, operation, line)
 
     def _publish_progress(self, lease: Lease, operation: Operation, status: RolloutStatus) -> None:
+        lease.confirm()  # not a line from a replica that was paused past its lease
+
         def remember(ref: object) -> None:
             lease.write(lambda op: op.model_copy(update={"progress_message": ref}))
 

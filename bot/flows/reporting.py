@@ -42,10 +42,22 @@ class Reporter:
         self._start_execution = start_execution
         self._sleep = sleep
 
-    def apply(self, transition: Transition, told: list[str] | None = None) -> None:
-        """Apply a stored transition's effects once, in order; one failing does not stop the next."""
+    def apply(
+        self,
+        transition: Transition,
+        told: list[str] | None = None,
+        still_current: Callable[[], bool] | None = None,
+    ) -> None:
+        """Apply a stored transition's effects once, in order; one failing does not stop the next.
+
+        `still_current` (executor writes) is asked before each effect; once it says no, the rest is left to the
+        replica that took the operation over.
+        """
         operation = transition.operation
         for effect in transition.effects:
+            if still_current is not None and not self._asks(operation.id, still_current):
+                log.warning("lost the lease before reporting; saying nothing", extra={"operation_id": operation.id})
+                return
             match effect:
                 case TellUser(user=user, text=text):
                     if told is not None:
@@ -101,6 +113,13 @@ class Reporter:
             with attempt:
                 return call()
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _asks(self, operation_id: OperationId, still_current: Callable[[], bool]) -> bool:
+        try:
+            return still_current()
+        except Exception:  # the store is unreachable: better a late line than a lost one
+            log.warning("could not confirm the lease before reporting", extra={"operation_id": operation_id})
+            return True
 
     def quietly(self, operation_id: OperationId | str, action: Callable[..., object], *args: object) -> None:
         """Chat side effects after a committed state change: log failures, never undo the change."""
