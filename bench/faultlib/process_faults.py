@@ -11,17 +11,22 @@ from __future__ import annotations
 import random
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from bench.faultlib.harness import Arena, CampaignError, arena, eventually
+from bench.faultlib.harness import Arena, CampaignError, Replica, arena, eventually
 from bot.core.operations import Operation
 from sandbox.slack.driver import Ack
 from sandbox.slack.seed import ALICE, BOB, CAROL, INCIDENT
 from tests.fakes.memory_backend import RolloutScript
 
 FINAL_LINE = "rolled back to revision"
+# Web API methods that change what people see; a stale replica must call none of them.
+SLACK_WRITES = frozenset(
+    {"chat.postMessage", "chat.update", "chat.delete", "chat.postEphemeral", "reactions.add", "reactions.remove"}
+)
 
 
 def _figures(started: float, **counts: Any) -> dict[str, Any]:
@@ -46,7 +51,7 @@ def scenario_triple_delivery(quick: bool, seed: int) -> dict[str, Any]:
     with arena(dict.fromkeys(names, 2)) as place:
         for name in names:
             place.arrange(name, revisions=waves + 1, script=RolloutScript(steps=2))
-        replicas = [place.spawn(f"replica-{n}").name for n in range(3)]
+        replicas = [replica.name for replica in place.spawn_all([f"replica-{n}" for n in range(3)])]
         outcomes: list[dict[str, Any]] = []
         with ThreadPoolExecutor(max_workers=width) as pool:
             for _ in range(waves):
@@ -136,14 +141,16 @@ def scenario_sigkill(quick: bool, seed: int) -> dict[str, Any]:
         rng.shuffle(points)
     names = [f"app-{n}" for n in range(5)]
     results: list[dict[str, Any]] = []
-    with arena(dict.fromkeys(names, 1)) as place:
+    with arena(dict.fromkeys(names, 1)) as place, ThreadPoolExecutor(max_workers=1) as spawner:
         for name in names:
             place.arrange(name, revisions=rollbacks + 1, script=RolloutScript(steps=3, hold=True))
-        generation = 0
-        for _ in range(3):
-            place.spawn(f"replica-{generation}")
-            generation += 1
+        # Quick: a fourth replica up front instead of a replacement after each kill (a start costs seconds).
+        generation = 4 if quick else 3
+        place.spawn_all([f"replica-{n}" for n in range(generation)])
+        replacement: Future[Replica] | None = None
         for index, point in enumerate(points):
+            if replacement is not None:
+                replacement.result()
             target = names[index % len(names)]
             applied_before = int(place.world_state(target)["rollbacks_applied"])
             via = rng.choice([r.name for r in place.live()])
@@ -156,8 +163,9 @@ def scenario_sigkill(quick: bool, seed: int) -> dict[str, Any]:
             assert victim is not None
             place.replicas[victim].kill()
             place.retire(victim)
-            place.spawn(f"replica-{generation}")
-            generation += 1
+            if not quick:  # keep three replicas: the replacement starts while the survivors take over
+                replacement = spawner.submit(place.spawn, f"replica-{generation}")
+                generation += 1
             place.backend.release(place.target(target))
             place.wait_for_phase(operation, "succeeded", timeout=60)
             place.wait_for_line(operation, FINAL_LINE)
@@ -223,9 +231,8 @@ def scenario_sigstop(quick: bool, seed: int) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     with arena(dict.fromkeys(names, 1)) as place:
         for name in names:
-            place.arrange(name, revisions=2, script=RolloutScript(steps=3, hold=True))
-        for n in range(2):
-            place.spawn(f"replica-{n}")
+            place.arrange(name, revisions=3, script=RolloutScript(steps=3, hold=True))
+        place.spawn_all(["replica-0", "replica-1"])
         for index, target in enumerate(names):
             results.append(_pause_past_lease(place, target, watching=index % 2 == 1, rng=rng))
     return _figures(
@@ -235,7 +242,10 @@ def scenario_sigstop(quick: bool, seed: int) -> dict[str, Any]:
         doubled=sum(r["applied"] > 1 for r in results),
         taken_over=sum(r["taken_over"] for r in results),
         stale_store_writes=sum(r["stale_store_writes"] for r in results),
-        stale_slack_calls=sum(len(r["stale_slack_calls"]) for r in results),
+        stale_slack_writes=sum(len(r["stale_slack_writes"]) for r in results),
+        stale_slack_writes_by_method=dict(Counter(m for r in results for m in r["stale_slack_writes"])),
+        stale_slack_writes_by_pause_point=dict(Counter(r["paused"] for r in results for _ in r["stale_slack_writes"])),
+        stale_slack_reads=sum(r["stale_slack_reads"] for r in results),
         stale_backend_calls=sum(r["stale_backend_calls"] for r in results),
         stale_replica_said_lost_lease=sum(r["lost_lease_logged"] for r in results),
         busy_refusals=sum(r["busy_refusals"] for r in results),
@@ -281,13 +291,16 @@ def _pause_past_lease(place: Arena, target: str, *, watching: bool, rng: random.
     writes = [w for w in place.accepted_writes() if w["operation_id"] == operation.id]
     takeover_version = min(w["version"] for w in writes if w["fence"] == taken.fence)
     call_log = place.world_state(target).get("call_log", [])
+    stale_calls = place.slack_calls_by(stale, after_seq=calls_mark)
     heir_first_call = next((i for i, c in enumerate(call_log) if c["by"] == heir.name), len(call_log))
     return {
+        "paused": "watching" if watching else "claimed",
         "completed": place.operation(operation.id).phase.value == "succeeded",
         "applied": int(place.world_state(target)["rollbacks_applied"]),
         "taken_over": place.operation(operation.id).executor == heir.name,
         "stale_store_writes": sum(w["replica"] == stale.name and w["version"] >= takeover_version for w in writes),
-        "stale_slack_calls": place.slack_calls_by(stale, after_seq=calls_mark),
+        "stale_slack_writes": [m for m in stale_calls if m in SLACK_WRITES],
+        "stale_slack_reads": sum(m not in SLACK_WRITES for m in stale_calls),
         "stale_backend_calls": sum(c["by"] == stale.name for c in call_log[heir_first_call:]),
         "lost_lease_logged": lost_logged,
         "busy_refusals": busy,
@@ -296,9 +309,9 @@ def _pause_past_lease(place: Arena, target: str, *, watching: bool, rng: random.
 
 
 def _second_request_refused(place: Arena, via: str, target: str) -> int:
-    """DAVE-less: ALICE asks again for the same target; 1 when told it is locked, 0 otherwise."""
+    """ALICE asks for the same target again (to revision 1, which exists); 1 when told it is locked, else 0."""
     before = len(place.replies_to(ALICE, "is locked by"))
-    ack = place.drivers[via].slash_command(target, user=ALICE, channel=INCIDENT)
+    ack = place.drivers[via].slash_command(f"{target} 1", user=ALICE, channel=INCIDENT)
     if not ack.ok:
         raise CampaignError(f"/rollback {target} during the takeover was not acked: {ack.status}")
     return int(_wait_quietly(lambda: len(place.replies_to(ALICE, "is locked by")) > before))
