@@ -20,20 +20,21 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry
 from slack_bolt import App
 
 from bot.adapters.http_server import ReadinessAnswer, Server, serve
 from bot.adapters.prometheus_metrics import PrometheusMetrics
+from bot.adapters.redis_inbox import RedisInbox
 from bot.adapters.redis_store import RedisOperationStore
 from bot.adapters.slack_chat import SlackChat, build_web_client
 from bot.adapters.socket_mode import SocketModeRunner
 from bot.core.catalog import BackendKind, Catalog
 from bot.core.operations import OperationId
 from bot.flows import RollbackFlow
-from bot.ports import Backend, Chat, Clock, OperationStore
+from bot.ports import Backend, Chat, Clock, Inbox, OperationStore
 from bot.settings import Settings, load_catalog_file
 from handlers import register_listeners
 
@@ -48,6 +49,8 @@ STOP_GRACE_SECONDS = 5.0
 # How long stop() lets acknowledged request work (commands, votes) finish; what is left is parked for the other
 # replicas. Well inside Kubernetes' default 30 s termination grace period.
 REQUEST_DRAIN_SECONDS = 10.0
+# A replica silent for this long (no sweep) is gone: another one adopts the gestures it had acknowledged.
+HEARTBEAT_TTL = timedelta(seconds=30)
 
 
 class SystemClock:
@@ -173,6 +176,7 @@ def build_app(
     clock: Clock | None = None,
     catalog: Catalog | None = None,
     store: OperationStore | None = None,
+    inbox: Inbox | None = None,
     new_id: Callable[[], OperationId] = new_operation_id,
     registry: CollectorRegistry | None = None,
 ) -> RollbotApp:
@@ -182,9 +186,17 @@ def build_app(
     metrics = PrometheusMetrics(registry if registry is not None else CollectorRegistry())
     closers: list[Callable[[], None]] = []
     if store is None:
-        redis_store = RedisOperationStore.from_url(settings.redis_url, clock, key_prefix=settings.redis_key_prefix)
+        redis_store = RedisOperationStore.from_url(
+            settings.redis_url,
+            clock,
+            key_prefix=settings.redis_key_prefix,
+            retention=settings.retention,
+            audit_max=settings.audit_max,
+        )
         closers.append(redis_store.close)
         store = redis_store
+        if inbox is None:
+            inbox = RedisInbox(redis_store.client, clock, key_prefix=settings.redis_key_prefix)
     web_client = build_web_client(
         settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url, observer=metrics
     )
@@ -213,6 +225,8 @@ def build_app(
         command_name=settings.slash_command,
         rollout_timeout=settings.rollout_timeout,
         lease=settings.lease,
+        inbox=inbox,
+        heartbeat_ttl=max(HEARTBEAT_TTL, settings.sweep_interval * 3),
     )
     register_listeners(bolt, flow, settings)
     server: Server | None = None

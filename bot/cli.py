@@ -1,89 +1,156 @@
 """The `rollbot` command: `rollbot serve` runs the bot, `rollbot check-config` validates a catalog file.
 
 Exit codes: 0 fine, 2 the configuration is wrong (operators script on this), 1 anything unexpected.
+
+Everything the command prints goes through a `Console`, which redacts it the way the logs are redacted: an error
+may quote a URL with its password, a refused argument or an exception's text. Nothing ends in a traceback on
+stderr: a failure is one line saying what to fix (the traceback is printed only at ROLLBOT_LOG_LEVEL=DEBUG).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any, NoReturn
 
+from pydantic import ValidationError
+
+from bot.core.catalog import describe_validation_errors
+from bot.core.errors import StoreUnavailable
+from bot.logging import Redactor, configure_logging, secrets_from_environment, url_passwords
 from bot.settings import CatalogFileError, Settings, load_catalog_file
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
 
+log = logging.getLogger("rollbot.cli")
+
+
+class Console:
+    """Where the command speaks to the operator: stdout for results, stderr for errors, both redacted."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        self.redactor = redactor
+
+    def say(self, text: str) -> None:
+        print(self.redactor.text(text))
+
+    def error(self, text: str) -> None:
+        print(self.redactor.text(text), file=sys.stderr)
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse, whose error line (it quotes the arguments it refused) is redacted like every other."""
+
+    def __init__(self, *args: Any, console: Console, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._console = console
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self._console.error(f"{self.prog}: error: {message}")
+        sys.exit(EXIT_CONFIG)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rollbot", description="Slack ChatOps rollbacks with approvals.")
+    console = Console(Redactor(secrets_from_environment()))
+    parser = _ArgumentParser(prog="rollbot", description="Slack ChatOps rollbacks with approvals.", console=console)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="run the bot (HTTP mode, or Socket Mode when SLACK_APP_TOKEN is set)")
-    check = commands.add_parser("check-config", help="validate the YAML catalog and print every problem")
+    commands.add_parser(
+        "serve", help="run the bot (HTTP mode, or Socket Mode when SLACK_APP_TOKEN is set)", console=console
+    )
+    check = commands.add_parser(
+        "check-config", help="validate the YAML catalog and print every problem", console=console
+    )
     check.add_argument("path", nargs="?", type=Path, help="catalog file (default: $ROLLBOT_CONFIG)")
     args = parser.parse_args(argv)
-    if args.command == "check-config":
-        return check_config(args.path)
-    return serve()
+    try:
+        if args.command == "check-config":
+            return check_config(args.path, console)
+        return serve(console)
+    except Exception as exc:  # a bug: say so in one redacted line rather than a traceback with secrets in it
+        console.error(f"rollbot {args.command}: unexpected error: {type(exc).__name__}: {exc}")
+        if os.environ.get("ROLLBOT_LOG_LEVEL", "").upper() == "DEBUG":
+            console.error(traceback.format_exc())
+        else:
+            console.error("(set ROLLBOT_LOG_LEVEL=DEBUG to see the traceback)")
+        return EXIT_FAILURE
 
 
-def check_config(path: Path | None) -> int:
+def check_config(path: Path | None, console: Console) -> int:
     if path is None:
-        path = Settings().config_path
+        settings = _read_settings("check-config", console)
+        if settings is None:
+            return EXIT_CONFIG
+        path = settings.config_path
     if path is None:
-        print("rollbot check-config: no PATH given and ROLLBOT_CONFIG is not set", file=sys.stderr)
+        console.error("rollbot check-config: no PATH given and ROLLBOT_CONFIG is not set")
         return EXIT_CONFIG
     try:
         catalog = load_catalog_file(path)
     except CatalogFileError as exc:
-        print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        console.error(f"{path}: {len(exc.problems)} problem(s)")
         for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+            console.error(f"  {problem}")
         return EXIT_CONFIG
     backends = sorted({spec.backend.value for spec in catalog.targets.values()})
-    print(
+    console.say(
         f"{path}: OK, {len(catalog.targets)} target(s) ({', '.join(catalog.names) or 'none'}); backends: "
         f"{', '.join(backends) or 'none'}"
     )
     return EXIT_OK
 
 
-def serve() -> int:
+def serve(console: Console) -> int:
     from bot.app import build_app  # the wiring pulls in every vendor library; check-config does not need it
-    from bot.logging import configure_logging
 
-    settings = Settings()
+    settings = _read_settings("serve", console)
+    if settings is None:
+        return EXIT_CONFIG
     problems = settings.serve_problems()
     if problems:
         for problem in problems:
-            print(f"rollbot serve: {problem}", file=sys.stderr)
+            console.error(f"rollbot serve: {problem}")
         return EXIT_CONFIG
-    configure_logging(
-        settings.log_level,
-        secrets=[
-            secret.get_secret_value()
-            for secret in (settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token)
-            if secret is not None
-        ],
-    )
+    try:
+        console = Console(start_logging(settings))
+    except ValueError as exc:  # an unknown ROLLBOT_LOG_LEVEL
+        console.error(f"rollbot serve: ROLLBOT_LOG_LEVEL: {exc}")
+        return EXIT_CONFIG
     try:
         rollbot = build_app(settings)
     except CatalogFileError as exc:
         for problem in exc.problems:
-            print(f"rollbot serve: {exc.path}: {problem}", file=sys.stderr)
+            console.error(f"rollbot serve: {exc.path}: {problem}")
         return EXIT_CONFIG
     except ValueError as exc:  # settings the adapters refuse
-        print(f"rollbot serve: {exc}", file=sys.stderr)
+        console.error(f"rollbot serve: {exc}")
         return EXIT_CONFIG
-    except Exception as exc:  # Slack or Redis unreachable at start-up (Bolt calls auth.test while being built)
-        logging.getLogger("rollbot.cli").exception("rollbot could not start")
-        print(f"rollbot serve: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except Exception as exc:  # Slack unreachable at start-up (Bolt calls auth.test while being built)
+        log.exception("rollbot could not start")
+        console.error(f"rollbot serve: cannot start: {type(exc).__name__}: {exc}")
+        return EXIT_FAILURE
+    try:
+        rollbot.start()  # resumes what is in flight: the first Redis round trip
+    except StoreUnavailable as exc:
+        rollbot.stop()
+        reason = exc.__cause__ if exc.__cause__ is not None else exc
+        log.error("rollbot could not start: Redis does not answer", extra={"reason": str(reason)})
+        console.error(f"rollbot serve: cannot start: Redis at REDIS_URL={settings.redis_url} does not answer: {reason}")
+        return EXIT_FAILURE
+    except Exception as exc:  # e.g. the HTTP port is taken
+        rollbot.stop()
+        log.exception("rollbot could not start")
+        console.error(f"rollbot serve: cannot start: {type(exc).__name__}: {exc}")
         return EXIT_FAILURE
     stopping = threading.Event()
 
@@ -92,12 +159,34 @@ def serve() -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    rollbot.start()
     try:
         stopping.wait()
     finally:
         rollbot.stop()
     return EXIT_OK
+
+
+def start_logging(settings: Settings) -> Redactor:
+    """Logging as `rollbot serve` runs it: ROLLBOT_LOG_LEVEL, ROLLBOT_LOG_VENDOR, every configured secret hidden."""
+    slack_secrets = (settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token)
+    return configure_logging(
+        settings.log_level,
+        vendor_debug=settings.log_vendor == "debug",
+        secrets=[
+            *(secret.get_secret_value() for secret in slack_secrets if secret is not None),
+            *url_passwords(settings.redis_url),
+            *secrets_from_environment(),
+        ],
+    )
+
+
+def _read_settings(command: str, console: Console) -> Settings | None:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for problem in describe_validation_errors(exc):
+            console.error(f"rollbot {command}: {problem}")
+        return None
 
 
 if __name__ == "__main__":

@@ -12,12 +12,14 @@ import os
 import socket
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.core.catalog import Catalog, Duration, describe_validation_errors, parse_catalog
+from bot.redis_url import RedisUrlError, parse_redis_url
 
 
 def _default_replica_id() -> str:
@@ -53,7 +55,19 @@ class Settings(BaseSettings):
     # How often the sweeper expires due approvals and looks for orphaned operations.
     sweep_interval: Duration = Field(default=timedelta(seconds=5), validation_alias="ROLLBOT_SWEEP_INTERVAL")
     redis_key_prefix: str = Field(default="rollbot:", validation_alias="ROLLBOT_REDIS_PREFIX")
+    # How long a finished operation (record, audit trail, message links) stays in Redis; in-flight ones stay.
+    retention: Duration = Field(default=timedelta(days=30), validation_alias="ROLLBOT_RETENTION")
+    # The global audit stream keeps about this many entries (XADD MAXLEN ~).
+    audit_max: int = Field(default=1_000_000, ge=1, validation_alias="ROLLBOT_AUDIT_MAX")
     log_level: str = Field(default="INFO", validation_alias="ROLLBOT_LOG_LEVEL")
+    # `debug`: botocore, boto3, urllib3, kubernetes… follow ROLLBOT_LOG_LEVEL (still redacted); else WARNING.
+    log_vendor: Literal["quiet", "debug"] = Field(default="quiet", validation_alias="ROLLBOT_LOG_VENDOR")
+
+    @field_validator("log_vendor", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        # An empty variable (a chart value left blank) means the default.
+        return (value.strip().lower() or "quiet") if isinstance(value, str) else value
 
     @field_validator("slash_command")
     @classmethod
@@ -79,6 +93,12 @@ class Settings(BaseSettings):
             problems.append("SLACK_APP_TOKEN must be an app-level token (xapp-…) with connections:write")
         if self.config_path is None:
             problems.append("ROLLBOT_CONFIG is not set (path of the YAML catalog)")
+        try:
+            parse_redis_url(self.redis_url)
+        except RedisUrlError as exc:
+            problems.append(str(exc))
+        if self.retention <= timedelta(0):
+            problems.append("ROLLBOT_RETENTION must be positive, e.g. 30d or 12h")
         return problems
 
 

@@ -1,24 +1,33 @@
 """`RedisOperationStore`: the journal of operations in Redis, shared by every bot replica.
 
-Keys (all under `key_prefix`, default ``rollbot:``):
+Keys, all under one tagged prefix (`rollbot:` becomes ``rollbot:{rollbot}:``, see `tagged_prefix`):
 
     op:{id}                    the operation, as pydantic JSON
     op-by-msg:{channel}:{ts}   → operation id, for reactions on the request message
-    lock:{target.lock_key}     JSON LockInfo {operation_id, requester, since}, with a TTL the caller refreshes
+    links:{id}                 set of the op-by-msg keys pointing at the operation (they expire with it)
+    lock:{target.lock_key}     JSON LockInfo {operation_id, requester, since}, with a TTL
     in-flight                  sorted set of in-flight operation ids, scored by created_at
-    audit                      append-only stream of every write (operation id, phase, version, actor, note, at)
+    audit                      stream of every write (operation id, phase, version, actor, note, at), capped
+                               at about `audit_max` entries
     audit:{id}                 the same entries, for one operation
     seen:{key}                 first-delivery markers (Slack event_id, command idempotency), with a TTL
+    inbox:…                    parked work and replica heartbeats (bot.adapters.redis_inbox)
 
-Every write is one Lua script, so it is atomic in one round trip: the compare-and-set on `version`, the
-lock, the in-flight index and the audit entry move together or not at all. Each write also carries a random
-`write` id that is recorded in its audit entry; when a reply is lost and redis-py resends the same script,
-the second run finds its own write id and reports success instead of a false conflict or duplicate.
-Compare-and-set conflicts are not retried here: the flow re-reads and decides again.
+Every write is one Lua script (bot.adapters.redis_scripts), atomic in one round trip: the compare-and-set on
+`version`, the fencing check, the lock, the in-flight index and the audit entry move together or not at all.
+Each write also carries a random `write` id recorded in its audit entry; when a reply is lost and redis-py
+resends the same script (a dropped connection, a Sentinel failover), the second run finds its own write id and
+reports success instead of a false conflict, duplicate or fence. Compare-and-set conflicts are not retried
+here: the flow re-reads and decides again.
+
+Finished operations (terminal phases) expire after `retention`, with their audit trail and message links;
+operations in flight never expire.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,110 +35,38 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import redis
-from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.retry import Retry
+from redis.commands.core import Script
 
+from bot.adapters import redis_scripts
+from bot.adapters.redis_connect import RedisClient, RedisConnection, connect, probe_for
 from bot.core.catalog import SlackUserId, TargetName
-from bot.core.errors import ConcurrentUpdate, DuplicateOperation, StoreUnavailable, TargetBusy
+from bot.core.errors import ConcurrentUpdate, DuplicateOperation, FencedOut, StoreUnavailable, TargetBusy
 from bot.core.operations import MessageRef, Operation, OperationId, Phase
 from bot.ports import AuditEntry, Clock, LockInfo
 
+DEFAULT_KEY_PREFIX: Final = "rollbot:"
+# How long an in-flight write that finds its lock expired takes it again for, when the caller names no TTL.
+DEFAULT_LOCK_TTL: Final = timedelta(minutes=2)
+DEFAULT_RETENTION: Final = timedelta(days=30)
+DEFAULT_AUDIT_MAX: Final = 1_000_000
+
 # Phases whose operation holds its target's lock (mirrors Phase.is_in_flight, passed to the scripts).
 _IN_FLIGHT_PHASES: Final = tuple(phase.value for phase in Phase if phase.is_in_flight)
+_HASH_TAG = re.compile(r"\{[^{}]+\}")
 
-# Shared by the write scripts: was the write with this id already applied (a resent script after a lost reply)?
-_LUA_HAS_WRITE = """
-local function has_write(stream, write_id)
-  for _, entry in ipairs(redis.call('XRANGE', stream, '-', '+')) do
-    local fields = entry[2]
-    for i = 1, #fields, 2 do
-      if fields[i] == 'write' and fields[i + 1] == write_id then return true end
-    end
-  end
-  return false
-end
-local function append_audit(global_stream, own_stream, first)
-  local fields = {}
-  for i = first, #ARGV do fields[#fields + 1] = ARGV[i] end
-  redis.call('XADD', global_stream, '*', unpack(fields))
-  redis.call('XADD', own_stream, '*', unpack(fields))
-end
-"""
+log = logging.getLogger(__name__)
 
-# KEYS: op, lock, in-flight, audit, audit:{id}
-# ARGV: record, write id, takes lock (1/0), lock json, ttl ms, op id, score, audit fields…
-_LUA_CREATE = (
-    _LUA_HAS_WRITE
-    + """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  if has_write(KEYS[5], ARGV[2]) then return {'ok'} end
-  return {'duplicate'}
-end
-if ARGV[3] == '1' then
-  if not redis.call('SET', KEYS[2], ARGV[4], 'NX', 'PX', ARGV[5]) then
-    return {'busy', redis.call('GET', KEYS[2])}
-  end
-  redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
-end
-redis.call('SET', KEYS[1], ARGV[1])
-append_audit(KEYS[4], KEYS[5], 8)
-return {'ok'}
-"""
-)
 
-# KEYS: op, lock, in-flight, audit, audit:{id}
-# ARGV: record, write id, expected version, in flight (1/0), terminal (1/0), op id, score, audit fields…
-_LUA_REPLACE = (
-    _LUA_HAS_WRITE
-    + """
-local current = redis.call('GET', KEYS[1])
-if not current then return {'missing'} end
-local version = cjson.decode(current)['version']
-if version ~= tonumber(ARGV[3]) then
-  if has_write(KEYS[5], ARGV[2]) then return {'ok'} end
-  return {'conflict', tostring(version)}
-end
-local lock = redis.call('GET', KEYS[2])
-local owner = lock and cjson.decode(lock)['operation_id']
-if ARGV[4] == '1' and lock and owner ~= ARGV[6] then return {'busy', lock} end
-redis.call('SET', KEYS[1], ARGV[1])
-if ARGV[4] == '1' then
-  redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
-else
-  redis.call('ZREM', KEYS[3], ARGV[6])
-end
-if ARGV[5] == '1' and owner == ARGV[6] then redis.call('DEL', KEYS[2]) end
-append_audit(KEYS[4], KEYS[5], 8)
-return {'ok'}
-"""
-)
+def tagged_prefix(key_prefix: str) -> str:
+    """The prefix every key starts with, with one Redis Cluster hash tag: `rollbot:` → `rollbot:{rollbot}:`.
 
-# KEYS: op, lock.  ARGV: op id, ttl ms, lock json (to take it again after expiry), in-flight phases…
-_LUA_REFRESH = """
-local current = redis.call('GET', KEYS[1])
-if not current then return {'idle'} end
-local phase = cjson.decode(current)['phase']
-local in_flight = false
-for i = 4, #ARGV do if ARGV[i] == phase then in_flight = true end end
-if not in_flight then return {'idle'} end
-local lock = redis.call('GET', KEYS[2])
-if not lock then
-  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
-  return {'taken'}
-end
-if cjson.decode(lock)['operation_id'] == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
-  return {'refreshed'}
-end
-return {'busy', lock}
-"""
-
-# KEYS: seen:{key}.  ARGV: token, ttl ms. The token makes a resent command after a lost reply still say "first".
-_LUA_FIRST_DELIVERY = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
-return 0
-"""
+    A prefix that already carries a `{tag}` is used as it is. One tag for every key puts them all in one slot,
+    so each script's keys sit on one node, as Redis Cluster requires.
+    """
+    if _HASH_TAG.search(key_prefix):
+        return key_prefix
+    tag = key_prefix.strip(":") or "rollbot"
+    return f"{key_prefix}{{{tag}}}:"
 
 
 def describe_busy(target: TargetName | str, holder: LockInfo) -> str:
@@ -141,25 +78,44 @@ def describe_busy(target: TargetName | str, holder: LockInfo) -> str:
 
 
 class RedisOperationStore:
-    """The `OperationStore` port on Redis ≥ 7. Thread-safe (redis-py's connection pool is)."""
+    """The `OperationStore` port on Redis ≥ 7: one server, Sentinel or Cluster. Thread-safe, as redis-py is."""
 
     def __init__(
         self,
-        redis_client: redis.Redis,
+        redis_client: RedisClient,
         clock: Clock,
         *,
-        key_prefix: str = "rollbot:",
+        key_prefix: str = DEFAULT_KEY_PREFIX,
         probe_timeout: timedelta = timedelta(milliseconds=500),
+        probe: RedisClient | None = None,
+        default_lock_ttl: timedelta = DEFAULT_LOCK_TTL,
+        retention: timedelta = DEFAULT_RETENTION,
+        audit_max: int = DEFAULT_AUDIT_MAX,
+        replicas_to_wait: int = 0,
+        replication_timeout: timedelta = timedelta(milliseconds=500),
     ) -> None:
         self._redis = redis_client
         self._clock = clock
-        self._prefix = key_prefix
-        self._create_script = redis_client.register_script(_LUA_CREATE)
-        self._replace_script = redis_client.register_script(_LUA_REPLACE)
-        self._refresh_script = redis_client.register_script(_LUA_REFRESH)
-        self._first_delivery_script = redis_client.register_script(_LUA_FIRST_DELIVERY)
-        self._probe = _probe_client(redis_client, probe_timeout)
-        self._owns_client = False  # from_url() made the client, so close() closes it too
+        self._prefix = tagged_prefix(key_prefix)
+        self._default_lock_ttl = default_lock_ttl
+        self._retention = retention
+        self._audit_max = audit_max
+        self._replicas_to_wait = replicas_to_wait
+        self._replication_timeout = replication_timeout
+        self._create_script = redis_client.register_script(redis_scripts.CREATE)
+        self._replace_script = redis_client.register_script(redis_scripts.REPLACE)
+        self._refresh_script = redis_client.register_script(redis_scripts.REFRESH)
+        self._link_script = redis_client.register_script(redis_scripts.LINK_MESSAGE)
+        self._first_delivery_script = redis_client.register_script(redis_scripts.FIRST_DELIVERY)
+        self._owns_probe = probe is None and isinstance(redis_client, redis.Redis)
+        self._probe: RedisClient
+        if probe is not None:
+            self._probe = probe
+        elif isinstance(redis_client, redis.Redis):
+            self._probe = probe_for(redis_client, probe_timeout)
+        else:  # a cluster client: its PING asks the nodes itself
+            self._probe = redis_client
+        self._connection: RedisConnection | None = None  # from_url() made the clients, so close() closes them
 
     @classmethod
     def from_url(
@@ -167,47 +123,67 @@ class RedisOperationStore:
         url: str,
         clock: Clock,
         *,
-        key_prefix: str = "rollbot:",
+        key_prefix: str = DEFAULT_KEY_PREFIX,
         timeout: timedelta = timedelta(seconds=2),
+        default_lock_ttl: timedelta = DEFAULT_LOCK_TTL,
+        retention: timedelta = DEFAULT_RETENTION,
+        audit_max: int = DEFAULT_AUDIT_MAX,
     ) -> RedisOperationStore:
-        """A store with its own client: short socket timeouts and a brief retry on dropped connections."""
-        seconds = timeout.total_seconds()
-        client = redis.Redis.from_url(
-            url,
-            socket_timeout=seconds,
-            socket_connect_timeout=seconds,
-            # redis-py resends a command after a connection error; the write ids make that safe (module doc).
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
-            health_check_interval=30,
+        """A store with its own clients for REDIS_URL (one server, a Cluster node, or `redis+sentinel://`).
+
+        Behind Sentinel every write also waits briefly for a replica to have it, so that a failover right after
+        an acknowledged write does not lose it. Raises RedisUrlError (a ValueError) for a malformed URL.
+        """
+        connection = connect(url, timeout=timeout)
+        store = cls(
+            connection.client,
+            clock,
+            key_prefix=key_prefix,
+            probe=connection.probe,
+            default_lock_ttl=default_lock_ttl,
+            retention=retention,
+            audit_max=audit_max,
+            replicas_to_wait=1 if connection.kind == "sentinel" else 0,
         )
-        store = cls(client, clock, key_prefix=key_prefix)
-        store._owns_client = True
+        store._connection = connection
         return store
+
+    @property
+    def client(self) -> RedisClient:
+        """The client the store writes with; the inbox shares it."""
+        return self._redis
+
+    @property
+    def key_prefix(self) -> str:
+        """The tagged prefix of every key, e.g. `rollbot:{rollbot}:`."""
+        return self._prefix
 
     def close(self) -> None:
         """Release the store's own connections; an injected client belongs to the caller and stays open."""
-        self._probe.close()
-        if self._owns_client:
-            self._redis.close()
+        if self._connection is not None:
+            self._connection.close()
+        elif self._owns_probe:
+            self._probe.close()
 
     def create(self, operation: Operation, lock_ttl: timedelta) -> None:
-        takes_lock = operation.phase.is_in_flight
-        lock = self._lock_info(operation)
         write_id = _new_write_id()
-        with self._translating_errors():
-            reply = self._create_script(
-                keys=self._write_keys(operation),
-                args=[
-                    operation.model_dump_json(),
-                    write_id,
-                    "1" if takes_lock else "0",
-                    lock.model_dump_json(),
-                    _milliseconds(lock_ttl),
-                    operation.id,
-                    operation.created_at.timestamp(),
-                    *self._audit_fields(operation, write_id, actor=operation.requester, note=None),
-                ],
-            )
+        reply = self._run(
+            self._create_script,
+            self._write_keys(operation),
+            [
+                operation.model_dump_json(),
+                write_id,
+                "1" if operation.phase.is_in_flight else "0",
+                self._lock_info(operation).model_dump_json(),
+                _milliseconds(lock_ttl),
+                operation.id,
+                operation.created_at.timestamp(),
+                "1" if operation.phase.is_terminal else "0",
+                _milliseconds(self._retention),
+                self._audit_max,
+                *self._audit_fields(operation, write_id, actor=operation.requester, note=None),
+            ],
+        )
         outcome, *rest = _texts(reply)
         if outcome == "duplicate":
             raise DuplicateOperation(f"operation {operation.id} already exists")
@@ -226,29 +202,43 @@ class RedisOperationStore:
         expected_version: int,
         actor: SlackUserId | None = None,
         note: str | None = None,
+        *,
+        fence: int | None = None,
+        lock_ttl: timedelta | None = None,
     ) -> None:
         if operation.version != expected_version + 1:
             raise ValueError(
                 f"operation {operation.id} must carry version {expected_version + 1}, not {operation.version}"
             )
         write_id = _new_write_id()
-        with self._translating_errors():
-            reply = self._replace_script(
-                keys=self._write_keys(operation),
-                args=[
-                    operation.model_dump_json(),
-                    write_id,
-                    expected_version,
-                    "1" if operation.phase.is_in_flight else "0",
-                    "1" if operation.phase.is_terminal else "0",
-                    operation.id,
-                    operation.created_at.timestamp(),
-                    *self._audit_fields(operation, write_id, actor=actor, note=note),
-                ],
-            )
+        reply = self._run(
+            self._replace_script,
+            self._write_keys(operation),
+            [
+                operation.model_dump_json(),
+                write_id,
+                expected_version,
+                "1" if operation.phase.is_in_flight else "0",
+                "1" if operation.phase.is_terminal else "0",
+                operation.id,
+                operation.created_at.timestamp(),
+                "" if fence is None else fence,
+                operation.fence,
+                self._lock_info(operation).model_dump_json(),
+                "" if lock_ttl is None else _milliseconds(lock_ttl),
+                _milliseconds(self._default_lock_ttl),
+                _milliseconds(self._retention),
+                self._audit_max,
+                *self._audit_fields(operation, write_id, actor=actor, note=note),
+            ],
+        )
         outcome, *rest = _texts(reply)
         if outcome == "missing":
             raise ConcurrentUpdate(f"operation {operation.id} does not exist")
+        if outcome == "fenced":
+            raise FencedOut(describe_fenced_out(operation, stored_fence=int(rest[0]), fence=fence))
+        if outcome == "fence-jump":
+            raise ValueError(describe_fence_jump(operation, stored_fence=int(rest[0])))
         if outcome == "conflict":
             raise ConcurrentUpdate(f"operation {operation.id} is at version {rest[0]}, not {expected_version}")
         if outcome == "busy":
@@ -256,8 +246,12 @@ class RedisOperationStore:
             raise TargetBusy(describe_busy(operation.target.name, holder), holder=holder)
 
     def link_message(self, operation_id: OperationId, ref: MessageRef) -> None:
-        with self._translating_errors():
-            self._redis.set(self._key("op-by-msg", ref.channel, ref.ts), operation_id)
+        keys = [
+            self._key("op-by-msg", ref.channel, ref.ts),
+            self._key("links", operation_id),
+            self._key("op", operation_id),
+        ]
+        self._run(self._link_script, keys, [operation_id])
 
     def find_by_message(self, ref: MessageRef) -> Operation | None:
         with self._translating_errors():
@@ -269,23 +263,27 @@ class RedisOperationStore:
             lock = self._redis.get(self._key("lock", lock_key))
         return None if lock is None else LockInfo.model_validate_json(lock)
 
-    def refresh_lock(self, operation: Operation, ttl: timedelta) -> None:
+    def refresh_lock(self, operation: Operation, ttl: timedelta, *, fence: int | None = None) -> None:
         """Extend the lock if `operation` holds it, or take it again if it expired while nobody else took it.
 
         Does nothing for an operation that is (in the store) no longer in flight. Raises TargetBusy when
-        another operation took the target meanwhile: the caller must not go on executing.
+        another operation took the target meanwhile, FencedOut when `fence` is no longer the current token:
+        either way the caller must not go on executing.
         """
-        with self._translating_errors():
-            reply = self._refresh_script(
-                keys=[self._key("op", operation.id), self._key("lock", operation.target.lock_key)],
-                args=[
-                    operation.id,
-                    _milliseconds(ttl),
-                    self._lock_info(operation).model_dump_json(),
-                    *_IN_FLIGHT_PHASES,
-                ],
-            )
+        reply = self._run(
+            self._refresh_script,
+            [self._key("op", operation.id), self._key("lock", operation.target.lock_key)],
+            [
+                operation.id,
+                _milliseconds(ttl),
+                self._lock_info(operation).model_dump_json(),
+                "" if fence is None else fence,
+                *_IN_FLIGHT_PHASES,
+            ],
+        )
         outcome, *rest = _texts(reply)
+        if outcome == "fenced":
+            raise FencedOut(describe_fenced_out(operation, stored_fence=int(rest[0]), fence=fence))
         if outcome == "busy":
             holder = LockInfo.model_validate_json(rest[0])
             raise TargetBusy(describe_busy(operation.target.name, holder), holder=holder)
@@ -298,11 +296,12 @@ class RedisOperationStore:
         return [op for op in operations if op.phase.is_in_flight]
 
     def first_delivery(self, key: str, ttl: timedelta) -> bool:
+        keys = [self._key("seen", key)]
+        return bool(self._run(self._first_delivery_script, keys, [_new_write_id(), _milliseconds(ttl)]))
+
+    def is_delivered(self, key: str) -> bool:
         with self._translating_errors():
-            reply = self._first_delivery_script(
-                keys=[self._key("seen", key)], args=[_new_write_id(), _milliseconds(ttl)]
-            )
-        return bool(reply)
+            return bool(self._redis.exists(self._key("seen", key)))
 
     def audit(self, operation_id: OperationId) -> Sequence[AuditEntry]:
         with self._translating_errors():
@@ -310,11 +309,25 @@ class RedisOperationStore:
         return [_audit_entry({_text(k): _text(v) for k, v in fields.items()}) for _, fields in entries or () if fields]
 
     def is_reachable(self) -> bool:
-        """PING with a short timeout and no retries; never raises."""
+        """PING with a short timeout and no retries (behind Sentinel: the current master); never raises."""
         try:
             return bool(self._probe.ping())
         except (redis.RedisError, OSError):
             return False
+
+    def _run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        """Run a write script; with `replicas_to_wait`, WAIT on the same connection until replicas have it."""
+        with self._translating_errors():
+            if not self._replicas_to_wait or not isinstance(self._redis, redis.Redis):
+                return script(keys=keys, args=args)
+            pipeline = self._redis.pipeline(transaction=False)
+            script(keys=keys, args=args, client=pipeline)
+            pipeline.wait(self._replicas_to_wait, _milliseconds(self._replication_timeout))
+            reply, acknowledged = pipeline.execute()
+        if int(acknowledged) < self._replicas_to_wait:
+            # On the master only for now: a failover before a replica catches up would lose this write.
+            log.warning("redis write not yet on a replica", extra={"replicas_acknowledged": acknowledged})
+        return reply
 
     def _key(self, *parts: str) -> str:
         return self._prefix + ":".join(parts)
@@ -326,6 +339,7 @@ class RedisOperationStore:
             self._key("in-flight"),
             self._key("audit"),
             self._key("audit", operation.id),
+            self._key("links", operation.id),
         ]
 
     def _lock_info(self, operation: Operation) -> LockInfo:
@@ -356,14 +370,15 @@ class RedisOperationStore:
             raise StoreUnavailable(f"operation store: {type(exc).__name__}: {exc}") from exc
 
 
-def _probe_client(client: redis.Redis, timeout: timedelta) -> redis.Redis:
-    """A client on the same server as `client`, with a short timeout and no retries, for health checks."""
-    pool = client.connection_pool
-    seconds = timeout.total_seconds()
-    kwargs: dict[str, Any] = dict(pool.connection_kwargs)
-    kwargs.update(socket_timeout=seconds, socket_connect_timeout=seconds, retry=Retry(NoBackoff(), retries=0))
-    probe_pool = redis.ConnectionPool(connection_class=pool.connection_class, max_connections=2, **kwargs)
-    return redis.Redis(connection_pool=probe_pool)
+def describe_fenced_out(operation: Operation, *, stored_fence: int, fence: int | None) -> str:
+    """The FencedOut text (shared with the in-memory fake)."""
+    writer = operation.fence if fence is None else fence
+    return f"operation {operation.id} is now fenced at {stored_fence}; this write with fence {writer} is stale"
+
+
+def describe_fence_jump(operation: Operation, *, stored_fence: int) -> str:
+    """A write that raises the fence by more than one: a bug in the caller (shared with the in-memory fake)."""
+    return f"operation {operation.id} may raise its fence from {stored_fence} by one at most, not to {operation.fence}"
 
 
 def _audit_entry(fields: dict[str, str]) -> AuditEntry:

@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import Final, Literal
 
 from bot.core.catalog import SlackUserId
+from bot.core.messages import decisions as words
 from bot.core.operations import Operation
 
 APPROVE_EMOJI: Final = "white_check_mark"
@@ -127,26 +128,14 @@ def judge_vote(
     group_members: frozenset[SlackUserId],
 ) -> Verdict:
     if is_bot:
-        return Verdict(Decision.REFUSE, f"Bots can't {vote} rollbacks.")
+        return Verdict(Decision.REFUSE, words.bots_cannot_vote(vote))
     policy = operation.target.policy
     eligible = is_eligible(operation, user, group_members)
     if user == operation.requester:
         if vote == "reject":
             return Verdict(Decision.CANCEL)
         if not policy.allow_self_approval:
-            return Verdict(Decision.REFUSE, "You requested this rollback; someone else must approve it (four-eyes).")
+            return Verdict(Decision.REFUSE, words.four_eyes())
     if not eligible:
-        return Verdict(Decision.REFUSE, not_an_approver(operation))
+        return Verdict(Decision.REFUSE, words.not_an_approver(operation))
     return Verdict(Decision.APPROVE if vote == "approve" else Decision.REJECT)
-
-
-def not_an_approver(operation: Operation) -> str:
-    return f"You're not an approver for `{operation.target.name}`. Approvers: {approvers_text(operation)}."
-
-
-def approvers_text(operation: Operation) -> str:
-    """`<@U0AAA>, <!subteam^S0SRE>`: how Slack renders people and user groups."""
-    policy = operation.target.policy
-    mentions = [f"<@{user}>" for user in policy.approvers]
-    mentions += [f"<!subteam^{group}>" for group in policy.approver_groups]
-    return ", ".join(mentions) if mentions else "nobody is configured"

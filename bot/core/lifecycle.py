@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from bot.core.approvals import (
     APPROVE_EMOJI,
@@ -41,8 +41,8 @@ from bot.core.approvals import (
     vote_of,
 )
 from bot.core.catalog import SlackUserId, format_duration
-from bot.core.commands import SLASH_COMMAND
 from bot.core.effects import Effect, PostInThread, RefreshRequestMessage, ReleaseTarget, StartExecution, TellUser
+from bot.core.messages import decisions as words
 from bot.core.operations import Approval, Operation, Phase
 from bot.core.rollouts import RollbackReceipt, RolloutPhase, RolloutStatus
 
@@ -210,7 +210,7 @@ def advance(
         case ClaimRefused():
             if operation.phase is not Phase.APPROVED:
                 return Transition(operation)
-            return _finish(operation, Phase.FAILED, f"not run: {event.reason}", now)
+            return _finish(operation, Phase.FAILED, words.not_run_outcome(event.reason), now)
         case LeaseRenewed():
             if operation.phase is not Phase.ROLLING_BACK or event.executor != operation.executor:
                 return Transition(operation)
@@ -222,7 +222,7 @@ def advance(
         case RollbackErrored():
             if operation.phase is not Phase.ROLLING_BACK:
                 return Transition(operation)
-            return _finish(operation, Phase.FAILED, f"rollback failed: {event.reason}", now)
+            return _finish(operation, Phase.FAILED, words.failed_outcome(event.reason), now)
         case _:
             if operation.phase is not Phase.ROLLING_BACK or event.receipt == operation.receipt:
                 return Transition(operation)
@@ -257,7 +257,7 @@ def _judge(operation: Operation, event: Gesture, group_members: frozenset[SlackU
         case _:
             if event.user == operation.requester or is_eligible(operation, event.user, group_members):
                 return _Judged(event.user, Verdict(Decision.CANCEL), "command", False)
-            refusal = f"Only <@{operation.requester}> or an approver can cancel this request."
+            refusal = words.only_requester_or_approver_cancels(operation)
             return _Judged(event.user, Verdict(Decision.REFUSE, refusal), "command", False)
 
 
@@ -284,13 +284,13 @@ def _on_gesture(
     if operation.phase is Phase.APPROVED:
         if decision is Decision.APPROVE:
             return Transition(operation)  # enough approvals already; extra ones change nothing
-        return _tell(operation, user, "Too late: this rollback is already approved and starting.")
+        return _tell(operation, user, words.too_late_approved())
     if decision is Decision.APPROVE:
         return _approve(operation, user, judged.via, now)
     phase, line = (
-        (Phase.REJECTED, f"❌ rejected by <@{user}>")
+        (Phase.REJECTED, words.rejected_line(user))
         if decision is Decision.REJECT
-        else (Phase.CANCELLED, f"🚫 cancelled by <@{user}>")
+        else (Phase.CANCELLED, words.cancelled_line(user))
     )
     new = _next(operation, now, phase=phase, decided_by=user, finished_at=now)
     return _changed(new, (RefreshRequestMessage(), PostInThread(line), ReleaseTarget(new.target.lock_key)), user)
@@ -301,7 +301,7 @@ def _approve(operation: Operation, user: SlackUserId, via: str, now: datetime) -
         return Transition(operation)  # the same person twice (✅ again, or ✅ and the button) counts once
     approvals = (*operation.approvals, Approval(user=user, at=now, via="button" if via == "button" else "reaction"))
     required = operation.required_approvals
-    line = PostInThread(f"✅ approved by <@{user}> ({len(approvals)}/{required})")
+    line = PostInThread(words.approved_line(user, len(approvals), required))
     if len(approvals) < required:
         return _changed(_next(operation, now, approvals=approvals), (RefreshRequestMessage(), line), user)
     new = _next(operation, now, approvals=approvals, phase=Phase.APPROVED)
@@ -311,7 +311,7 @@ def _approve(operation: Operation, user: SlackUserId, via: str, now: datetime) -
 def _withdraw(operation: Operation, user: SlackUserId, now: datetime) -> Transition:
     approvals = tuple(a for a in operation.approvals if not (a.user == user and a.via == "reaction"))
     required = operation.required_approvals
-    line = f"↩️ <@{user}> withdrew their approval ({len(approvals)}/{required})"
+    line = words.withdrawn_line(user, len(approvals), required, waiting_again=False)
     phase = operation.phase
     if phase is Phase.APPROVED and len(approvals) < required:
         if now >= operation.expires_at:
@@ -319,7 +319,7 @@ def _withdraw(operation: Operation, user: SlackUserId, now: datetime) -> Transit
             effects = (PostInThread(line), *expired.effects)
             return Transition(expired.operation, effects, True, user, line)
         phase = Phase.AWAITING_APPROVAL
-        line += " — waiting for approval again"
+        line = words.withdrawn_line(user, len(approvals), required, waiting_again=True)
     new = _next(operation, now, approvals=approvals, phase=phase)
     return _changed(new, (RefreshRequestMessage(), PostInThread(line)), user)
 
@@ -327,18 +327,13 @@ def _withdraw(operation: Operation, user: SlackUserId, now: datetime) -> Transit
 def _too_late_running(operation: Operation, user: SlackUserId, decision: Decision) -> Transition:
     if decision is Decision.APPROVE:
         return Transition(operation)
-    started = _clock(operation.started_at or operation.updated_at)
-    if decision is Decision.WITHDRAW:
-        return _tell(operation, user, f"Too late: execution started at {started}; removing ✅ doesn't stop it.")
-    return _tell(operation, user, f"Too late: execution started at {started}; it can't be stopped from Slack.")
+    started = operation.started_at or operation.updated_at
+    return _tell(operation, user, words.too_late_running(started, withdrawing=decision is Decision.WITHDRAW))
 
 
 def _expire(operation: Operation, approvals: tuple[Approval, ...], now: datetime) -> Transition:
     window = format_duration(operation.expires_at - operation.created_at)
-    if approvals:
-        line = f"⌛ expired — only {len(approvals)}/{operation.required_approvals} approvals within {window}"
-    else:
-        line = f"⌛ expired — nobody approved within {window}"
+    line = words.expired_line(len(approvals), operation.required_approvals, window)
     new = _next(operation, now, approvals=approvals, phase=Phase.EXPIRED, finished_at=now)
     return _changed(new, (RefreshRequestMessage(), PostInThread(line), ReleaseTarget(new.target.lock_key)), None)
 
@@ -357,7 +352,7 @@ def _on_claim(operation: Operation, event: ExecutionClaimed, now: datetime) -> T
             fence=operation.fence + 1,
         )
         plan = operation.plan
-        line = PostInThread(f"⏪ rolling back: revision {plan.from_revision} → {plan.to_revision}")
+        line = PostInThread(words.rolling_back_line(plan.from_revision, plan.to_revision))
         return _changed(new, (RefreshRequestMessage(), line), None)
     if operation.phase is Phase.ROLLING_BACK:
         is_lease_over = operation.lease_until is None or now >= operation.lease_until
@@ -377,9 +372,9 @@ def _on_status(operation: Operation, status: RolloutStatus, now: datetime) -> Tr
     if status.phase is RolloutPhase.PROGRESSING:
         return Transition(_next(operation, now, last_status=status), changed=True)
     if status.phase is RolloutPhase.SUCCEEDED:
-        outcome = f"rolled back to revision {operation.plan.to_revision} — {status.summary}"
+        outcome = words.rolled_back_outcome(operation.plan.to_revision, status.summary)
         return _finish(operation, Phase.SUCCEEDED, outcome, now, last_status=status)
-    return _finish(operation, Phase.FAILED, f"rollback failed: {status.reason or status.summary}", now, status)
+    return _finish(operation, Phase.FAILED, words.failed_outcome(status.reason or status.summary), now, status)
 
 
 def _finish(
@@ -393,8 +388,8 @@ def _finish(
         finished_at=now,
         last_status=last_status or operation.last_status,
     )
-    mark = "✅" if phase is Phase.SUCCEEDED else "❌"
-    effects = (RefreshRequestMessage(), PostInThread(f"{mark} {outcome}"), ReleaseTarget(new.target.lock_key))
+    line = PostInThread(words.finished_line(phase is Phase.SUCCEEDED, outcome))
+    effects = (RefreshRequestMessage(), line, ReleaseTarget(new.target.lock_key))
     return _changed(new, effects, None)
 
 
@@ -417,19 +412,7 @@ def _voter(event: Event) -> SlackUserId | None:
 
 
 def _closed_text(operation: Operation) -> str:
-    again = f"run {SLASH_COMMAND} again"
-    by = f" by <@{operation.decided_by}>" if operation.decided_by else ""
-    match operation.phase:
-        case Phase.PREVIEW:
-            return f"This is a dry-run preview; nothing will run. To request it, {again} without --dry-run."
-        case Phase.EXPIRED:
-            return f"This request expired at {_clock(operation.expires_at)}; {again}."
-        case Phase.REJECTED:
-            return f"This request was rejected{by}; {again} if it's still needed."
-        case Phase.CANCELLED:
-            return f"This request was cancelled{by}; {again} if it's still needed."
-        case _:
-            return f"This rollback is over: {operation.outcome or operation.phase.value}."
+    return words.closed(operation)
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------
@@ -446,10 +429,3 @@ def _changed(operation: Operation, effects: tuple[Effect, ...], actor: SlackUser
 
 def _tell(operation: Operation, user: SlackUserId, text: str) -> Transition:
     return Transition(operation, (TellUser(user, text),), False, user)
-
-
-def _clock(moment: datetime) -> str:
-    """`14:52 UTC`: people in an incident channel read times, not dates."""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
-    return moment.strftime("%H:%M UTC")

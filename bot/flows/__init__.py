@@ -32,7 +32,7 @@ from typing import Final
 from bot.core import messages
 from bot.core.approvals import vote_of
 from bot.core.catalog import BackendKind, Catalog, ChannelId, SlackUserId
-from bot.core.errors import UserError
+from bot.core.errors import TemporaryError, UserError
 from bot.core.messages import ChatMessage
 from bot.core.operations import MessageRef, Operation, OperationId
 from bot.flows.execution import Executor, Submit
@@ -197,10 +197,13 @@ class RollbackFlow:
         answer = reply if reply is not None else self._ephemeral_reply(gesture)
 
         def work() -> None:
-            try:
-                self._guarded(lambda: self._handle(gesture, answer), answer if gesture.kind == "command" else None)
-            finally:
+            handled = self._guarded(
+                lambda: self._handle(gesture, answer), answer if gesture.kind == "command" else None
+            )
+            if handled:
                 self._parking.unpark(parked)
+            else:  # Redis or Slack briefly away: the gesture stays parked and the next sweep handles it again
+                self._parking.retry_later(parked, gesture)
 
         self._submit_request(work)
 
@@ -231,24 +234,31 @@ class RollbackFlow:
 
     def _adopt_gestures(self) -> int:
         self._parking.heartbeat(self._heartbeat_ttl.total_seconds())
-        adopted = self._parking.adopt()
+        adopted = [*self._parking.take_retries(), *self._parking.adopt()]
         for key, gesture in adopted:
-            log.info("replaying a gesture a gone replica acknowledged", extra={"key": key, "kind": gesture.kind})
+            log.info("handling a parked gesture again", extra={"key": key, "kind": gesture.kind})
             self._submit_gesture(gesture, parked=key)
         return len(adopted)
 
-    def _guarded(self, work: Callable[[], object], reply: Reply | None = None) -> None:
-        """Run listener work on the executor: a bug is logged with a reference, never shown as a traceback."""
+    def _guarded(self, work: Callable[[], object], reply: Reply | None = None) -> bool:
+        """Run listener work on the executor: a bug is logged with a reference, never shown as a traceback.
+
+        False when a temporary failure (Redis or Slack briefly away) left the work undone and worth another try.
+        """
         try:
             work()
         except UserError as exc:
             if reply is not None:
                 self._reporter.quietly("-", reply, messages.user_error(str(exc)))
+        except TemporaryError:
+            log.warning("a gesture hit a temporary failure; it will be handled again", exc_info=True)
+            return False
         except Exception:
             reference = "err-" + self._new_id().removeprefix("op-")
             log.exception("internal error handling a request", extra={"reference": reference})
             if reply is not None:
                 self._reporter.quietly(reference, reply, messages.plain(messages.internal_error_text(reference)))
+        return True
 
     # --- the use cases, synchronously (tests and the executor call these) ---------------------------------------
 

@@ -10,6 +10,7 @@ Handling a gesture twice is harmless (a vote counts once per person; a second id
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import timedelta
 from typing import Literal
 
@@ -46,6 +47,18 @@ class GestureParking:
     def __init__(self, inbox: Inbox | None, replica_id: str) -> None:
         self._inbox = inbox
         self._replica = replica_id
+        self._mutex = threading.Lock()
+        self._retries: list[tuple[str | None, Gesture]] = []
+
+    def retry_later(self, key: str | None, gesture: Gesture) -> None:
+        """A gesture that hit a temporary failure: kept (and still parked) until the next sweep."""
+        with self._mutex:
+            self._retries.append((key, gesture))
+
+    def take_retries(self) -> list[tuple[str | None, Gesture]]:
+        with self._mutex:
+            retries, self._retries = self._retries, []
+        return retries
 
     def park(self, key: str, gesture: Gesture) -> str | None:
         if self._inbox is None:
@@ -73,10 +86,10 @@ class GestureParking:
         if self._inbox is not None:
             self._inbox.goodbye(self._replica)
 
-    def adopt(self) -> list[tuple[str, Gesture]]:
+    def adopt(self) -> list[tuple[str | None, Gesture]]:
         if self._inbox is None:
             return []
-        adopted: list[tuple[str, Gesture]] = []
+        adopted: list[tuple[str | None, Gesture]] = []
         for work in self._inbox.adopt(self._replica):
             gesture = _parse(work)
             if gesture is None:

@@ -17,7 +17,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+from sandbox.faults import FAULTS_PATH, FaultTable, InvalidFault
 from sandbox.kubesim import discovery, fieldvalidation, openapi, protobuf, ssa, tables
+from sandbox.kubesim.faults import KubeFault
 from sandbox.kubesim.patch import PatchError, json_patch, merge_patch, strategic_merge
 from sandbox.kubesim.resources import ResourceInfo, lookup
 from sandbox.kubesim.selectors import selector_to_string
@@ -131,6 +133,8 @@ class KubeApiHTTPServer(ThreadingHTTPServer):
         self.store = store
         self.stopping = threading.Event()
         self.verbose = bool(os.environ.get("KUBESIM_LOG"))
+        # Armed through /_sim/faults (sandbox/kubesim/faults.py); empty unless a test asks for trouble.
+        self.faults = FaultTable(KubeFault)
         super().__init__(address, _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -174,8 +178,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
-    def _send(self, code: int, body: bytes, content_type: str = JSON) -> None:
+    def _send(self, code: int, body: bytes, content_type: str = JSON, headers: dict[str, str] | None = None) -> None:
         self.send_response(code)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         for warning in self._warnings:
             escaped = warning.replace("\\", "\\\\").replace('"', '\\"')
             self.send_header("Warning", f'299 - "{escaped}"')
@@ -198,7 +204,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         started = time.monotonic()
         try:
-            self._route(req)
+            if req.path.rstrip("/") == FAULTS_PATH:
+                self._fault_control(req)
+            elif not self._injected_fault(req):
+                self._route(req)
         except ApiError as exc:
             self._send_json(exc.code, exc.status())
         except (BrokenPipeError, ConnectionResetError):
@@ -208,6 +217,43 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(500, ApiError(500, "InternalError", f"Internal error occurred: {exc}").status())
         if self.server.verbose:
             log.info("%s %s (%.1f ms)", method, self.path, (time.monotonic() - started) * 1000)
+
+    # ---------------------------------------------------------------- fault injection
+
+    def _fault_control(self, req: _Request) -> None:
+        faults = self.server.faults
+        if req.method == "GET":
+            self._send_json(200, {"faults": faults.describe()})
+        elif req.method == "DELETE":
+            faults.clear()
+            self._send_json(200, {"faults": []})
+        elif req.method == "POST":
+            try:
+                spec = faults.parse(json.loads(req.body or b"null"))
+            except InvalidFault as exc:
+                raise ApiError.bad_request(str(exc)) from exc
+            except ValueError as exc:
+                raise ApiError.bad_request("the fault rule must be a JSON object") from exc
+            self._send_json(201, faults.add(spec))
+        else:
+            raise ApiError(405, "MethodNotAllowed", f"{FAULTS_PATH} accepts GET, POST and DELETE")
+
+    def _injected_fault(self, req: _Request) -> bool:
+        """Apply the fault armed for this request, if one fires; True when it answered in the request's place."""
+        path = req.path.rstrip("/") or "/"
+        is_watch = req.method == "GET" and req.query.get("watch") in ("true", "1")
+        fault = self.server.faults.draw(lambda rule: rule.applies_to(req.method, path, is_watch=is_watch))
+        if fault is None:
+            return False
+        if fault.delay:
+            # A hung request; a stopping server stops waiting so shutdown is never held up by a fault.
+            self.server.stopping.wait(fault.delay)
+        if fault.status is None:
+            return False
+        retry_after = fault.retry_seconds
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        self._send(fault.status, _dumps(fault.error().status()), JSON, headers)
+        return True
 
     # ---------------------------------------------------------------- routing
 
@@ -824,6 +870,11 @@ class ApiServer:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def faults(self) -> FaultTable[KubeFault]:
+        """The armed fault rules, for in-process use; `/_sim/faults` reaches the same table over HTTP."""
+        return self._httpd.faults
 
     def start(self) -> ApiServer:
         self._thread = threading.Thread(

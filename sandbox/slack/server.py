@@ -6,7 +6,8 @@ response_urls the driver hands out), and tests read back what happened through t
 
 Each ``/api/<method>`` request is judged in this order (slack.md §7.3; Slack's own order is undocumented):
 
-0. a fault armed with ``fail_next`` / ``delay`` / ``drop_connection``
+0. a fault armed with ``fail_next`` / ``delay`` / ``drop_connection``, then a storm rule (``inject_fault``,
+   ``/_sim/faults``; ``faults.py``)
 1. unknown method → ``unknown_method``
 2. token → ``not_authed`` · ``invalid_auth`` · ``token_revoked`` · ``not_allowed_token_type``
 3. scopes → ``missing_scope`` (+ ``needed``/``provided``)
@@ -31,7 +32,9 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from sandbox.faults import FAULTS_PATH, FaultTable
 from sandbox.slack.blockkit import validate_blocks
+from sandbox.slack.faults import SlackFault, fault_control
 from sandbox.slack.ratelimits import RateLimiter, RateLimitMode
 from sandbox.slack.records import Call, Encoding, ResponseEffect, ResponseUrlPost
 from sandbox.slack.seed import Clock, Token, WallClock, Workspace, default_workspace
@@ -81,6 +84,7 @@ class FakeSlack(SlackState):
         self.options = options or ApiOptions()
         self.rate_limiter = RateLimiter(self.clock, rate_limits, rate_limit_scale)
         self._faults: list[_Fault] = []
+        self._storms = FaultTable(SlackFault)
         self._address = (host, port)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -145,6 +149,7 @@ class FakeSlack(SlackState):
 
     def reset(self) -> None:
         """Forget messages, calls, faults and rate-limit buckets; restore the seeded workspace."""
+        self._storms.clear()
         with self._lock:
             self._faults.clear()
             self.rate_limiter.reset()
@@ -185,8 +190,21 @@ class FakeSlack(SlackState):
             self._faults.append(_Fault(method, times, drop=True))
 
     def clear_faults(self) -> None:
+        """Disarm every fault: ``fail_next``/``delay``/``drop_connection`` and the storm rules."""
+        self._storms.clear()
         with self._lock:
             self._faults.clear()
+
+    def inject_fault(self, method: str = "*", **knobs: Any) -> dict[str, Any]:
+        """Arm a storm rule (``faults.py``): e.g. ``inject_fault("chat.*", status=503, probability=0.3, seed=1)``.
+
+        Returns the rule with its id and counters; a bad rule raises ``InvalidFault`` saying what to fix.
+        """
+        return self._storms.add(self._storms.parse({"method": method, **knobs}))
+
+    def fault_rules(self) -> list[dict[str, Any]]:
+        """The storm rules with how many matching calls each one ``seen`` and fired on (``hits``)."""
+        return self._storms.describe()
 
     def set_rate_limits(self, mode: RateLimitMode, scale: float | None = None) -> None:
         with self._lock:
@@ -308,12 +326,18 @@ class FakeSlack(SlackState):
         argument_token = _pop_str(args, "token")
         token = _bearer(request.headers.get("authorization")) or argument_token
         faults = self._take_faults(method, args)
+        armed_failure = any(fault.error or fault.drop for fault in faults)
+        storm = None if armed_failure else self._storms.draw(lambda rule: rule.applies_to(method))
         for fault in faults:
             if fault.delay:
                 time.sleep(fault.delay)
+        if storm is not None and storm.delay:
+            time.sleep(storm.delay)
         dropped = any(fault.drop for fault in faults)
         if dropped:
             answer = _Answer(0, {"ok": False, "error": "connection_dropped"}, {}, injected=True)
+        elif storm is not None and storm.status is not None:
+            answer = _Answer(*storm.answer(), injected=True)
         else:
             answer = self._answer_api(method, args, token, faults, parse_error)
         with self._lock:
@@ -492,6 +516,9 @@ class FakeSlack(SlackState):
     def _route(self, request: _Request) -> None:
         if request.path.startswith("/api/"):
             self._serve_api(request)
+        elif request.path.rstrip("/") == FAULTS_PATH:
+            status, body = fault_control(self._storms, request.http_method, request.body)
+            request.reply(status, json.dumps(body).encode(), JSON_CONTENT_TYPE)
         elif request.path.startswith("/hooks/") and request.http_method == "POST":
             self._serve_response_url(request)
         elif request.path.rstrip("/") == "/link" and request.headers.get("upgrade", "").lower() == "websocket":
@@ -616,6 +643,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.server.fake._route(_Request(self, "POST"))
+
+    def do_DELETE(self) -> None:
+        self.server.fake._route(_Request(self, "DELETE"))
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence per-request logging; the fake records calls itself."""

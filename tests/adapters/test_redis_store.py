@@ -17,16 +17,18 @@ from typing import Any
 import pytest
 import redis
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 from redis.retry import Retry
 
-from bot.adapters.redis_store import RedisOperationStore
+from bot.adapters.redis_inbox import RedisInbox
+from bot.adapters.redis_store import RedisOperationStore, tagged_prefix
 from bot.core.errors import ConcurrentUpdate, StoreUnavailable, TargetBusy
 from bot.core.operations import MessageRef, OperationId, Phase
 from bot.ports import LockInfo
 from sandbox.redis_server import RedisServer
 from tests.contracts.test_operation_store import race
 from tests.fakes.clock import ManualClock
-from tests.fakes.operations import APPROVER, CHANNEL, REQUESTER, advanced, make_operation
+from tests.fakes.operations import APPROVER, CHANNEL, REQUESTER, advanced, make_operation, make_target
 
 LOCK_TTL = timedelta(minutes=15)
 # A decode_responses client for looking at keys as an operator would; redis-py types every reply as a union.
@@ -126,7 +128,7 @@ def test_lock_carries_a_ttl_so_a_stuck_operation_cannot_hold_a_target_forever(re
     operation = make_operation(id=OperationId("op-1a2b"))
     replica().create(operation, timedelta(seconds=30))
 
-    key = f"rollbot:lock:{operation.target.lock_key}"
+    key = f"rollbot:{{rollbot}}:lock:{operation.target.lock_key}"
     assert 0 < raw.pttl(key) <= 30_000
     assert json.loads(raw.get(key)) == {
         "operation_id": "op-1a2b",
@@ -141,16 +143,16 @@ def test_every_write_lands_in_the_global_audit_stream(replica: Replica, raw: Raw
     store.create(operation, LOCK_TTL)
     store.replace(advanced(operation, phase=Phase.REJECTED), expected_version=1, actor=APPROVER, note="❌")
 
-    entries = raw.xrange("rollbot:audit")
+    entries = raw.xrange("rollbot:{rollbot}:audit")
 
     assert [(fields["phase"], fields.get("actor"), fields.get("note")) for _, fields in entries] == [
         ("awaiting_approval", "U0AAA", None),
         ("rejected", "U0BBB", "❌"),
     ]
     assert {fields["target"] for _, fields in entries} == {operation.target.lock_key}
-    assert [fields for _, fields in raw.xrange(f"rollbot:audit:{operation.id}")] == [f for _, f in entries]
-    assert json.loads(raw.get(f"rollbot:op:{operation.id}"))["phase"] == "rejected"
-    assert raw.zrange("rollbot:in-flight", 0, -1) == []
+    assert [fields for _, fields in raw.xrange(f"rollbot:{{rollbot}}:audit:{operation.id}")] == [f for _, f in entries]
+    assert json.loads(raw.get(f"rollbot:{{rollbot}}:op:{operation.id}"))["phase"] == "rejected"
+    assert raw.zrange("rollbot:{rollbot}:in-flight", 0, -1) == []
 
 
 # --- outages ---------------------------------------------------------------------------------------------------
@@ -168,6 +170,7 @@ def _calls(store: RedisOperationStore) -> dict[str, Callable[[], object]]:
         "refresh_lock": lambda: store.refresh_lock(operation, LOCK_TTL),
         "in_flight": store.in_flight,
         "first_delivery": lambda: store.first_delivery("event:Ev1", timedelta(hours=1)),
+        "is_delivered": lambda: store.is_delivered("event:Ev1"),
         "audit": lambda: store.audit(operation.id),
     }
 
@@ -182,6 +185,7 @@ CALLS = [
     "refresh_lock",
     "in_flight",
     "first_delivery",
+    "is_delivered",
     "audit",
 ]
 
@@ -347,12 +351,12 @@ def test_a_refused_refresh_leaves_the_owners_ttl_alone(replica: Replica, raw: Ra
     other = make_operation(phase=Phase.PREVIEW)
     store.create(other, LOCK_TTL)
     # A stale in-flight copy of another operation (as after its own lock expired) tries to refresh.
-    raw.set(f"rollbot:op:{other.id}", other.model_copy(update={"phase": Phase.APPROVED}).model_dump_json())
+    raw.set(f"rollbot:{{rollbot}}:op:{other.id}", other.model_copy(update={"phase": Phase.APPROVED}).model_dump_json())
 
     with pytest.raises(TargetBusy):
         store.refresh_lock(other, timedelta(hours=1))
 
-    assert 0 < raw.pttl(f"rollbot:lock:{owner.target.lock_key}") <= 30_000
+    assert 0 < raw.pttl(f"rollbot:{{rollbot}}:lock:{owner.target.lock_key}") <= 30_000
 
 
 def test_store_works_with_a_client_that_decodes_responses(redis_url: str, manual_clock: ManualClock) -> None:
@@ -368,3 +372,98 @@ def test_store_works_with_a_client_that_decodes_responses(redis_url: str, manual
         assert store.first_delivery("event:Ev3", timedelta(minutes=5)) is True
         assert store.is_reachable() is True
         store.close()
+
+
+# --- fencing after lost replies, retention and the key layout ----------------------------------------------------
+
+
+def test_resent_fenced_write_after_a_lost_reply_counts_once(lossy_store: LossyStore) -> None:
+    store, proxy = lossy_store
+    store.create(make_operation(phase=Phase.PREVIEW), LOCK_TTL)  # loads the scripts
+    operation = make_operation(phase=Phase.APPROVED)
+    store.create(operation, LOCK_TTL)
+    claim = advanced(operation, phase=Phase.ROLLING_BACK, fence=1)
+
+    proxy.drop_next_reply_to(b"EVALSHA")
+    store.replace(claim, expected_version=1)  # a claim: raises the fence, carries no token
+    proxy.drop_next_reply_to(b"EVALSHA")
+    store.replace(advanced(claim, phase=Phase.SUCCEEDED), expected_version=2, fence=1)
+
+    assert proxy.dropped == 2
+    assert store.get(operation.id) == advanced(claim, phase=Phase.SUCCEEDED)
+    assert [entry.version for entry in store.audit(operation.id)] == [1, 2, 3]
+
+
+def test_finished_operation_keys_carry_the_retention_ttl(
+    redis_url: str, manual_clock: ManualClock, raw: RawRedis
+) -> None:
+    with redis.Redis.from_url(redis_url) as client:
+        store = RedisOperationStore(client, manual_clock, retention=timedelta(hours=12))
+        finished, ongoing = make_operation(), make_operation(target=make_target("bootcamp"))
+        for operation, ts in [(finished, "1.1"), (ongoing, "2.1")]:
+            store.create(operation, LOCK_TTL)
+            store.link_message(operation.id, MessageRef(channel=CHANNEL, ts=ts))
+        store.replace(advanced(finished, phase=Phase.CANCELLED), expected_version=1)
+        store.close()
+
+    prefix = "rollbot:{rollbot}:"
+    finished_keys = [f"op:{finished.id}", f"audit:{finished.id}", f"links:{finished.id}", f"op-by-msg:{CHANNEL}:1.1"]
+    for key in finished_keys:
+        assert 11 * 3600_000 < raw.pttl(prefix + key) <= 12 * 3600_000, key
+    for key in [f"op:{ongoing.id}", f"audit:{ongoing.id}", f"op-by-msg:{CHANNEL}:2.1", "audit", "in-flight"]:
+        assert raw.pttl(prefix + key) == -1, key  # exists, never expires
+
+
+def test_global_audit_stream_is_capped(redis_url: str, manual_clock: ManualClock, raw: RawRedis) -> None:
+    with redis.Redis.from_url(redis_url) as client:
+        store = RedisOperationStore(client, manual_clock, audit_max=10)
+        for _ in range(250):
+            store.create(make_operation(phase=Phase.PREVIEW), LOCK_TTL)
+        store.close()
+
+    # MAXLEN ~ trims whole stream nodes (100 entries each), so "about 10" keeps at most one node's worth more.
+    assert 10 <= raw.xlen("rollbot:{rollbot}:audit") <= 110
+
+
+def test_lock_taken_back_by_a_write_gets_the_store_default_ttl(
+    redis_url: str, manual_clock: ManualClock, raw: RawRedis
+) -> None:
+    with redis.Redis.from_url(redis_url) as client:
+        store = RedisOperationStore(client, manual_clock, default_lock_ttl=timedelta(seconds=90))
+        operation = make_operation()
+        store.create(operation, LOCK_TTL)
+        raw.delete(f"rollbot:{{rollbot}}:lock:{operation.target.lock_key}")  # as if it had expired
+
+        store.replace(advanced(operation, phase=Phase.APPROVED), expected_version=1)
+        store.close()
+
+    assert 80_000 < raw.pttl(f"rollbot:{{rollbot}}:lock:{operation.target.lock_key}") <= 90_000
+
+
+def test_every_key_lands_in_one_cluster_slot(replica: Replica, raw: RawRedis, manual_clock: ManualClock) -> None:
+    store = replica()
+    operation = make_operation()
+    store.create(operation, LOCK_TTL)
+    store.link_message(operation.id, REQUEST)
+    store.first_delivery("event:Ev1", timedelta(hours=1))
+    inbox = RedisInbox(store.client, manual_clock)
+    inbox.park("event:Ev2", "{}", "replica-a")
+    inbox.heartbeat("replica-a", timedelta(minutes=1))
+
+    keys = raw.keys("*")
+
+    assert len(keys) == 10
+    assert {key_slot(key.encode()) for key in keys} == {key_slot(b"{rollbot}")}
+
+
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [
+        ("rollbot:", "rollbot:{rollbot}:"),
+        ("rollbot-staging:", "rollbot-staging:{rollbot-staging}:"),
+        ("{rb}:", "{rb}:"),
+    ],
+    ids=["default", "derived", "already-tagged"],
+)
+def test_key_prefix_gets_one_hash_tag(prefix: str, expected: str) -> None:
+    assert tagged_prefix(prefix) == expected

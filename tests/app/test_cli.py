@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from sandbox.slack import FakeSlack, seed
+
 REPO = Path(__file__).resolve().parents[2]
 ROLLBOT = [sys.executable, "-m", "bot.cli"]
+SERVE = [sys.executable, "-m", "bot"]  # the Procfile's `web:` line
+REDIS_PASSWORD = "s3cr3t-redis-pw"
 
 VALID = """
 defaults:
@@ -25,11 +30,19 @@ targets:
 """
 
 
-def rollbot(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def rollbot(
+    *args: str, env: dict[str, str] | None = None, command: list[str] = ROLLBOT
+) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ROLLBOT_", "REDIS_"))}
     return subprocess.run(
-        [*ROLLBOT, *args], cwd=REPO, env=clean | (env or {}), capture_output=True, text=True, timeout=60, check=False
+        [*command, *args], cwd=REPO, env=clean | (env or {}), capture_output=True, text=True, timeout=60, check=False
     )
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -128,3 +141,72 @@ def test_serve_says_why_it_cannot_start_when_slack_is_unreachable(catalog_file) 
     assert result.returncode == 1
     assert "rollbot serve: cannot start" in result.stderr
     assert "secret-0123456789" not in result.stdout + result.stderr
+
+
+def test_serve_names_an_unreachable_redis_without_its_password(catalog_file) -> None:
+    with FakeSlack() as slack:
+        result = rollbot(
+            env={
+                "SLACK_BOT_TOKEN": seed.BOT_TOKEN,
+                "SLACK_SIGNING_SECRET": seed.SIGNING_SECRET,
+                "SLACK_API_URL": slack.api_url,
+                "ROLLBOT_CONFIG": str(catalog_file(VALID)),
+                "ROLLBOT_HOST": "127.0.0.1",
+                "ROLLBOT_PORT": "0",
+                "REDIS_URL": f"redis://:{REDIS_PASSWORD}@127.0.0.1:{closed_port()}/0",
+            },
+            command=SERVE,
+        )
+    assert result.returncode == 1
+    assert "rollbot serve: cannot start: Redis at REDIS_URL=redis://:[REDACTED]@127.0.0.1:" in result.stderr
+    assert "Connection refused" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert REDIS_PASSWORD not in result.stdout + result.stderr
+    assert seed.BOT_TOKEN not in result.stdout + result.stderr
+
+
+def test_a_refused_argument_is_echoed_redacted(catalog_file) -> None:
+    result = rollbot("serve", f"--redis=rediss://rollbot:{REDIS_PASSWORD}@redis.internal:6380/0")
+    assert result.returncode == 2
+    assert "unrecognized arguments: --redis=rediss://rollbot:[REDACTED]@redis.internal:6380/0" in result.stderr
+    assert REDIS_PASSWORD not in result.stderr
+
+
+def test_check_config_output_hides_configured_secrets(catalog_file) -> None:
+    # A catalog path is no place for a secret, but whatever the command prints is redacted all the same.
+    secret_dir = catalog_file(VALID).parent / REDIS_PASSWORD
+    secret_dir.mkdir()
+    path = secret_dir / "catalog.yaml"
+    path.write_text("targets: {x: {backend: helm}}", encoding="utf-8")
+    result = rollbot("check-config", str(path), env={"REDIS_URL": f"redis://:{REDIS_PASSWORD}@h:6379/0"})
+    assert result.returncode == 2
+    assert "[REDACTED]/catalog.yaml: 1 problem(s)" in result.stderr
+    assert REDIS_PASSWORD not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("ROLLBOT_LOG_VENDOR", "loud", "ROLLBOT_LOG_VENDOR: Input should be 'quiet' or 'debug'"),
+        ("ROLLBOT_PORT", "http", "ROLLBOT_PORT: Input should be a valid integer"),
+        ("ROLLBOT_LOG_LEVEL", "verbose", "ROLLBOT_LOG_LEVEL: unknown log level 'verbose'"),
+    ],
+)
+def test_bad_settings_are_named_with_exit_code_2_and_no_traceback(catalog_file, variable, value, says) -> None:
+    result = rollbot(
+        "serve",
+        env={
+            "SLACK_BOT_TOKEN": "xoxb-1",
+            "SLACK_SIGNING_SECRET": "secret-0123456789",
+            "ROLLBOT_CONFIG": str(catalog_file(VALID)),
+            variable: value,
+        },
+    )
+    assert result.returncode == 2
+    assert f"rollbot serve: {says}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_rollbot_log_vendor_accepts_debug_in_any_case(catalog_file) -> None:
+    result = rollbot("check-config", env={"ROLLBOT_CONFIG": str(catalog_file(VALID)), "ROLLBOT_LOG_VENDOR": "DEBUG"})
+    assert result.returncode == 0, result.stderr

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.kubesim.cluster import KubeSim
+from tests._policy import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 HELM = REPO / ".tools" / "bin" / "helm"
@@ -19,8 +20,7 @@ HELM3 = REPO / ".tools" / "bin" / "helm3"
 
 class HelmWorld:
     def __init__(self, sim: KubeSim, workdir: Path, kubeconfig: Path, binary: Path = HELM) -> None:
-        if not binary.exists():
-            pytest.skip(f"needs the real helm at {binary} (run scripts/setup-tools.sh)")
+        require_tool(binary.name, binary.exists(), f"the real {binary.name} at {binary}")
         self.binary = binary
         self.sim = sim
         self.workdir = workdir

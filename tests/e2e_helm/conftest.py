@@ -23,6 +23,7 @@ from sandbox.kubesim.cluster import KubeSim
 from sandbox.slack.driver import SlackDriver
 from sandbox.slack.seed import ALICE, BOB, BOT_TOKEN, CAROL, INCIDENT, SIGNING_SECRET
 from sandbox.slack.server import FakeSlack
+from tests._policy import require_tool
 from tests.backends.helm_world import HELM, HelmWorld
 from tests.conformance.conftest import KUBECTL, CliRunner
 from tests.e2e_slack.conftest import WAIT, request_messages
@@ -72,8 +73,7 @@ def helm_world(kubesim: KubeSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 @pytest.fixture
 def kubectl(helm_world: HelmWorld) -> CliRunner:
-    if not KUBECTL.exists():
-        pytest.skip(f"needs the real kubectl at {KUBECTL}")
+    require_tool("kubectl", KUBECTL.exists(), f"the real kubectl at {KUBECTL}")
     env = helm_world.env | {"KUBECACHEDIR": str(helm_world.workdir / "kube-cache")}
     return CliRunner(KUBECTL, env, helm_world.workdir)
 

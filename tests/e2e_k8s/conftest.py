@@ -24,6 +24,7 @@ from sandbox.kubesim.registry import RegistryConfig
 from sandbox.slack.driver import SlackDriver
 from sandbox.slack.seed import ALICE, BOB, BOT_TOKEN, CAROL, INCIDENT, SIGNING_SECRET
 from sandbox.slack.server import FakeSlack
+from tests._policy import require_tool
 from tests.conformance.conftest import KUBECTL, CliRunner
 
 MISSING_IMAGES = ["*:v10", "*non-existing*", "*:broken"]
@@ -71,8 +72,7 @@ class KubeCluster:
 
 
 def start_cluster(tmp_path: Path) -> tuple[KubeSim, KubeCluster]:
-    if not KUBECTL.exists():
-        pytest.skip(f"needs the real kubectl at {KUBECTL}")
+    require_tool("kubectl", KUBECTL.exists(), f"the real kubectl at {KUBECTL}")
     sim = KubeSim(pod_ready_seconds=POD_READY_SECONDS, registry=RegistryConfig(missing=MISSING_IMAGES)).start()
     tmp_path.mkdir(parents=True, exist_ok=True)
     kubeconfig = tmp_path / "kubeconfig"

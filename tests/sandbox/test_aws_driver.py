@@ -15,6 +15,7 @@ import pytest
 from sandbox.aws import FAIL, HANG, AwsWorld
 from sandbox.aws.driver import circuit_breaker_threshold
 from sandbox.aws.scenarios import myservice_revisions, seed_service
+from tests._policy import require_tool
 
 CLUSTER, SERVICE = "default", "myservice"
 
@@ -183,8 +184,7 @@ def test_the_sandbox_runs_as_a_process_with_its_control_endpoint() -> None:
 
 
 def test_the_seed_002_demo_plays_to_the_end() -> None:
-    if shutil.which("redis-server") is None:
-        pytest.skip("needs redis-server")
+    require_tool("redis-server", shutil.which("redis-server") is not None, "not on PATH")
     done = subprocess.run(
         [sys.executable, "-m", "sandbox.aws.demo"], capture_output=True, text=True, timeout=120, check=False
     )

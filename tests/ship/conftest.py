@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from sandbox.kubesim.cluster import KubeSim
+from tests._policy import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm-chart"
@@ -103,8 +104,7 @@ class Helm:
 
 @pytest.fixture
 def helm(tmp_path: Path) -> Helm:
-    if not HELM.exists():
-        pytest.skip(f"needs the real helm at {HELM} (run scripts/setup-tools.sh)")
+    require_tool("helm", HELM.exists(), f"the real helm at {HELM}")
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     env = {
@@ -132,8 +132,7 @@ def render(helm: Helm) -> Callable[..., list[dict[str, Any]]]:
 @pytest.fixture
 def cluster(helm: Helm, tmp_path: Path) -> Iterator[Helm]:
     """A kubesim the same helm (and the real kubectl) are pointed at."""
-    if not KUBECTL.exists():
-        pytest.skip(f"needs the real kubectl at {KUBECTL}")
+    require_tool("kubectl", KUBECTL.exists(), f"the real kubectl at {KUBECTL}")
     with KubeSim(pod_ready_seconds=0.1) as sim:
         kubeconfig = tmp_path / "kubeconfig"
         sim.write_kubeconfig(kubeconfig)

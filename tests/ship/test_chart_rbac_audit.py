@@ -28,6 +28,7 @@ from sandbox.kubesim.cluster import KubeSim
 from sandbox.slack.driver import SlackDriver
 from sandbox.slack.seed import ALICE, BOB, BOT_TOKEN, INCIDENT, SIGNING_SECRET
 from sandbox.slack.server import FakeSlack
+from tests._policy import require_tool
 from tests.backends.kube_world import KubeWorld
 from tests.e2e_slack.conftest import request_rollback, wait_for_phase
 from tests.ship.conftest import APPROVERS, HELM, KUBECTL, Grant, Helm, granted, of_kind, socket_values
@@ -86,8 +87,8 @@ def allowed(request: ApiRequest, grants: set[Grant]) -> bool:
 
 @pytest.fixture
 def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[KubeSim, Helm]]:
-    if not (HELM.exists() and KUBECTL.exists()):
-        pytest.skip("needs the real helm and kubectl (scripts/setup-tools.sh)")
+    require_tool("helm", HELM.exists(), f"the real helm at {HELM}")
+    require_tool("kubectl", KUBECTL.exists(), f"the real kubectl at {KUBECTL}")
     monkeypatch.setenv("KUBESIM_LOG", "1")
     # The bot's helm inherits the process environment: keep its HOME and caches in the test's directory.
     for name, path in (

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from sandbox.kubesim.cluster import KubeSim
+from tests._policy import require_tool
 from tests.ship.conftest import CHART, HELM, Helm
 
 pytestmark = pytest.mark.needs_helm
@@ -75,8 +76,7 @@ BAD_VALUES: list[tuple[str, dict[str, Any], str]] = [
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Helm]:
-    if not HELM.exists():
-        pytest.skip(f"needs the real helm at {HELM} (run scripts/setup-tools.sh)")
+    require_tool("helm", HELM.exists(), f"the real helm at {HELM}")
     work = tmp_path_factory.mktemp("schema")
     with KubeSim() as sim:
         kubeconfig = work / "kubeconfig"

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._policy import require_tool
+
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = (REPO / "Dockerfile").read_text(encoding="utf-8")
 HELM = REPO / ".tools" / "bin" / "helm"
@@ -48,8 +50,7 @@ def test_helm_is_pinned_and_verified_for_each_architecture() -> None:
 
 @pytest.mark.needs_helm
 def test_the_image_ships_the_helm_version_the_tests_run() -> None:
-    if not HELM.exists():
-        pytest.skip(f"needs the real helm at {HELM} (run scripts/setup-tools.sh)")
+    require_tool("helm", HELM.exists(), f"the real helm at {HELM}")
     version = subprocess.run([str(HELM), "version", "--short"], capture_output=True, text=True, check=True).stdout
     assert version.startswith(arg_default("HELM_VERSION") + "+")
 
