@@ -242,7 +242,9 @@ class Arena:
         before = self.store.lock_holder(lock_key)
         ack = self.drivers[via].slash_command(text or target, user=ALICE, channel=INCIDENT)
         if not ack.ok:
-            raise CampaignError(f"/rollback {target} was not acked: {ack.status} {ack.text[:200]}")
+            raise CampaignError(
+                f"/rollback {target} was not acked: {ack.status} {ack.transport_error or ack.text[:200]}"
+            )
 
         def created() -> Operation | None:
             holder = self.store.lock_holder(lock_key)

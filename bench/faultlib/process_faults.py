@@ -44,7 +44,7 @@ def scenario_triple_delivery(quick: bool, seed: int) -> dict[str, Any]:
     one revision further back, so the world's count of applied rollbacks per target must equal the waves.
     """
     started = time.monotonic()
-    operations_total, width = (20, 10) if quick else (500, 25)
+    operations_total, width = (20, 10) if quick else (500, 10)
     waves = operations_total // width
     names = [f"svc-{n:02d}" for n in range(width)]
     rng = random.Random(seed)
