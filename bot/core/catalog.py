@@ -177,9 +177,62 @@ class KubernetesDefaults(_Strict):
     kube_context: str | None = None
 
 
+def _channel_id(value: str) -> str:
+    if not _SLACK_CHANNEL.match(value):
+        raise ValueError(f"{value!r} is not a Slack channel ID (like C0INCIDENT)")
+    return value
+
+
+def _positive_duration(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than 0s")
+    return value
+
+
+SlackChannel = Annotated[ChannelId, AfterValidator(_channel_id)]
+PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive_duration)]
+
+
+class DetectSettings(_Strict):
+    """How rollbot watches for failed rollouts of one workload: where the incident card goes, and the clocks.
+
+    Detection is on for a workload when it is `enabled` and a `channel` is known; no channel anywhere means
+    detection is off, which is the default, so upgrading rollbot never starts posting cards unasked.
+    """
+
+    channel: SlackChannel | None = None
+    enabled: bool = True
+    # A pod reason must hold this long before it is an incident: one ErrImagePull during a registry hiccup is not.
+    failing_for: PositiveDuration = timedelta(minutes=2)
+    # An incident resolves, and a rollback is verified, only after this long of health (hysteresis).
+    healthy_for: PositiveDuration = timedelta(minutes=2)
+    # A DaemonSet/StatefulSet update, or a helm pending-* release, that has not moved for this long is stuck.
+    stall_after: PositiveDuration = timedelta(minutes=10)
+
+    @property
+    def is_active(self) -> bool:
+        return self.enabled and self.channel is not None
+
+    def merged(self, overrides: DetectOverrides | None) -> DetectSettings:
+        if overrides is None:
+            return self
+        return self.model_copy(update=overrides.model_dump(exclude_unset=True))
+
+
+class DetectOverrides(_Strict):
+    """Per-target (or per-scope) detection settings; any field left out falls back to `defaults.detect`."""
+
+    channel: SlackChannel | None = None
+    enabled: bool | None = None
+    failing_for: PositiveDuration | None = None
+    healthy_for: PositiveDuration | None = None
+    stall_after: PositiveDuration | None = None
+
+
 class _TargetBase(_Strict):
     approvals: ApprovalOverrides | None = None
     description: str | None = None
+    detect: DetectOverrides | None = None
 
 
 class HelmTarget(_TargetBase):
@@ -249,10 +302,72 @@ class Target(_Strict):
         return self.spec.lock_key
 
 
+def _namespace_list(value: tuple[str, ...]) -> tuple[str, ...]:
+    if not value:
+        raise ValueError('list at least one namespace, or ["*"] for all of them')
+    if "*" in value and len(value) > 1:
+        raise ValueError('"*" already means every namespace; list it alone')
+    for namespace in value:
+        if namespace != "*":
+            _kubernetes_namespace(namespace)
+    return value
+
+
+NamespaceList = Annotated[tuple[str, ...], AfterValidator(_namespace_list)]
+
+
+class _WatchScopeBase(_Strict):
+    detect: DetectOverrides | None = None
+
+
+class KubernetesWatch(_WatchScopeBase):
+    """Every Deployment, DaemonSet and StatefulSet of these namespaces, catalog target or not."""
+
+    backend: Literal[BackendKind.KUBERNETES] = BackendKind.KUBERNETES
+    kube_context: str | None = None
+    namespaces: NamespaceList = ("*",)
+
+    def covers(self, namespace: str) -> bool:
+        return self.namespaces == ("*",) or namespace in self.namespaces
+
+
+class HelmWatch(_WatchScopeBase):
+    """Every Helm release (its storage Secrets, `owner=helm`) of these namespaces."""
+
+    backend: Literal[BackendKind.HELM] = BackendKind.HELM
+    kube_context: str | None = None
+    namespaces: NamespaceList = ("*",)
+
+    def covers(self, namespace: str) -> bool:
+        return self.namespaces == ("*",) or namespace in self.namespaces
+
+
+class EcsWatch(_WatchScopeBase):
+    """Every service of these ECS clusters in one region."""
+
+    backend: Literal[BackendKind.ECS] = BackendKind.ECS
+    region: str | None = None
+    clusters: tuple[str, ...] = ("default",)
+
+    @field_validator("clusters")
+    @classmethod
+    def _some_cluster(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("list at least one ECS cluster")
+        return value
+
+    def covers(self, cluster: str) -> bool:
+        return cluster in self.clusters
+
+
+WatchScope = Annotated[KubernetesWatch | HelmWatch | EcsWatch, Field(discriminator="backend")]
+
+
 class Defaults(_Strict):
     approvals: ApprovalPolicy = ApprovalPolicy()
     allowed_channels: tuple[ChannelId, ...] = ()
     kubernetes: KubernetesDefaults = KubernetesDefaults()
+    detect: DetectSettings = DetectSettings()
 
     @field_validator("allowed_channels")
     @classmethod
@@ -268,6 +383,8 @@ class Catalog(_Strict):
 
     defaults: Defaults = Defaults()
     targets: Mapping[TargetName, TargetSpec] = Field(default_factory=dict)
+    # Workloads beyond the catalog that detection watches too (the catalog's own targets are always watched).
+    watch: tuple[WatchScope, ...] = ()
 
     @field_validator("targets")
     @classmethod
@@ -294,6 +411,23 @@ class Catalog(_Strict):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _detection_has_a_channel(self) -> Catalog:
+        # Saying `enabled: true` without a channel anywhere would silently detect nothing; say so up front.
+        for name, spec in self.targets.items():
+            if spec.detect is not None and spec.detect.enabled and self.detect_settings(name).channel is None:
+                raise ValueError(
+                    f"targets.{name}.detect.enabled: detection is enabled but no channel is set — "
+                    f"add targets.{name}.detect.channel or defaults.detect.channel"
+                )
+        for index, scope in enumerate(self.watch):
+            if scope.detect is not None and scope.detect.enabled and self.scope_detect_settings(scope).channel is None:
+                raise ValueError(
+                    f"watch.{index}.detect.enabled: detection is enabled but no channel is set — "
+                    f"add watch.{index}.detect.channel or defaults.detect.channel"
+                )
+        return self
+
     @property
     def names(self) -> list[TargetName]:
         return sorted(self.targets)
@@ -309,6 +443,78 @@ class Catalog(_Strict):
 
     def is_channel_allowed(self, channel: str) -> bool:
         return not self.defaults.allowed_channels or channel in self.defaults.allowed_channels
+
+    # --- failure detection -------------------------------------------------------------------------------------
+
+    def detect_settings(self, name: TargetName | str) -> DetectSettings:
+        """The effective detection settings of a catalog target: its own `detect` over `defaults.detect`."""
+        return self.defaults.detect.merged(self.targets[TargetName(name)].detect)
+
+    def scope_detect_settings(self, scope: WatchScope) -> DetectSettings:
+        """The effective detection settings of workloads a `watch` scope finds outside the catalog."""
+        return self.defaults.detect.merged(scope.detect)
+
+    @property
+    def is_detection_on(self) -> bool:
+        """False when no target and no scope has an active channel: then no replica needs to watch anything."""
+        return any(self.detect_settings(name).is_active for name in self.targets) or any(
+            self.scope_detect_settings(scope).is_active for scope in self.watch
+        )
+
+    def find_target(self, found: FoundWorkload) -> TargetName | None:
+        """The catalog target that names a detected workload, if any (then its settings and policy apply).
+
+        A target without `kube_context` lives in `defaults.kubernetes.kube_context`, as for ad-hoc targets; an
+        ECS target without `region` matches `found.location` only when the caller says it is its own region.
+        """
+        default_context = self.defaults.kubernetes.kube_context
+        for name in self.names:
+            spec = self.targets[name]
+            match spec:
+                case KubernetesTarget() if found.backend is BackendKind.KUBERNETES:
+                    is_same = (spec.kind.value, spec.namespace, spec.name) == (found.kind, found.namespace, found.name)
+                    if is_same and (spec.kube_context or default_context) == found.location:
+                        return name
+                case HelmTarget() if found.backend is BackendKind.HELM:
+                    is_same = (spec.namespace, spec.release) == (found.namespace, found.name)
+                    if is_same and (spec.kube_context or default_context) == found.location:
+                        return name
+                case EcsTarget() if found.backend is BackendKind.ECS:
+                    is_same = (spec.cluster, spec.service) == (found.namespace, found.name)
+                    if is_same and (spec.region or found.default_location) == found.location:
+                        return name
+        return None
+
+    def detect_settings_for(self, found: FoundWorkload) -> DetectSettings | None:
+        """How to watch a detected workload: its catalog target's settings, else the first scope covering it.
+
+        None means nobody asked to watch it (outside the catalog and outside every scope).
+        """
+        name = self.find_target(found)
+        if name is not None:
+            return self.detect_settings(name)
+        for scope in self.watch:
+            if scope.backend is not found.backend:
+                continue
+            location = scope.region if isinstance(scope, EcsWatch) else scope.kube_context
+            if (location or found.default_location) == found.location and scope.covers(found.namespace):
+                return self.scope_detect_settings(scope)
+        return None
+
+
+class FoundWorkload(_Strict):
+    """A workload a watcher saw, in catalog terms: which backend, where (context or region), and its name.
+
+    `kind` is the Kubernetes kind for workloads, `HelmRelease` or `EcsService` otherwise; `namespace` is the ECS
+    cluster for ECS. `default_location` is the context (or region) the bot uses when the catalog names none.
+    """
+
+    backend: BackendKind
+    location: str | None
+    kind: str
+    namespace: str
+    name: str
+    default_location: str | None = None
 
 
 def describe_validation_errors(error: ValidationError) -> list[str]:
