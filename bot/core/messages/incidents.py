@@ -185,7 +185,8 @@ def _why_text(signal: Signal) -> str:
     lines = []
     if signal.counts:
         lines.append(" · ".join(f"{count.count} × {escape(count.reason)}" for count in signal.counts))
-    lines.extend(f"> {escape(message)}" for message in signal.messages)
+    # One quoted line per distinct message: a multi-line stack trace must not turn into many lines on the card.
+    lines.extend(f"> {escape(' '.join(message.split()))}" for message in signal.messages)
     return "\n".join(lines)
 
 
@@ -217,8 +218,9 @@ def _rollback_button(incident: Incident, revision: int) -> dict[str, Any]:
 
 
 def _fallback(incident: Incident) -> str:
-    label, reason = incident.target_label, incident.signal.reason
+    # The fallback is the notification text: mrkdwn too, so backend words are escaped here as well.
+    label, reason, revision = escape(incident.target_label), escape(incident.signal.reason), escape(incident.revision)
     if incident.state is IncidentState.RESOLVED:
         how = _RESOLUTION_TEXT[incident.resolution] if incident.resolution else "resolved"
         return f"Resolved: {label} ({reason}): {how}"
-    return f"{label} is failing: {reason} on revision {incident.revision} ({incident.id})"
+    return f"{label} is failing: {reason} on revision {revision} ({incident.id})"
