@@ -428,3 +428,16 @@ def test_statefulset_pods_match_the_update_revision_label() -> None:
     verdict = judge_over(stuck, pods(new), [0, 2])[-1]
     assert verdict.signal is not None
     assert verdict.signal.reason == "CrashLoopBackOff"
+
+
+def test_a_failed_pod_of_the_new_revision_is_failing() -> None:
+    rolling = snap(deployment(updated=1, ready=3, current=4, revision=3, generation=3, conditions=ROLLING_OUT))
+    verdict = judge_over(rolling, pods(pod("web-a", phase="Failed")), [0, 2])[-1]
+    assert verdict.signal is not None
+    assert verdict.signal.reason == "Failed"
+
+
+def test_without_an_update_hash_the_pods_given_are_taken_as_the_new_revisions() -> None:
+    rolling = snap(deployment(updated=1, ready=3, current=4, revision=3, conditions=ROLLING_OUT), update_hash=None)
+    crashing = pods(pod("web-a", template_hash=OLD_HASH, waiting="CrashLoopBackOff", phase="Running", restarts=2))
+    assert judge_over(rolling, crashing, [0, 2])[-1].is_failing

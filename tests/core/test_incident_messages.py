@@ -225,3 +225,27 @@ def test_verification_lines() -> None:
     )
     pending = Verification(state=VerificationState.PENDING, summary="3/3 updated, 2/3 available")
     assert messages.verification_line(pending) == ":hourglass_flowing_sand: verifying: 3/3 updated, 2/3 available"
+
+
+def test_the_card_names_a_revision_rollbot_made_and_a_reopened_incident() -> None:
+    sig = signal(made_by_operation="op-3")
+    reopened = incident(sig=sig, reopened=2)
+    text = all_text(messages.incident_card(reopened, T0))
+    assert "*Failed revision:* 3 (made by rollbot's `op-3`)" in text
+    assert "*Reopened* 2× (failing again within 30 minutes)" in text
+
+
+def test_images_are_listed_as_they_are_when_no_good_revision_is_known() -> None:
+    text = all_text(messages.incident_card(incident(last_good=None), T0))
+    assert "*Images:* web `registry.example/web:2.0-typo`" in text
+    assert "Last good revision" not in text
+
+
+def test_no_image_line_when_the_images_did_not_change() -> None:
+    same = signal(images=(ContainerImage(container="web", image="registry.example/web:1.9"),))
+    assert "*Images:*" not in all_text(messages.incident_card(incident(sig=same), T0))
+
+
+def test_the_incidents_list_says_when_a_rollback_is_requested() -> None:
+    started = advance(advance(posted(), RollbackClicked(ALICE), T0).incident, RollbackStarted(OP), T0).incident
+    assert "rollback requested for 1m00s" in messages.incidents_list([started], T0 + timedelta(minutes=1)).text

@@ -15,7 +15,7 @@ rollback fixes); and a rollout that simply completes.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -207,7 +207,7 @@ def _signal(
     snapshot: WorkloadSnapshot,
     reason: str,
     since: datetime,
-    messages: object,
+    messages: Iterable[str | None],
     counts: tuple[tuple[str, int], ...],
 ) -> Signal:
     return Signal(
@@ -217,7 +217,7 @@ def _signal(
         revision_number=snapshot.revision,
         images=snapshot.images,
         counts=tuple(ReasonCount(reason=r, count=n) for r, n in counts),
-        messages=distinct_messages(messages),  # type: ignore[arg-type]
+        messages=distinct_messages(messages),
         made_by_operation=snapshot.rollbot_operation,
     )
 
