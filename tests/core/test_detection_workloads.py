@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.core.catalog import WorkloadKind
@@ -297,6 +297,7 @@ def test_a_revision_made_by_rollbot_says_so_in_its_signal() -> None:
     assert verdict.signal.made_by_operation == "op-7"
 
 
+@settings(deadline=None)
 @given(
     replicas=st.integers(0, 50),
     updated=st.integers(0, 50),
@@ -320,6 +321,7 @@ def test_a_paused_deployment_is_never_an_incident(
     assert {v.health for v in judge_over(snap(obj), pod_list, [0, minutes])} == {Health.IGNORED}
 
 
+@settings(deadline=None)
 @given(
     before=st.integers(1, 30),
     after=st.integers(0, 30),
@@ -342,6 +344,7 @@ def test_scaling_never_opens_an_incident(
         memory = verdict.observations
 
 
+@settings(deadline=None)
 @given(count=st.integers(1, 200), distinct=st.integers(1, 200))
 def test_at_most_three_distinct_messages_whatever_the_number_of_pods(count: int, distinct: int) -> None:
     rolling = snap(deployment(replicas=count, updated=count, ready=0, revision=3, generation=3, conditions=ROLLING_OUT))

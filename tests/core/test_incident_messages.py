@@ -6,7 +6,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.core import messages
@@ -150,6 +150,7 @@ def test_a_card_note_tells_why_the_last_rollback_did_not_happen() -> None:
     assert len(buttons(card)) == 1
 
 
+@settings(deadline=None)
 @given(
     count=st.integers(1, 5000),
     messages_seen=st.lists(st.text(min_size=1, max_size=400), min_size=0, max_size=3),
