@@ -4,7 +4,9 @@ A `TargetName` is what the user types (`workshop`); the catalog resolves it into
 plus the coordinates that backend needs (a Helm release, a Kubernetes workload, an ECS service), and the
 approval policy that guards it. The catalog is parsed from YAML by the caller; this module never reads files.
 It is deliberately not a registry of live objects: whether `workshop` exists in a cluster is the backend's
-question, answered at request time.
+question, answered at request time. The catalog also says which workloads rollbot watches for failed
+rollouts: each target's `detect` settings over `defaults.detect`, and `watch` scopes beyond the catalog
+(`bot.core.detected_targets` maps what a watcher finds back to them).
 """
 
 from __future__ import annotations
@@ -460,61 +462,6 @@ class Catalog(_Strict):
         return any(self.detect_settings(name).is_active for name in self.targets) or any(
             self.scope_detect_settings(scope).is_active for scope in self.watch
         )
-
-    def find_target(self, found: FoundWorkload) -> TargetName | None:
-        """The catalog target that names a detected workload, if any (then its settings and policy apply).
-
-        A target without `kube_context` lives in `defaults.kubernetes.kube_context`, as for ad-hoc targets; an
-        ECS target without `region` matches `found.location` only when the caller says it is its own region.
-        """
-        default_context = self.defaults.kubernetes.kube_context
-        for name in self.names:
-            spec = self.targets[name]
-            match spec:
-                case KubernetesTarget() if found.backend is BackendKind.KUBERNETES:
-                    is_same = (spec.kind.value, spec.namespace, spec.name) == (found.kind, found.namespace, found.name)
-                    if is_same and (spec.kube_context or default_context) == found.location:
-                        return name
-                case HelmTarget() if found.backend is BackendKind.HELM:
-                    is_same = (spec.namespace, spec.release) == (found.namespace, found.name)
-                    if is_same and (spec.kube_context or default_context) == found.location:
-                        return name
-                case EcsTarget() if found.backend is BackendKind.ECS:
-                    is_same = (spec.cluster, spec.service) == (found.namespace, found.name)
-                    if is_same and (spec.region or found.default_location) == found.location:
-                        return name
-        return None
-
-    def detect_settings_for(self, found: FoundWorkload) -> DetectSettings | None:
-        """How to watch a detected workload: its catalog target's settings, else the first scope covering it.
-
-        None means nobody asked to watch it (outside the catalog and outside every scope).
-        """
-        name = self.find_target(found)
-        if name is not None:
-            return self.detect_settings(name)
-        for scope in self.watch:
-            if scope.backend is not found.backend:
-                continue
-            location = scope.region if isinstance(scope, EcsWatch) else scope.kube_context
-            if (location or found.default_location) == found.location and scope.covers(found.namespace):
-                return self.scope_detect_settings(scope)
-        return None
-
-
-class FoundWorkload(_Strict):
-    """A workload a watcher saw, in catalog terms: which backend, where (context or region), and its name.
-
-    `kind` is the Kubernetes kind for workloads, `HelmRelease` or `EcsService` otherwise; `namespace` is the ECS
-    cluster for ECS. `default_location` is the context (or region) the bot uses when the catalog names none.
-    """
-
-    backend: BackendKind
-    location: str | None
-    kind: str
-    namespace: str
-    name: str
-    default_location: str | None = None
 
 
 def describe_validation_errors(error: ValidationError) -> list[str]:

@@ -12,11 +12,11 @@ from bot.core.catalog import (
     BackendKind,
     Catalog,
     EcsWatch,
-    FoundWorkload,
     KubernetesWatch,
     describe_validation_errors,
     parse_catalog,
 )
+from bot.core.detected_targets import FoundWorkload, detect_settings_for, find_target
 from tests.core.factories import CATALOG_DOCUMENT
 
 APPROVERS = {"approvals": {"approvers": ["U0AAA"]}}
@@ -110,13 +110,13 @@ def test_a_scope_alone_with_a_channel_turns_detection_on() -> None:
 
 def test_a_catalog_workload_found_by_a_watcher_maps_back_to_its_target() -> None:
     catalog = parse_catalog(CONTRACT)
-    assert catalog.find_target(deployment("kubernetes-bootcamp")) == "bootcamp"
-    assert catalog.detect_settings_for(deployment("kubernetes-bootcamp")) == catalog.detect_settings("bootcamp")
+    assert find_target(catalog, deployment("kubernetes-bootcamp")) == "bootcamp"
+    assert detect_settings_for(catalog, deployment("kubernetes-bootcamp")) == catalog.detect_settings("bootcamp")
     # Same name in another context, namespace or kind: not the catalog target.
-    assert catalog.find_target(deployment("kubernetes-bootcamp", context="prod")) is None
-    assert catalog.find_target(deployment("kubernetes-bootcamp", namespace="shop")) is None
+    assert find_target(catalog, deployment("kubernetes-bootcamp", context="prod")) is None
+    assert find_target(catalog, deployment("kubernetes-bootcamp", namespace="shop")) is None
     daemonset = deployment("kubernetes-bootcamp").model_copy(update={"kind": "DaemonSet"})
-    assert catalog.find_target(daemonset) is None
+    assert find_target(catalog, daemonset) is None
 
 
 def test_helm_and_ecs_workloads_map_back_to_their_targets() -> None:
@@ -127,9 +127,9 @@ def test_helm_and_ecs_workloads_map_back_to_their_targets() -> None:
     service = FoundWorkload(
         backend=BackendKind.ECS, location="us-east-1", kind="EcsService", namespace="default", name="payments"
     )
-    assert catalog.find_target(release) == "workshop"
-    assert catalog.find_target(service) == "payments"
-    assert catalog.find_target(service.model_copy(update={"location": "eu-west-1"})) is None
+    assert find_target(catalog, release) == "workshop"
+    assert find_target(catalog, service) == "payments"
+    assert find_target(catalog, service.model_copy(update={"location": "eu-west-1"})) is None
 
 
 def test_an_ecs_target_without_region_matches_the_bots_own_region_only() -> None:
@@ -138,16 +138,16 @@ def test_an_ecs_target_without_region_matches_the_bots_own_region_only() -> None
     found = FoundWorkload(
         backend=BackendKind.ECS, location="us-east-1", kind="EcsService", namespace="default", name="svc"
     )
-    assert catalog.find_target(found) is None
-    assert catalog.find_target(found.model_copy(update={"default_location": "us-east-1"})) == "svc"
+    assert find_target(catalog, found) is None
+    assert find_target(catalog, found.model_copy(update={"default_location": "us-east-1"})) == "svc"
 
 
 def test_a_workload_outside_the_catalog_takes_its_scopes_settings() -> None:
     catalog = parse_catalog(CONTRACT)
-    settings = catalog.detect_settings_for(deployment("other", namespace="shop"))
+    settings = detect_settings_for(catalog, deployment("other", namespace="shop"))
     assert settings is not None
     assert settings.channel == "C0INCIDENT"
-    assert catalog.detect_settings_for(deployment("other", context="prod")) is None
+    assert detect_settings_for(catalog, deployment("other", context="prod")) is None
 
 
 def test_a_scope_limited_to_namespaces_covers_only_those() -> None:
@@ -159,13 +159,13 @@ def test_a_scope_limited_to_namespaces_covers_only_those() -> None:
         ],
     }
     catalog = parse_catalog(document)
-    shop = catalog.detect_settings_for(deployment("web", namespace="shop", context=None))
+    shop = detect_settings_for(catalog, deployment("web", namespace="shop", context=None))
     assert shop is not None
     assert shop.channel == "C0SHOP"
-    assert catalog.detect_settings_for(deployment("web", namespace="other", context=None)) is None
+    assert detect_settings_for(catalog, deployment("web", namespace="other", context=None)) is None
     prod = FoundWorkload(backend=BackendKind.ECS, location="us-east-1", kind="EcsService", namespace="prod", name="a")
-    assert catalog.detect_settings_for(prod) is not None
-    assert catalog.detect_settings_for(prod.model_copy(update={"namespace": "dev"})) is None
+    assert detect_settings_for(catalog, prod) is not None
+    assert detect_settings_for(catalog, prod.model_copy(update={"namespace": "dev"})) is None
     assert isinstance(catalog.watch[1], EcsWatch)
 
 
