@@ -79,3 +79,26 @@ def detect_settings_for(catalog: Catalog, found: FoundWorkload) -> DetectSetting
         if (location or found.default_location) == found.location and scope.covers(found.namespace):
             return catalog.scope_detect_settings(scope)
     return None
+
+
+def no_button_reason(catalog: Catalog, found: FoundWorkload) -> str | None:
+    """Why an incident card for this workload may not offer a rollback button; None when it may.
+
+    Catalog targets always may. A workload found by a scope only may where ad-hoc rollbacks are allowed
+    (`defaults.kubernetes.allowed_namespaces`, with someone to approve); Helm releases and ECS services have no
+    ad-hoc form, so they must be catalog targets.
+    """
+    if find_target(catalog, found) is not None:
+        return None
+    if found.backend is not BackendKind.KUBERNETES:
+        return f"this {found.backend.value} workload is not a catalog target; add it under `targets:` to roll back here"
+    allowed = catalog.defaults.kubernetes.allowed_namespaces
+    if found.namespace not in allowed:
+        return (
+            f"namespace `{found.namespace}` is not open to ad-hoc rollbacks — add it to "
+            "`defaults.kubernetes.allowed_namespaces`, or add the workload as a catalog target"
+        )
+    policy = catalog.defaults.approvals
+    if not policy.approvers and not policy.approver_groups:
+        return "nobody could approve it: set `defaults.approvals.approvers` or `approver_groups`"
+    return None

@@ -16,7 +16,7 @@ from bot.core.catalog import (
     describe_validation_errors,
     parse_catalog,
 )
-from bot.core.detected_targets import FoundWorkload, detect_settings_for, find_target
+from bot.core.detected_targets import FoundWorkload, detect_settings_for, find_target, no_button_reason
 from tests.core.factories import CATALOG_DOCUMENT
 
 APPROVERS = {"approvals": {"approvers": ["U0AAA"]}}
@@ -226,3 +226,23 @@ def test_existing_catalogs_without_detection_keys_still_parse() -> None:
     catalog = Catalog.model_validate(CATALOG_DOCUMENT)
     assert catalog.watch == ()
     assert not catalog.is_detection_on
+
+
+def test_catalog_targets_and_ad_hoc_namespaces_get_the_button_others_are_told_why_not() -> None:
+    catalog = parse_catalog(CONTRACT)
+    assert no_button_reason(catalog, deployment("kubernetes-bootcamp")) is None
+    assert no_button_reason(catalog, deployment("other", namespace="default")) is None
+    assert no_button_reason(catalog, deployment("other", namespace="shop")) == (
+        "namespace `shop` is not open to ad-hoc rollbacks — add it to `defaults.kubernetes.allowed_namespaces`, "
+        "or add the workload as a catalog target"
+    )
+    release = FoundWorkload(backend=BackendKind.HELM, location="sandbox", kind="HelmRelease", namespace="x", name="y")
+    assert no_button_reason(catalog, release) == (
+        "this helm workload is not a catalog target; add it under `targets:` to roll back here"
+    )
+
+
+def test_an_ad_hoc_namespace_without_approvers_gets_no_button() -> None:
+    document = {"defaults": {"kubernetes": {"allowed_namespaces": ["shop"]}}}
+    reason = no_button_reason(parse_catalog(document), deployment("web", namespace="shop", context=None))
+    assert reason == "nobody could approve it: set `defaults.approvals.approvers` or `approver_groups`"
