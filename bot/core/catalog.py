@@ -4,7 +4,9 @@ A `TargetName` is what the user types (`workshop`); the catalog resolves it into
 plus the coordinates that backend needs (a Helm release, a Kubernetes workload, an ECS service), and the
 approval policy that guards it. The catalog is parsed from YAML by the caller; this module never reads files.
 It is deliberately not a registry of live objects: whether `workshop` exists in a cluster is the backend's
-question, answered at request time.
+question, answered at request time. The catalog also says which workloads rollbot watches for failed
+rollouts: each target's `detect` settings over `defaults.detect`, and `watch` scopes beyond the catalog
+(`bot.core.detected_targets` maps what a watcher finds back to them).
 """
 
 from __future__ import annotations
@@ -177,9 +179,62 @@ class KubernetesDefaults(_Strict):
     kube_context: str | None = None
 
 
+def _channel_id(value: str) -> str:
+    if not _SLACK_CHANNEL.match(value):
+        raise ValueError(f"{value!r} is not a Slack channel ID (like C0INCIDENT)")
+    return value
+
+
+def _positive_duration(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than 0s")
+    return value
+
+
+SlackChannel = Annotated[ChannelId, AfterValidator(_channel_id)]
+PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive_duration)]
+
+
+class DetectSettings(_Strict):
+    """How rollbot watches for failed rollouts of one workload: where the incident card goes, and the clocks.
+
+    Detection is on for a workload when it is `enabled` and a `channel` is known; no channel anywhere means
+    detection is off, which is the default, so upgrading rollbot never starts posting cards unasked.
+    """
+
+    channel: SlackChannel | None = None
+    enabled: bool = True
+    # A pod reason must hold this long before it is an incident: one ErrImagePull during a registry hiccup is not.
+    failing_for: PositiveDuration = timedelta(minutes=2)
+    # An incident resolves, and a rollback is verified, only after this long of health (hysteresis).
+    healthy_for: PositiveDuration = timedelta(minutes=2)
+    # A DaemonSet/StatefulSet update, or a helm pending-* release, that has not moved for this long is stuck.
+    stall_after: PositiveDuration = timedelta(minutes=10)
+
+    @property
+    def is_active(self) -> bool:
+        return self.enabled and self.channel is not None
+
+    def merged(self, overrides: DetectOverrides | None) -> DetectSettings:
+        if overrides is None:
+            return self
+        return self.model_copy(update=overrides.model_dump(exclude_unset=True))
+
+
+class DetectOverrides(_Strict):
+    """Per-target (or per-scope) detection settings; any field left out falls back to `defaults.detect`."""
+
+    channel: SlackChannel | None = None
+    enabled: bool | None = None
+    failing_for: PositiveDuration | None = None
+    healthy_for: PositiveDuration | None = None
+    stall_after: PositiveDuration | None = None
+
+
 class _TargetBase(_Strict):
     approvals: ApprovalOverrides | None = None
     description: str | None = None
+    detect: DetectOverrides | None = None
 
 
 class HelmTarget(_TargetBase):
@@ -249,10 +304,72 @@ class Target(_Strict):
         return self.spec.lock_key
 
 
+def _namespace_list(value: tuple[str, ...]) -> tuple[str, ...]:
+    if not value:
+        raise ValueError('list at least one namespace, or ["*"] for all of them')
+    if "*" in value and len(value) > 1:
+        raise ValueError('"*" already means every namespace; list it alone')
+    for namespace in value:
+        if namespace != "*":
+            _kubernetes_namespace(namespace)
+    return value
+
+
+NamespaceList = Annotated[tuple[str, ...], AfterValidator(_namespace_list)]
+
+
+class _WatchScopeBase(_Strict):
+    detect: DetectOverrides | None = None
+
+
+class KubernetesWatch(_WatchScopeBase):
+    """Every Deployment, DaemonSet and StatefulSet of these namespaces, catalog target or not."""
+
+    backend: Literal[BackendKind.KUBERNETES] = BackendKind.KUBERNETES
+    kube_context: str | None = None
+    namespaces: NamespaceList = ("*",)
+
+    def covers(self, namespace: str) -> bool:
+        return self.namespaces == ("*",) or namespace in self.namespaces
+
+
+class HelmWatch(_WatchScopeBase):
+    """Every Helm release (its storage Secrets, `owner=helm`) of these namespaces."""
+
+    backend: Literal[BackendKind.HELM] = BackendKind.HELM
+    kube_context: str | None = None
+    namespaces: NamespaceList = ("*",)
+
+    def covers(self, namespace: str) -> bool:
+        return self.namespaces == ("*",) or namespace in self.namespaces
+
+
+class EcsWatch(_WatchScopeBase):
+    """Every service of these ECS clusters in one region."""
+
+    backend: Literal[BackendKind.ECS] = BackendKind.ECS
+    region: str | None = None
+    clusters: tuple[str, ...] = ("default",)
+
+    @field_validator("clusters")
+    @classmethod
+    def _some_cluster(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("list at least one ECS cluster")
+        return value
+
+    def covers(self, cluster: str) -> bool:
+        return cluster in self.clusters
+
+
+WatchScope = Annotated[KubernetesWatch | HelmWatch | EcsWatch, Field(discriminator="backend")]
+
+
 class Defaults(_Strict):
     approvals: ApprovalPolicy = ApprovalPolicy()
     allowed_channels: tuple[ChannelId, ...] = ()
     kubernetes: KubernetesDefaults = KubernetesDefaults()
+    detect: DetectSettings = DetectSettings()
 
     @field_validator("allowed_channels")
     @classmethod
@@ -268,6 +385,8 @@ class Catalog(_Strict):
 
     defaults: Defaults = Defaults()
     targets: Mapping[TargetName, TargetSpec] = Field(default_factory=dict)
+    # Workloads beyond the catalog that detection watches too (the catalog's own targets are always watched).
+    watch: tuple[WatchScope, ...] = ()
 
     @field_validator("targets")
     @classmethod
@@ -294,6 +413,23 @@ class Catalog(_Strict):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _detection_has_a_channel(self) -> Catalog:
+        # Saying `enabled: true` without a channel anywhere would silently detect nothing; say so up front.
+        for name, spec in self.targets.items():
+            if spec.detect is not None and spec.detect.enabled and self.detect_settings(name).channel is None:
+                raise ValueError(
+                    f"targets.{name}.detect.enabled: detection is enabled but no channel is set — "
+                    f"add targets.{name}.detect.channel or defaults.detect.channel"
+                )
+        for index, scope in enumerate(self.watch):
+            if scope.detect is not None and scope.detect.enabled and self.scope_detect_settings(scope).channel is None:
+                raise ValueError(
+                    f"watch.{index}.detect.enabled: detection is enabled but no channel is set — "
+                    f"add watch.{index}.detect.channel or defaults.detect.channel"
+                )
+        return self
+
     @property
     def names(self) -> list[TargetName]:
         return sorted(self.targets)
@@ -309,6 +445,23 @@ class Catalog(_Strict):
 
     def is_channel_allowed(self, channel: str) -> bool:
         return not self.defaults.allowed_channels or channel in self.defaults.allowed_channels
+
+    # --- failure detection -------------------------------------------------------------------------------------
+
+    def detect_settings(self, name: TargetName | str) -> DetectSettings:
+        """The effective detection settings of a catalog target: its own `detect` over `defaults.detect`."""
+        return self.defaults.detect.merged(self.targets[TargetName(name)].detect)
+
+    def scope_detect_settings(self, scope: WatchScope) -> DetectSettings:
+        """The effective detection settings of workloads a `watch` scope finds outside the catalog."""
+        return self.defaults.detect.merged(scope.detect)
+
+    @property
+    def is_detection_on(self) -> bool:
+        """False when no target and no scope has an active channel: then no replica needs to watch anything."""
+        return any(self.detect_settings(name).is_active for name in self.targets) or any(
+            self.scope_detect_settings(scope).is_active for scope in self.watch
+        )
 
 
 def describe_validation_errors(error: ValidationError) -> list[str]:

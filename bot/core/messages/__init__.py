@@ -10,7 +10,8 @@ Block Kit limits of Slack (slack.md §6) are respected by construction: at most 
 operation carries the `rollbot_operation` metadata, so workflows can follow the operation without parsing text.
 
 The package is split by audience: `blocks` (the model and the pieces), `operation` (the request message and its
-thread), `replies` (answers to commands). Everything is re-exported here, so callers say `messages.request_message`.
+thread), `replies` (answers to commands), `incidents` (the incident card, its thread and the incidents list).
+Everything is re-exported here, so callers say `messages.request_message`.
 """
 
 from __future__ import annotations
@@ -37,6 +38,16 @@ from bot.core.messages.blocks import (
     plain,
     section,
     target_coordinates,
+)
+from bot.core.messages.incidents import (
+    INCIDENT_ACTIONS_BLOCK,
+    INCIDENT_ROLLBACK_ACTION,
+    MAX_INCIDENTS_LISTED,
+    incident_card,
+    incident_metadata,
+    incident_thread_line,
+    incidents_list,
+    verification_line,
 )
 from bot.core.messages.operation import (
     approvers_text,
@@ -77,9 +88,12 @@ __all__ = [
     "APPROVE_ACTION",
     "APPROVE_EMOJI",
     "DECISION_BLOCK",
+    "INCIDENT_ACTIONS_BLOCK",
+    "INCIDENT_ROLLBACK_ACTION",
     "MAX_BLOCKS",
     "MAX_CHANGES_SHOWN",
     "MAX_HISTORY_ROWS",
+    "MAX_INCIDENTS_LISTED",
     "MAX_SECTION_TEXT",
     "MAX_TEXT",
     "REJECT_ACTION",
@@ -100,6 +114,10 @@ __all__ = [
     "handover_line",
     "help_message",
     "history_message",
+    "incident_card",
+    "incident_metadata",
+    "incident_thread_line",
+    "incidents_list",
     "internal_error_text",
     "lock_line",
     "mention",
@@ -126,5 +144,6 @@ __all__ = [
     "usage_error",
     "usage_text",
     "user_error",
+    "verification_line",
     "vote_refused_busy",
 ]
