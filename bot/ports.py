@@ -8,13 +8,15 @@ SlackApiError or a redis error.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.core.catalog import ChannelId, SlackGroupId, SlackUserId, Target
+from bot.core.catalog import ChannelId, SlackGroupId, SlackUserId, Target, WatchScope
+from bot.core.detection import Sighting
 from bot.core.messages import ChatMessage
 from bot.core.operations import MessageRef, Operation, OperationId
 from bot.core.outbound import Priority
@@ -229,6 +231,19 @@ class Inbox(Protocol):
     def adopt(self, replica: str, limit: int = 100) -> Sequence[ParkedWork]:
         """Atomically take over work parked by replicas that are gone; each item goes to one adopter only."""
         ...
+
+
+class FailureWatcher(Protocol):
+    """Watches one scope (a Kubernetes context's workloads or Helm releases, an AWS region's ECS services).
+
+    `watch` lists the scope, reports every object once (`Sighting.resync`), then reports every change until
+    `stop` is set; it reconnects with back-off and lists again after a 410 or a reconnect, so the flow always
+    sees a complete picture before it decides. Pods are listed only for workloads `needs_pods` selects, never
+    watched cluster-wide. Errors that outlast the back-off are raised as `bot.core.errors` (the caller decides
+    whether to retry or give the context up).
+    """
+
+    def watch(self, scope: WatchScope, report: Callable[[Sighting], None], stop: threading.Event) -> None: ...
 
 
 class Clock(Protocol):

@@ -13,6 +13,7 @@ This package decides nothing about incidents (see `bot.core.incidents`) or chat 
 from __future__ import annotations
 
 from bot.core.detection.releases import ECS_FAILED, TASKS_FAILING_REASON, judge_ecs_service, judge_helm_release
+from bot.core.detection.sightings import Sighting
 from bot.core.detection.snapshots import (
     OPERATION_ANNOTATION,
     REVISION_ANNOTATION,
@@ -69,6 +70,7 @@ __all__ = [
     "Observations",
     "PodSnapshot",
     "ReasonCount",
+    "Sighting",
     "Signal",
     "UpdateStrategy",
     "Verdict",
