@@ -77,7 +77,7 @@ class Requests:
     def answer_now(self, text: str) -> ChatMessage | None:
         """The reply to a command that needs no I/O (usage errors, help), fast enough for the 3 s ack; else None."""
         try:
-            command = parse_command(text, self._declared_options())
+            command = parse_command(text, self._declared_options(), self._known_names())
         except CommandSyntaxError as exc:
             self._metrics.command_received("invalid")
             return messages.usage_error(str(exc), self._command)
@@ -89,7 +89,7 @@ class Requests:
     def handle(self, text: str, user: SlackUserId, channel: ChannelId, reply: Reply) -> Operation | None:
         """Answer a slash command: always exactly one `reply`; returns the operation it created, if any."""
         try:
-            command = parse_command(text, self._declared_options())
+            command = parse_command(text, self._declared_options(), self._known_names())
         except CommandSyntaxError as exc:
             self._metrics.command_received("invalid")
             reply(messages.usage_error(str(exc), self._command))
@@ -197,6 +197,9 @@ class Requests:
         holder = self._store.lock_holder(target.lock_key)
         lock = messages.lock_line(holder.operation_id, holder.requester, holder.since) if holder else None
         return messages.status_message(target, status, lock)
+
+    def _known_names(self) -> list[str]:
+        return [*self._catalog.names, *self._catalog.groups]
 
     def _declared_options(self) -> dict[str, BackendOption]:
         return {option.name: option for backend in self._backends.values() for option in backend.options()}
