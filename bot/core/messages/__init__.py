@@ -15,6 +15,7 @@ thread), `replies` (answers to commands). Everything is re-exported here, so cal
 
 from __future__ import annotations
 
+from bot.core.messages.batch import batch_busy, batch_progress_message, batch_request_posted
 from bot.core.messages.blocks import (
     APPROVE_ACTION,
     APPROVE_EMOJI,
@@ -87,6 +88,9 @@ __all__ = [
     "ChatMessage",
     "already_at_revision",
     "approvers_text",
+    "batch_busy",
+    "batch_progress_message",
+    "batch_request_posted",
     "cancel_done",
     "changes_text",
     "command_received",
