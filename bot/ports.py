@@ -136,7 +136,11 @@ class OperationStore(Protocol):
     """The journal of operations. Shared by every bot replica; all writes are compare-and-set."""
 
     def create(self, operation: Operation, lock_ttl: timedelta) -> None:
-        """Store a new operation and take its target's lock (if in flight). Raises TargetBusy."""
+        """Store a new operation and take its target's lock (if in flight). Raises TargetBusy.
+
+        A batch takes one lock per member (`operation.lock_keys`), all together or none; its TargetBusy names
+        every busy member and its holder (`TargetBusy.holders`).
+        """
         ...
 
     def get(self, operation_id: OperationId) -> Operation | None: ...
@@ -153,7 +157,8 @@ class OperationStore(Protocol):
     ) -> None:
         """Write `operation` if the stored version is `expected_version` (else ConcurrentUpdate).
 
-        Appends an audit entry; releases the target's lock when the operation reaches a terminal phase.
+        Appends an audit entry; releases the target's lock (a batch: all of its locks) when the operation reaches
+        a terminal phase.
 
         `fence` is the writer's fencing token (every write of an executor passes it): unless the stored record's
         `fence` equals it, nothing is written and FencedOut is raised, whatever the versions say. A record's
@@ -174,6 +179,8 @@ class OperationStore(Protocol):
 
     def refresh_lock(self, operation: Operation, ttl: timedelta, *, fence: int | None = None) -> None:
         """Extend the target's lock held by `operation`, or take it again if it expired and nobody took it.
+
+        A batch refreshes all of its locks, or none when another operation holds any of them.
 
         Nothing for an operation no longer in flight; TargetBusy when another operation holds the target;
         FencedOut when `fence` is given and is not the stored record's current token.

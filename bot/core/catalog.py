@@ -387,6 +387,8 @@ class Catalog(_Strict):
     targets: Mapping[TargetName, TargetSpec] = Field(default_factory=dict)
     # Workloads beyond the catalog that detection watches too (the catalog's own targets are always watched).
     watch: tuple[WatchScope, ...] = ()
+    # Named batches (`shop: [bootcamp, workshop, api]`): `/rollback shop` rolls every member back in one request.
+    groups: Mapping[TargetName, tuple[TargetName, ...]] = Field(default_factory=dict)
 
     @field_validator("targets")
     @classmethod
@@ -430,9 +432,40 @@ class Catalog(_Strict):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _groups_resolvable(self) -> Catalog:
+        # Every problem is reported by path, so `rollbot check-config` tells the operator where to look.
+        problems: list[str] = []
+        for group, members in self.groups.items():
+            path = f"groups.{group}"
+            if not _TARGET_NAME.match(group):
+                problems.append(f"{path}: a group name must look like a target name (lowercase, digits, '-', '_')")
+            if group in self.targets:
+                problems.append(f"{path}: a group can't share its name with a target — rename one of them")
+            if len(members) < 2:
+                problems.append(f"{path}: a group needs at least two targets")
+            unknown = [member for member in members if member not in self.targets]
+            if unknown:
+                problems.append(f"{path}: unknown target(s) {', '.join(unknown)} — groups list targets by name")
+            if len(set(members)) != len(members):
+                problems.append(f"{path}: lists a target twice")
+            if unknown or len(members) < 2:
+                continue
+            try:
+                strictest_policy([self.policy_for(member) for member in members])
+            except ValueError as exc:
+                problems.append(f"{path}: {exc}")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
     @property
     def names(self) -> list[TargetName]:
         return sorted(self.targets)
+
+    def group(self, name: str) -> tuple[TargetName, ...] | None:
+        """The members of group `name`, in the order the catalog lists them; None when it is not a group."""
+        return self.groups.get(TargetName(name))
 
     def policy_for(self, name: TargetName) -> ApprovalPolicy:
         return self.defaults.approvals.merged(self.targets[name].approvals)
@@ -464,6 +497,39 @@ class Catalog(_Strict):
         )
 
 
+def strictest_policy(policies: Iterable[ApprovalPolicy]) -> ApprovalPolicy:
+    """The one policy a batch is approved under: at least as strict as every member's own.
+
+    The most approvals any member requires; self-approval only if every member allows it; the shortest expiry.
+    A person counts only if every member accepts them the same way: listed by name for every member, or in a
+    user group every member lists. (Someone named for one member and a group member for another does not
+    count: deciding that would need every group resolved at approval time, and failing closed is safer.)
+    Raises ValueError when nobody, or too few people, could approve the whole batch.
+    """
+    rules = list(policies)
+    if not rules:
+        raise ValueError("a batch needs at least one target")
+    approvers = [user for user in rules[0].approvers if all(user in rule.approvers for rule in rules[1:])]
+    groups = [group for group in rules[0].approver_groups if all(group in rule.approver_groups for rule in rules[1:])]
+    required = max(rule.required for rule in rules)
+    if not approvers and not groups:
+        raise ValueError(
+            "no approver or approver group is allowed for every member, so nobody could approve the batch — "
+            "list a common approver or group, or split the batch"
+        )
+    if not groups and len(set(approvers)) < required:
+        raise ValueError(
+            f"{required} approvals needed but only {len(set(approvers))} approver(s) are allowed for every member"
+        )
+    return ApprovalPolicy(
+        required=required,
+        approvers=tuple(approvers),
+        approver_groups=tuple(groups),
+        allow_self_approval=all(rule.allow_self_approval for rule in rules),
+        expires_after=min(rule.expires_after for rule in rules),
+    )
+
+
 def describe_validation_errors(error: ValidationError) -> list[str]:
     """Turn pydantic's errors into `path: problem` lines an operator can act on."""
     lines: list[str] = []
@@ -482,6 +548,9 @@ def describe_validation_errors(error: ValidationError) -> list[str]:
             message = "backend is required (helm, kubernetes or ecs)"
         elif message.startswith("Value error, "):
             message = message.removeprefix("Value error, ")
+        if not path and "\n" in message:  # a model-wide check reports several problems, each with its own path
+            lines.extend(message.split("\n"))
+            continue
         lines.append(f"{path}: {message}" if path else message)
     return lines
 

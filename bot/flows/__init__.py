@@ -9,6 +9,7 @@ package is split by responsibility, around one journal:
 - `requests`  slash commands, up to the request message;
 - `votes`     reactions, buttons and cancels; lost votes recounted;
 - `execution` claim, roll back once, watch, finish — under a fenced `lease`;
+- `batch`     a batch's members rolled back in parallel under its one lease (`batch_requests` plans them);
 - `reporting` what goes to Slack after a stored change;
 - `sweeper`   expiry, recounts, orphaned operations and gestures;
 - `inbox`     acknowledged gestures parked until their effect is stored;
@@ -35,6 +36,7 @@ from bot.core.catalog import BackendKind, Catalog, ChannelId, SlackUserId
 from bot.core.errors import TemporaryError, UserError
 from bot.core.messages import ChatMessage
 from bot.core.operations import MessageRef, Operation, OperationId
+from bot.flows.batch import BatchRunner
 from bot.flows.execution import Executor, Submit
 from bot.flows.inbox import Gesture, GestureParking
 from bot.flows.journal import Journal
@@ -104,6 +106,17 @@ class RollbackFlow:
             sleep=sleep,
         )
         self._votes = Votes(journal=self._journal, store=store, chat=chat, sleep=sleep)
+        batches = BatchRunner(
+            backend_of=lambda target: self._executor.backend(target),
+            reporter=self._reporter,
+            chat=chat,
+            clock=clock,
+            metrics=metrics,
+            rollout_timeout=rollout_timeout,
+            publish_interval=publish_interval,
+            sleep=sleep,
+            stopping=self._stopping,
+        )
         self._executor = Executor(
             backends=backends,
             journal=self._journal,
@@ -118,6 +131,7 @@ class RollbackFlow:
             publish_interval=publish_interval,
             sleep=sleep,
             stopping=self._stopping,
+            run_batch=batches.run,
         )
         self._requests = Requests(
             backends=backends,

@@ -77,8 +77,10 @@ class Executor:
         publish_interval: timedelta,
         sleep: Sleep,
         stopping: threading.Event,
+        run_batch: Callable[[Lease], None] | None = None,
     ) -> None:
         self._backends = backends
+        self._run_batch = run_batch  # batches run their members in parallel (bot.flows.batch)
         self._journal = journal
         self._reporter = reporter
         self._store = store
@@ -186,6 +188,10 @@ class Executor:
 
     def _run(self, lease: Lease) -> None:
         operation = lease.confirm()
+        if operation.is_batch and self._run_batch is not None:
+            lease.keep()
+            self._run_batch(lease)
+            return
         backend = self.backend(operation.target)
         lease.keep()
         if operation.receipt is None:

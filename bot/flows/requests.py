@@ -34,6 +34,7 @@ from bot.core.messages import ChatMessage
 from bot.core.operations import Operation, OperationId, Phase
 from bot.core.rollouts import BackendOption
 from bot.core.targets import check_channel, resolve_target
+from bot.flows.batch_requests import is_batch, plan_batch
 from bot.flows.journal import LOCK_MARGIN, Journal
 from bot.flows.reporting import Reporter
 from bot.flows.votes import Votes
@@ -77,7 +78,7 @@ class Requests:
     def answer_now(self, text: str) -> ChatMessage | None:
         """The reply to a command that needs no I/O (usage errors, help), fast enough for the 3 s ack; else None."""
         try:
-            command = parse_command(text, self._declared_options())
+            command = parse_command(text, self._declared_options(), self._known_names())
         except CommandSyntaxError as exc:
             self._metrics.command_received("invalid")
             return messages.usage_error(str(exc), self._command)
@@ -89,7 +90,7 @@ class Requests:
     def handle(self, text: str, user: SlackUserId, channel: ChannelId, reply: Reply) -> Operation | None:
         """Answer a slash command: always exactly one `reply`; returns the operation it created, if any."""
         try:
-            command = parse_command(text, self._declared_options())
+            command = parse_command(text, self._declared_options(), self._known_names())
         except CommandSyntaxError as exc:
             self._metrics.command_received("invalid")
             reply(messages.usage_error(str(exc), self._command))
@@ -122,6 +123,17 @@ class Requests:
         self, command: RollbackCommand, user: SlackUserId, channel: ChannelId, reply: Reply
     ) -> Operation | None:
         check_channel(self._catalog, channel)
+        if is_batch(command, self._catalog):
+            batch = plan_batch(
+                command,
+                catalog=self._catalog,
+                backend_of=self._backend,
+                user=user,
+                channel=channel,
+                operation_id=self._new_id(),
+                now=self._clock.now(),
+            )
+            return self._open(batch, reply)
         target = resolve_target(command.target, self._catalog)
         backend = self._backend(target)
         backend.check_target(target)
@@ -149,9 +161,22 @@ class Requests:
             reason=command.reason,
             is_dry_run=command.dry_run,
         )
+        return self._open(operation, reply)
+
+    def _open(self, operation: Operation, reply: Reply) -> Operation | None:
+        """Store the new operation (taking its locks), then show it: the preview, or the request message."""
+        target = operation.target
         try:
             self._store.create(operation, lock_ttl=target.policy.expires_after + LOCK_MARGIN)
         except TargetBusy as exc:
+            if operation.is_batch and exc.holders:
+                held = {
+                    name: (holder.operation_id, holder.requester, holder.since)
+                    for name, holder in exc.holders.items()
+                    if isinstance(holder, LockInfo)
+                }
+                reply(messages.batch_busy(held))
+                return None
             holder = exc.holder if isinstance(exc.holder, LockInfo) else self._store.lock_holder(target.lock_key)
             if holder is None:
                 reply(messages.user_error(str(exc)))
@@ -159,11 +184,11 @@ class Requests:
                 reply(messages.target_busy(target, holder.operation_id, holder.requester, holder.since))
             return None
         self._metrics.phase_entered(target.backend.value, operation.phase.value)
-        if command.dry_run:
+        if operation.is_dry_run:
             reply(messages.request_message(operation))
             return operation
         try:
-            ref = self._chat.post(channel, messages.request_message(operation))
+            ref = self._chat.post(operation.channel, messages.request_message(operation))
         except BotError:
             # Nobody can see the request, so nobody could approve it: give the target back at once.
             self._abandon(operation, "the request message could not be posted")
@@ -174,7 +199,7 @@ class Requests:
             self._reporter.quietly(operation.id, self._chat.add_reaction, ref, emoji)
         # A vote cast before the link above existed may have been dropped; count what the message shows now.
         self._reporter.quietly(operation.id, self._votes.reconcile, operation.id)
-        reply(messages.request_posted(operation))
+        reply(messages.batch_request_posted(operation) if operation.is_batch else messages.request_posted(operation))
         log.info("rollback requested", extra={"operation_id": operation.id, "target": target.name})
         return operation
 
@@ -197,6 +222,9 @@ class Requests:
         holder = self._store.lock_holder(target.lock_key)
         lock = messages.lock_line(holder.operation_id, holder.requester, holder.since) if holder else None
         return messages.status_message(target, status, lock)
+
+    def _known_names(self) -> list[str]:
+        return [*self._catalog.names, *self._catalog.groups]
 
     def _declared_options(self) -> dict[str, BackendOption]:
         return {option.name: option for backend in self._backends.values() for option in backend.options()}

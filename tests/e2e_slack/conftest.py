@@ -56,6 +56,8 @@ CATALOG: dict[str, Any] = {
             for n in range(1, 8)
         },
     },
+    # One request for a Kubernetes, a Helm and an ECS target together (batch rollbacks).
+    "groups": {"storefront": ["bootcamp", "workshop", "payload-api"]},
 }
 
 # Generous for a loaded CI machine; every wait returns as soon as its condition holds.

@@ -16,6 +16,7 @@ Everything is re-exported here, so callers say `messages.request_message`.
 
 from __future__ import annotations
 
+from bot.core.messages.batch import batch_busy, batch_progress_message, batch_request_posted
 from bot.core.messages.blocks import (
     APPROVE_ACTION,
     APPROVE_EMOJI,
@@ -101,6 +102,9 @@ __all__ = [
     "ChatMessage",
     "already_at_revision",
     "approvers_text",
+    "batch_busy",
+    "batch_progress_message",
+    "batch_request_posted",
     "cancel_done",
     "changes_text",
     "command_received",
