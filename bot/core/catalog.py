@@ -11,109 +11,46 @@ rollouts: each target's `detect` settings over `defaults.detect`, and `watch` sc
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from enum import StrEnum
-from typing import Annotated, Any, Literal, NewType
+from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
-    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-TargetName = NewType("TargetName", str)
-SlackUserId = NewType("SlackUserId", str)
-SlackGroupId = NewType("SlackGroupId", str)
-ChannelId = NewType("ChannelId", str)
-
-# A duration as operators write it in YAML: "90s", "15m", "2h", "1h30m", or a bare number of seconds.
-_DURATION_PART = re.compile(r"(\d+)([smhd])")
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_ISO_DURATION = TypeAdapter(timedelta)
-
-
-def parse_duration(value: object) -> timedelta:
-    """Parse "15m"-style durations; also accepts timedelta and plain seconds."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 15m, 90s or 1h")
-    if isinstance(value, int | float):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if re.fullmatch(r"\d+", text):
-            return timedelta(seconds=int(text))
-        if text and re.fullmatch(r"(?:\d+[smhd])+", text):
-            seconds = sum(int(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
-            return timedelta(seconds=seconds)
-        if text.startswith(("p", "-p")):
-            # ISO 8601 ("PT15M") is how pydantic writes a timedelta to JSON; records must read back.
-            try:
-                return _ISO_DURATION.validate_python(value.strip())
-            except ValidationError:
-                pass
-    raise ValueError("expected a duration such as 15m, 90s or 1h")
-
-
-def format_duration(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    if seconds % 3600 == 0 and seconds >= 3600:
-        return f"{seconds // 3600}h"
-    if seconds % 60 == 0 and seconds >= 60:
-        return f"{seconds // 60}m"
-    return f"{seconds}s"
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-
-_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
-_SLACK_GROUP = re.compile(r"^S[A-Z0-9]{2,}$")
-_SLACK_CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,}$")
-# Kubernetes object names (RFC 1123 subdomain) and namespaces (RFC 1123 label).
-_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_K8S_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_TARGET_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
-
-
-def _kubernetes_namespace(value: str) -> str:
-    if not _K8S_NAMESPACE.match(value):
-        raise ValueError(f"{value!r} is not a valid Kubernetes namespace")
-    return value
-
-
-def _kubernetes_name(value: str) -> str:
-    if not _K8S_NAME.match(value):
-        raise ValueError(f"{value!r} is not a valid Kubernetes object name")
-    return value
-
-
-Namespace = Annotated[str, AfterValidator(_kubernetes_namespace)]
-ObjectName = Annotated[str, AfterValidator(_kubernetes_name)]
-
-
-class BackendKind(StrEnum):
-    HELM = "helm"
-    KUBERNETES = "kubernetes"
-    ECS = "ecs"
-
-
-class WorkloadKind(StrEnum):
-    DEPLOYMENT = "Deployment"
-    DAEMONSET = "DaemonSet"
-    STATEFULSET = "StatefulSet"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from bot.core.catalog_detect import (
+    DetectOverrides,
+    DetectSettings,
+    EcsWatch,
+    HelmWatch,
+    KubernetesWatch,
+    NamespaceList,
+    WatchScope,
+)
+from bot.core.catalog_types import (
+    _SLACK_CHANNEL,
+    _SLACK_GROUP,
+    _SLACK_USER,
+    _TARGET_NAME,
+    BackendKind,
+    ChannelId,
+    Duration,
+    Namespace,
+    ObjectName,
+    PositiveDuration,
+    SlackChannel,
+    SlackGroupId,
+    SlackUserId,
+    TargetName,
+    WorkloadKind,
+    _Strict,
+    format_duration,
+    parse_duration,
+)
 
 
 class ApprovalOverrides(_Strict):
@@ -177,58 +114,6 @@ class KubernetesDefaults(_Strict):
     # Ad-hoc targets (`deploy/NAME -n NS`) are denied unless their namespace is listed here.
     allowed_namespaces: tuple[str, ...] = ()
     kube_context: str | None = None
-
-
-def _channel_id(value: str) -> str:
-    if not _SLACK_CHANNEL.match(value):
-        raise ValueError(f"{value!r} is not a Slack channel ID (like C0INCIDENT)")
-    return value
-
-
-def _positive_duration(value: timedelta) -> timedelta:
-    if value <= timedelta(0):
-        raise ValueError("must be longer than 0s")
-    return value
-
-
-SlackChannel = Annotated[ChannelId, AfterValidator(_channel_id)]
-PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive_duration)]
-
-
-class DetectSettings(_Strict):
-    """How rollbot watches for failed rollouts of one workload: where the incident card goes, and the clocks.
-
-    Detection is on for a workload when it is `enabled` and a `channel` is known; no channel anywhere means
-    detection is off, which is the default, so upgrading rollbot never starts posting cards unasked.
-    """
-
-    channel: SlackChannel | None = None
-    enabled: bool = True
-    # A pod reason must hold this long before it is an incident: one ErrImagePull during a registry hiccup is not.
-    failing_for: PositiveDuration = timedelta(minutes=2)
-    # An incident resolves, and a rollback is verified, only after this long of health (hysteresis).
-    healthy_for: PositiveDuration = timedelta(minutes=2)
-    # A DaemonSet/StatefulSet update, or a helm pending-* release, that has not moved for this long is stuck.
-    stall_after: PositiveDuration = timedelta(minutes=10)
-
-    @property
-    def is_active(self) -> bool:
-        return self.enabled and self.channel is not None
-
-    def merged(self, overrides: DetectOverrides | None) -> DetectSettings:
-        if overrides is None:
-            return self
-        return self.model_copy(update=overrides.model_dump(exclude_unset=True))
-
-
-class DetectOverrides(_Strict):
-    """Per-target (or per-scope) detection settings; any field left out falls back to `defaults.detect`."""
-
-    channel: SlackChannel | None = None
-    enabled: bool | None = None
-    failing_for: PositiveDuration | None = None
-    healthy_for: PositiveDuration | None = None
-    stall_after: PositiveDuration | None = None
 
 
 class _TargetBase(_Strict):
@@ -302,67 +187,6 @@ class Target(_Strict):
     @property
     def lock_key(self) -> str:
         return self.spec.lock_key
-
-
-def _namespace_list(value: tuple[str, ...]) -> tuple[str, ...]:
-    if not value:
-        raise ValueError('list at least one namespace, or ["*"] for all of them')
-    if "*" in value and len(value) > 1:
-        raise ValueError('"*" already means every namespace; list it alone')
-    for namespace in value:
-        if namespace != "*":
-            _kubernetes_namespace(namespace)
-    return value
-
-
-NamespaceList = Annotated[tuple[str, ...], AfterValidator(_namespace_list)]
-
-
-class _WatchScopeBase(_Strict):
-    detect: DetectOverrides | None = None
-
-
-class KubernetesWatch(_WatchScopeBase):
-    """Every Deployment, DaemonSet and StatefulSet of these namespaces, catalog target or not."""
-
-    backend: Literal[BackendKind.KUBERNETES] = BackendKind.KUBERNETES
-    kube_context: str | None = None
-    namespaces: NamespaceList = ("*",)
-
-    def covers(self, namespace: str) -> bool:
-        return self.namespaces == ("*",) or namespace in self.namespaces
-
-
-class HelmWatch(_WatchScopeBase):
-    """Every Helm release (its storage Secrets, `owner=helm`) of these namespaces."""
-
-    backend: Literal[BackendKind.HELM] = BackendKind.HELM
-    kube_context: str | None = None
-    namespaces: NamespaceList = ("*",)
-
-    def covers(self, namespace: str) -> bool:
-        return self.namespaces == ("*",) or namespace in self.namespaces
-
-
-class EcsWatch(_WatchScopeBase):
-    """Every service of these ECS clusters in one region."""
-
-    backend: Literal[BackendKind.ECS] = BackendKind.ECS
-    region: str | None = None
-    clusters: tuple[str, ...] = ("default",)
-
-    @field_validator("clusters")
-    @classmethod
-    def _some_cluster(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value:
-            raise ValueError("list at least one ECS cluster")
-        return value
-
-    def covers(self, cluster: str) -> bool:
-        return cluster in self.clusters
-
-
-WatchScope = Annotated[KubernetesWatch | HelmWatch | EcsWatch, Field(discriminator="backend")]
 
 
 class Defaults(_Strict):
@@ -571,3 +395,41 @@ def closest_names(word: str, candidates: Iterable[str], limit: int = 1) -> list[
     import difflib
 
     return difflib.get_close_matches(word, list(candidates), n=limit, cutoff=0.6)
+
+
+__all__ = [
+    "ApprovalOverrides",
+    "ApprovalPolicy",
+    "BackendKind",
+    "Catalog",
+    "ChannelId",
+    "Defaults",
+    "DetectOverrides",
+    "DetectSettings",
+    "Duration",
+    "EcsTarget",
+    "EcsWatch",
+    "HelmTarget",
+    "HelmWatch",
+    "KubernetesDefaults",
+    "KubernetesTarget",
+    "KubernetesWatch",
+    "Namespace",
+    "NamespaceList",
+    "ObjectName",
+    "PositiveDuration",
+    "SlackChannel",
+    "SlackGroupId",
+    "SlackUserId",
+    "Target",
+    "TargetName",
+    "TargetSpec",
+    "WatchScope",
+    "WorkloadKind",
+    "closest_names",
+    "describe_validation_errors",
+    "format_duration",
+    "parse_catalog",
+    "parse_duration",
+    "strictest_policy",
+]
