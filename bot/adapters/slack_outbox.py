@@ -341,7 +341,9 @@ class SlackOutbox:
 
     def _wait_for_turn(self, ticket: Ticket) -> bool:
         """True once granted (counted in flight); False when replaced or withdrawn."""
-        deadline = ticket.submitted_at + self._patience if ticket.priority is Priority.PROGRESS else None
+        # Only an update can give up: a newer one will follow. A post (the first progress message) must be sent.
+        is_update = ticket.priority is Priority.PROGRESS and ticket.coalesce_key is not None
+        deadline = ticket.submitted_at + self._patience if is_update else None
         with self._changed:
             while ticket.state is TicketState.WAITING:
                 now = self._monotonic()
