@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from bot.core.catalog import Catalog, parse_catalog
-from sandbox.slack.seed import BOB, INCIDENT
+from sandbox.slack.driver import SlackDriver
+from sandbox.slack.seed import BOB, INCIDENT, SIGNING_SECRET
 from sandbox.slack.server import FakeSlack
 from tests.e2e_slack.conftest import CATALOG, WAIT, request_messages
 
@@ -58,14 +59,12 @@ def test_thirty_concurrent_rollbacks_in_one_channel_are_all_posted_approved_and_
 ) -> None:
     caplog.set_level(logging.WARNING)
     bot = make_bot(slack_budget_scale=SCALE)
-    from sandbox.slack.driver import SlackDriver
-    from sandbox.slack.seed import SIGNING_SECRET
-
     with SlackDriver(bot.events_url, SIGNING_SECRET, fake_slack) as slack, ThreadPoolExecutor(30) as typing:
         started = time.monotonic()
         acks = list(
             typing.map(
-                lambda pair: slack.slash_command(pair[0], user=pair[1], channel=INCIDENT), zip(TARGETS, REQUESTERS)
+                lambda pair: slack.slash_command(pair[0], user=pair[1], channel=INCIDENT),
+                zip(TARGETS, REQUESTERS, strict=True),
             )
         )
         assert all(ack.status == 200 for ack in acks)
