@@ -30,6 +30,7 @@ from bot.adapters.prometheus_metrics import PrometheusMetrics
 from bot.adapters.redis_inbox import RedisInbox
 from bot.adapters.redis_store import RedisOperationStore
 from bot.adapters.slack_chat import SlackChat, build_web_client
+from bot.adapters.slack_outbox import Budget
 from bot.adapters.socket_mode import SocketModeRunner
 from bot.core.catalog import BackendKind, Catalog
 from bot.core.operations import OperationId
@@ -200,7 +201,8 @@ def build_app(
     web_client = build_web_client(
         settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url, observer=metrics
     )
-    chat = SlackChat(web_client, clock=clock, observer=metrics)
+    budget = Budget(replicas=settings.slack_replicas, scale=settings.slack_budget_scale)
+    chat = SlackChat(web_client, clock=clock, observer=metrics, budget=budget)
     listener_executor = ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="bolt-listener")
     closers.append(lambda: listener_executor.shutdown(wait=False, cancel_futures=True))
     bolt = App(

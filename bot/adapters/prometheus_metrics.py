@@ -57,6 +57,29 @@ class PrometheusMetrics:
             "Seconds Slack asked us to wait (Retry-After), summed.",
             registry=registry,
         )
+        self.slack_ratelimited_by_method = Counter(
+            "rollbot_slack_ratelimited_calls",
+            "HTTP 429 answers from the Slack Web API, by method (each one is waited out and sent again).",
+            ["method"],
+            registry=registry,
+        )
+        self.slack_calls_queued_now = Gauge(
+            "rollbot_slack_calls_queued",
+            "Slack calls waiting for the outbound budget, by priority (urgent, normal, progress).",
+            ["priority"],
+            registry=registry,
+        )
+        self.slack_calls_in_flight_now = Gauge(
+            "rollbot_slack_calls_in_flight",
+            "Slack calls being sent, by priority.",
+            ["priority"],
+            registry=registry,
+        )
+        self.slack_progress_dropped = Counter(
+            "rollbot_slack_progress_coalesced",
+            "Progress updates not sent: a newer one replaced them, or the budget stayed spent.",
+            registry=registry,
+        )
         self.slack_requests = Histogram(
             "rollbot_slack_request_duration_seconds",
             "Time to answer a request from Slack on /slack/events (the ack latency), by kind and HTTP status.",
@@ -91,7 +114,19 @@ class PrometheusMetrics:
 
     def slack_ratelimited(self, method: str, retry_after_seconds: float) -> None:
         self.slack_ratelimited_total.inc()
+        self.slack_ratelimited_by_method.labels(method=method).inc()
         self.slack_retry_after.inc(retry_after_seconds)
+
+    # SlackOutbox (bot/adapters/slack_outbox.py: OutboxObserver)
+
+    def slack_calls_queued(self, priority: str, delta: int) -> None:
+        self.slack_calls_queued_now.labels(priority=priority).inc(delta)
+
+    def slack_calls_in_flight(self, priority: str, delta: int) -> None:
+        self.slack_calls_in_flight_now.labels(priority=priority).inc(delta)
+
+    def slack_progress_coalesced(self) -> None:
+        self.slack_progress_dropped.inc()
 
     # The HTTP server (bot/adapters/http_server.py: RequestObserver)
 

@@ -35,6 +35,7 @@ from bot.core.lifecycle import (
     RolloutObserved,
 )
 from bot.core.operations import Operation, OperationId, Phase
+from bot.core.outbound import Priority
 from bot.core.rollouts import RollbackReceipt, RolloutStatus, should_publish
 from bot.flows.journal import Journal
 from bot.flows.lease import Lease
@@ -181,7 +182,7 @@ class Executor:
         )
         if takeover:
             self._reporter.quietly(
-                operation_id, self._reporter.post_in_thread, claimed, messages.takeover_line(claimed)
+                operation_id, self._reporter.post_in_thread, claimed, messages.takeover_line(claimed), Priority.NORMAL
             )
         log.info("execution claimed", extra={"operation_id": operation_id, "takeover": takeover})
         return lease
@@ -252,7 +253,7 @@ class Executor:
                     # The channel message shows the latest summary too, but less often (chat.update is tier 3).
                     watch.last_request_refresh = now
                     operation = lease.confirm()
-                    self._reporter.quietly(operation.id, self._reporter.refresh_request, operation)
+                    self._reporter.quietly(operation.id, self._reporter.refresh_request, operation, Priority.PROGRESS)
         if lease.lost.is_set():
             return
         if self._stopping.is_set() and (last is None or not last.is_finished):
@@ -268,7 +269,11 @@ class Executor:
         if transition is not None:
             operation = transition.operation
             self._reporter.quietly(
-                operation.id, self._reporter.post_in_thread, operation, messages.handover_line(operation)
+                operation.id,
+                self._reporter.post_in_thread,
+                operation,
+                messages.handover_line(operation),
+                Priority.NORMAL,
             )
         log.info("handed the rollout over on shutdown", extra={"operation_id": lease.operation_id})
 
@@ -278,12 +283,12 @@ class Executor:
             if key not in watch.seen_unhealthy:
                 watch.seen_unhealthy.add(key)
                 line = messages.unhealthy_line(operation, unit)
-                self._reporter.quietly(operation.id, self._reporter.post_in_thread, operation, line)
+                self._reporter.quietly(operation.id, self._reporter.post_in_thread, operation, line, Priority.NORMAL)
         for event in status.events:
             if event not in watch.seen_events:
                 watch.seen_events.add(event)
                 line = messages.rollout_event_line(operation, event)
-                self._reporter.quietly(operation.id, self._reporter.post_in_thread, operation, line)
+                self._reporter.quietly(operation.id, self._reporter.post_in_thread, operation, line, Priority.NORMAL)
 
     def _publish_progress(self, lease: Lease, operation: Operation, status: RolloutStatus) -> None:
         lease.confirm()  # not a line from a replica that was paused past its lease

@@ -17,6 +17,7 @@ from bot.core.effects import PostInThread, RefreshRequestMessage, ReleaseTarget,
 from bot.core.lifecycle import Transition
 from bot.core.messages import ChatMessage
 from bot.core.operations import MessageRef, Operation, OperationId
+from bot.core.outbound import Priority
 from bot.core.rollouts import RolloutStatus
 from bot.flows.retrying import Sleep, chat_calls
 from bot.ports import Chat, Metrics, OperationStore
@@ -68,25 +69,33 @@ class Reporter:
                             operation.id, self._chat.post_ephemeral, operation.channel, user, messages.not_allowed(text)
                         )
                 case PostInThread(text=text):
-                    self.quietly(operation.id, self.post_in_thread, operation, messages.thread_line(operation, text))
+                    # Lifecycle lines (approvals, outcomes, final lines) are what people act on.
+                    line = messages.thread_line(operation, text)
+                    self.quietly(operation.id, self.post_in_thread, operation, line, Priority.URGENT)
                 case RefreshRequestMessage():
-                    self.quietly(operation.id, self.refresh_request, operation)
+                    self.quietly(operation.id, self.refresh_request, operation, Priority.URGENT)
                 case StartExecution(operation_id=operation_id):
                     self.quietly(operation.id, self._start_execution, operation_id)
                 case ReleaseTarget():
                     pass  # the store releases the lock when it stores a terminal phase
 
-    def post_in_thread(self, operation: Operation, message: ChatMessage) -> MessageRef | None:
+    def post_in_thread(
+        self, operation: Operation, message: ChatMessage, priority: Priority = Priority.NORMAL
+    ) -> MessageRef | None:
         if operation.request_message is None:
             return None
         request_message = operation.request_message
-        return self.patiently(lambda: self._chat.post(operation.channel, message, thread=request_message))
+        return self.patiently(
+            lambda: self._chat.post(operation.channel, message, thread=request_message, priority=priority)
+        )
 
-    def refresh_request(self, operation: Operation) -> None:
+    def refresh_request(self, operation: Operation, priority: Priority = Priority.URGENT) -> None:
+        """Re-render the request message: URGENT for a phase change, PROGRESS for the periodic summary."""
         if operation.request_message is None:
             return
         request_message = operation.request_message
-        ref = self.patiently(lambda: self._chat.update(request_message, messages.request_message(operation)))
+        rendered = messages.request_message(operation)
+        ref = self.patiently(lambda: self._chat.update(request_message, rendered, priority=priority))
         if ref is not None and ref != operation.request_message:
             # The original was deleted; the bot re-posted it. Votes on the new message must count too.
             self._store.link_message(operation.id, ref)
@@ -94,16 +103,20 @@ class Reporter:
     def publish_progress(
         self, operation: Operation, status: RolloutStatus, remember: Callable[[MessageRef], object]
     ) -> None:
-        """Post the progress message once, then edit it in place; `remember` stores the ref of the first post."""
+        """Post the progress message once, then edit it in place; `remember` stores the ref of the first post.
+
+        Refreshes are PROGRESS (coalesced, they give way under Slack's limits); the final state is URGENT.
+        """
         message = messages.progress_message(operation, status)
+        priority = Priority.URGENT if operation.phase.is_terminal else Priority.PROGRESS
 
         def publish() -> None:
             if operation.progress_message is None:
-                ref = self.post_in_thread(operation, message)
+                ref = self.post_in_thread(operation, message, priority)
                 if ref is not None:
                     remember(ref)
             else:
-                self._chat.update(operation.progress_message, message)
+                self._chat.update(operation.progress_message, message, priority=priority)
 
         self.quietly(operation.id, publish)
 

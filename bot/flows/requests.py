@@ -32,6 +32,7 @@ from bot.core.errors import (
 )
 from bot.core.messages import ChatMessage
 from bot.core.operations import Operation, OperationId, Phase
+from bot.core.outbound import Priority
 from bot.core.rollouts import BackendOption
 from bot.core.targets import check_channel, resolve_target
 from bot.flows.batch_requests import is_batch, plan_batch
@@ -188,7 +189,7 @@ class Requests:
             reply(messages.request_message(operation))
             return operation
         try:
-            ref = self._chat.post(operation.channel, messages.request_message(operation))
+            ref = self._chat.post(operation.channel, messages.request_message(operation), priority=Priority.URGENT)
         except BotError:
             # Nobody can see the request, so nobody could approve it: give the target back at once.
             self._abandon(operation, "the request message could not be posted")

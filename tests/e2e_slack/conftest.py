@@ -115,6 +115,8 @@ def bot_settings(fake_slack: FakeSlack, redis_url: str, catalog_path: Path, **ov
         "lease": timedelta(seconds=3),
         "sweep_interval": timedelta(milliseconds=200),
         "rollout_timeout": timedelta(seconds=30),
+        # The fake Slack enforces no limits unless a test asks: the bot's budget runs a minute per second too.
+        "slack_budget_scale": 60.0,
     }
     return Settings(**(fields | overrides))
 
