@@ -81,8 +81,12 @@ class Chat(Protocol):
         thread: MessageRef | None = None,
         *,
         priority: Priority = Priority.NORMAL,
+        on_queued: Callable[[float], None] | None = None,
     ) -> MessageRef:
-        """Post in `channel` (in `thread`'s thread); waits for Slack's budget rather than failing on a 429."""
+        """Post in `channel` (in `thread`'s thread); waits for Slack's budget rather than failing on a 429.
+
+        `on_queued(seconds)` hears the estimated wait when the post cannot go at once.
+        """
         ...
 
     def update(

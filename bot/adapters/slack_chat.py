@@ -204,6 +204,7 @@ class SlackChat:
         thread: MessageRef | None = None,
         *,
         priority: Priority = Priority.NORMAL,
+        on_queued: Callable[[float], None] | None = None,
     ) -> MessageRef:
         """Post in `channel` (in `thread`'s thread if given); returns the new message's ref.
 
@@ -220,7 +221,13 @@ class SlackChat:
 
         try:
             response = self._send(
-                "chat.postMessage", send, message, channel=channel, passthrough=NO_THREAD, priority=priority
+                "chat.postMessage",
+                send,
+                message,
+                channel=channel,
+                passthrough=NO_THREAD,
+                priority=priority,
+                on_queued=on_queued,
             )
         except SlackApiError as exc:
             log.warning("thread parent gone, posting in the channel", channel=channel, error=error_code(exc))
@@ -400,11 +407,19 @@ class SlackChat:
         passthrough: frozenset[str] = frozenset(),
         priority: Priority,
         coalesce_key: tuple[str, ...] | None = None,
+        on_queued: Callable[[float], None] | None = None,
     ) -> SlackResponse:
         """Send a message; when Slack finds it too long, shrink it and try exactly once more."""
 
         def paced(msg: ChatMessage) -> SlackResponse:
-            return self._call(method, lambda: send(msg), priority=priority, channel=channel, coalesce_key=coalesce_key)
+            return self._call(
+                method,
+                lambda: send(msg),
+                priority=priority,
+                channel=channel,
+                coalesce_key=coalesce_key,
+                on_queued=on_queued,
+            )
 
         try:
             return paced(message)
@@ -432,6 +447,7 @@ class SlackChat:
         channel: ChannelId | None = None,
         coalesce_key: tuple[str, ...] | None = None,
         is_read: bool = False,
+        on_queued: Callable[[float], None] | None = None,
     ) -> SlackResponse:
         """Run one Web API call when the budget allows; Slack's answers stay SlackApiError (counted),
         transport failures → ChatUnavailable. A write bounced with 429 waits and goes again; a read raises."""
@@ -454,6 +470,7 @@ class SlackChat:
                 priority=priority,
                 channel=channel,
                 coalesce_key=coalesce_key,
+                on_queued=on_queued,
                 retry_rate_limits=not is_read,
             )
         except SlackApiError:

@@ -180,7 +180,7 @@ class RollbackFlow:
         quick = self._requests.answer_now(text)
         if quick is not None:
             return quick
-        gesture = Gesture(kind="command", user=user, channel=channel, text=text)
+        gesture = Gesture(kind="command", user=user, channel=channel, text=text, operation_id=self._new_id())
         self._submit_gesture(gesture, reply)
         return messages.command_received(self._command, text)
 
@@ -224,7 +224,8 @@ class RollbackFlow:
     def _handle(self, gesture: Gesture, reply: Reply) -> None:
         match gesture.kind:
             case "command":
-                self._requests.handle(gesture.text, gesture.user, gesture.channel or ChannelId(""), reply)
+                channel = gesture.channel or ChannelId("")
+                self._requests.handle(gesture.text, gesture.user, channel, reply, gesture.operation_id)
             case "reaction" if gesture.ref is not None:
                 self._votes.on_reaction(
                     gesture.ref,

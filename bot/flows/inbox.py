@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot.core.catalog import ChannelId, SlackUserId
 from bot.core.errors import BotError
-from bot.core.operations import MessageRef
+from bot.core.operations import MessageRef, OperationId
 from bot.ports import Inbox, ParkedWork
 
 log = logging.getLogger("rollbot.flows")
@@ -39,6 +39,8 @@ class Gesture(BaseModel):
     event_id: str | None = None
     author: SlackUserId | None = None
     action_id: str = ""
+    # A command's operation id, chosen at the ack: handling the command again continues that operation.
+    operation_id: OperationId | None = None
 
 
 class GestureParking:

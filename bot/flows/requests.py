@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Final
 
 from bot.core import messages
 from bot.core.catalog import BackendKind, Catalog, ChannelId, SlackUserId, Target
@@ -24,6 +26,7 @@ from bot.core.commands import (
 from bot.core.errors import (
     BotError,
     CommandSyntaxError,
+    DuplicateOperation,
     NothingToDo,
     RevisionNotFound,
     TargetBusy,
@@ -42,6 +45,9 @@ from bot.flows.votes import Votes
 from bot.ports import Backend, Chat, Clock, LockInfo, Metrics, OperationStore
 
 log = logging.getLogger("rollbot.flows")
+
+# A request message that waits longer than this for Slack's budget is announced to the requester as queued.
+QUEUED_NOTICE_AFTER: Final = timedelta(seconds=2)
 
 Reply = Callable[[ChatMessage], None]
 
@@ -88,8 +94,20 @@ class Requests:
             return self._help()
         return None
 
-    def handle(self, text: str, user: SlackUserId, channel: ChannelId, reply: Reply) -> Operation | None:
-        """Answer a slash command: always exactly one `reply`; returns the operation it created, if any."""
+    def handle(
+        self,
+        text: str,
+        user: SlackUserId,
+        channel: ChannelId,
+        reply: Reply,
+        operation_id: OperationId | None = None,
+    ) -> Operation | None:
+        """Answer a slash command: always one final `reply`; returns the operation it created, if any.
+
+        `operation_id` is the id the command's operation gets, chosen when the command was acknowledged: a replay
+        of the same command (its first replica died while handling it) continues that operation instead of
+        requesting a second one.
+        """
         try:
             command = parse_command(text, self._declared_options(), self._known_names())
         except CommandSyntaxError as exc:
@@ -111,7 +129,7 @@ class Requests:
                 case CancelCommand():
                     reply(self._votes.on_cancel(command.operation_id, user))
                 case RollbackCommand():
-                    return self._request(command, user, channel, reply)
+                    return self._request(command, user, channel, reply, operation_id)
         except UserError as exc:
             reply(messages.user_error(str(exc)))
         except TemporaryError as exc:
@@ -121,9 +139,19 @@ class Requests:
         return None
 
     def _request(
-        self, command: RollbackCommand, user: SlackUserId, channel: ChannelId, reply: Reply
+        self,
+        command: RollbackCommand,
+        user: SlackUserId,
+        channel: ChannelId,
+        reply: Reply,
+        operation_id: OperationId | None,
     ) -> Operation | None:
+        if operation_id is not None:
+            existing = self._store.get(operation_id)
+            if existing is not None:
+                return self._resume(existing, reply)
         check_channel(self._catalog, channel)
+        new_id = operation_id if operation_id is not None else self._new_id()
         if is_batch(command, self._catalog):
             batch = plan_batch(
                 command,
@@ -131,7 +159,7 @@ class Requests:
                 backend_of=self._backend,
                 user=user,
                 channel=channel,
-                operation_id=self._new_id(),
+                operation_id=new_id,
                 now=self._clock.now(),
             )
             return self._open(batch, reply)
@@ -149,7 +177,7 @@ class Requests:
             return None
         now = self._clock.now()
         operation = Operation(
-            id=self._new_id(),
+            id=new_id,
             phase=Phase.PREVIEW if command.dry_run else Phase.AWAITING_APPROVAL,
             target=target,
             requester=user,
@@ -169,6 +197,11 @@ class Requests:
         target = operation.target
         try:
             self._store.create(operation, lock_ttl=target.policy.expires_after + LOCK_MARGIN)
+        except DuplicateOperation:
+            existing = self._store.get(operation.id)
+            if existing is None:
+                raise
+            return self._resume(existing, reply)  # the same command, handled twice at once
         except TargetBusy as exc:
             if operation.is_batch and exc.holders:
                 held = {
@@ -185,11 +218,30 @@ class Requests:
                 reply(messages.target_busy(target, holder.operation_id, holder.requester, holder.since))
             return None
         self._metrics.phase_entered(target.backend.value, operation.phase.value)
-        if operation.is_dry_run:
-            reply(messages.request_message(operation))
+        return self._show(operation, reply)
+
+    def _resume(self, operation: Operation, reply: Reply) -> Operation:
+        """A command handled again: answer as the first handling would have, posting what it did not post."""
+        if operation.is_dry_run or operation.request_message is not None or not operation.phase.is_in_flight:
+            reply(self._posted(operation) if operation.request_message is not None else self._preview(operation))
             return operation
+        log.info("posting the request message of a replayed command", extra={"operation_id": operation.id})
+        return self._show(operation, reply) or operation
+
+    def _show(self, operation: Operation, reply: Reply) -> Operation | None:
+        """The preview of a dry run, or the request message people vote on."""
+        if operation.is_dry_run:
+            reply(self._preview(operation))
+            return operation
+
+        def queued(seconds: float) -> None:
+            if seconds >= QUEUED_NOTICE_AFTER.total_seconds():
+                reply(messages.request_queued(operation, seconds))
+
         try:
-            ref = self._chat.post(operation.channel, messages.request_message(operation), priority=Priority.URGENT)
+            ref = self._chat.post(
+                operation.channel, messages.request_message(operation), priority=Priority.URGENT, on_queued=queued
+            )
         except BotError:
             # Nobody can see the request, so nobody could approve it: give the target back at once.
             self._abandon(operation, "the request message could not be posted")
@@ -200,9 +252,17 @@ class Requests:
             self._reporter.quietly(operation.id, self._chat.add_reaction, ref, emoji)
         # A vote cast before the link above existed may have been dropped; count what the message shows now.
         self._reporter.quietly(operation.id, self._votes.reconcile, operation.id)
-        reply(messages.batch_request_posted(operation) if operation.is_batch else messages.request_posted(operation))
-        log.info("rollback requested", extra={"operation_id": operation.id, "target": target.name})
+        reply(self._posted(operation))
+        log.info("rollback requested", extra={"operation_id": operation.id, "target": operation.target.name})
         return operation
+
+    @staticmethod
+    def _posted(operation: Operation) -> ChatMessage:
+        return messages.batch_request_posted(operation) if operation.is_batch else messages.request_posted(operation)
+
+    @staticmethod
+    def _preview(operation: Operation) -> ChatMessage:
+        return messages.request_message(operation)
 
     def _abandon(self, operation: Operation, why: str) -> None:
         def cancel(op: Operation) -> Operation:
