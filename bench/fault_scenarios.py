@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.faultlib.process_faults import scenario_sigkill, scenario_sigstop, scenario_triple_delivery
+from bench.faultlib.redis_faults import scenario_redis_restart, scenario_sentinel_failover
 
 Scenario = Callable[[bool, int], dict[str, Any]]
 
@@ -25,9 +26,18 @@ SCENARIOS: dict[str, Scenario] = {
     "triple_delivery": scenario_triple_delivery,
     "sigkill": scenario_sigkill,
     "sigstop": scenario_sigstop,
+    "redis_restart": scenario_redis_restart,
+    "sentinel_failover": scenario_sentinel_failover,
 }
 
-__all__ = ["SCENARIOS", "scenario_sigkill", "scenario_sigstop", "scenario_triple_delivery"]
+__all__ = [
+    "SCENARIOS",
+    "scenario_redis_restart",
+    "scenario_sentinel_failover",
+    "scenario_sigkill",
+    "scenario_sigstop",
+    "scenario_triple_delivery",
+]
 
 
 def main(argv: list[str] | None = None) -> int:
