@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench.faultlib.api_faults import scenario_kube_faults, scenario_slack_storm
 from bench.faultlib.process_faults import scenario_sigkill, scenario_sigstop, scenario_triple_delivery
 from bench.faultlib.redis_faults import scenario_redis_restart, scenario_sentinel_failover
 
@@ -28,14 +29,18 @@ SCENARIOS: dict[str, Scenario] = {
     "sigstop": scenario_sigstop,
     "redis_restart": scenario_redis_restart,
     "sentinel_failover": scenario_sentinel_failover,
+    "kube_faults": scenario_kube_faults,
+    "slack_storm": scenario_slack_storm,
 }
 
 __all__ = [
     "SCENARIOS",
+    "scenario_kube_faults",
     "scenario_redis_restart",
     "scenario_sentinel_failover",
     "scenario_sigkill",
     "scenario_sigstop",
+    "scenario_slack_storm",
     "scenario_triple_delivery",
 ]
 
