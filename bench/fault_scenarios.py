@@ -20,6 +20,7 @@ from typing import Any
 from bench.faultlib.api_faults import scenario_kube_faults, scenario_slack_storm
 from bench.faultlib.process_faults import scenario_sigkill, scenario_sigstop, scenario_triple_delivery
 from bench.faultlib.redis_faults import scenario_redis_restart, scenario_sentinel_failover
+from bot.logging import configure_logging
 
 Scenario = Callable[[bool, int], dict[str, Any]]
 
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    # An in-process bot (kube_faults) logs through structlog, to stdout by default: keep stdout the JSON report.
+    configure_logging("WARNING", stream=sys.stderr)
     started = time.monotonic()
     report: dict[str, Any] = {
         "command": " ".join(["python", "-m", "bench.fault_scenarios", *(argv if argv is not None else sys.argv[1:])]),

@@ -262,6 +262,7 @@ def scenario_slack_storm(quick: bool, seed: int) -> dict[str, Any]:
         texts = [m.all_text() for m in place.fake.messages(INCIDENT)]
         texts += [line for r in results for line in r.pop("thread")]
         texts += [e.all_text() for e in place.fake.ephemerals()]
+        told_slack_failed = sum("Slack failed" in r.text for r in place.fake.responses("commands", user=ALICE))
     return _figures(
         started,
         replicas=3,
@@ -269,9 +270,9 @@ def scenario_slack_storm(quick: bool, seed: int) -> dict[str, Any]:
         storm_hits={f"{rule['method']} {rule['status']}": rule["hits"] for rule in rules},
         storm_seen=max((rule["seen"] for rule in rules), default=0),
         never_created=sum(r["phase"] == "not created" for r in results),
-        requests_not_shown=[
-            {k: v for k, v in r.items() if k != "thread"} for r in results if r["phase"] == "not created"
-        ],
+        # A refused request must leave nothing behind (no lock, no record) and tell the requester why.
+        requests_left_half_made=sum(r["phase"] == "not created" and r["stored_phase"] is not None for r in results),
+        requester_told_slack_failed=told_slack_failed,
         succeeded=sum(r["phase"] == "succeeded" for r in results),
         failed=sum(r["phase"] == "failed" for r in results),
         stuck_in_flight=sum(r["phase"] in {"awaiting_approval", "approved", "rolling_back"} for r in results),
@@ -279,7 +280,11 @@ def scenario_slack_storm(quick: bool, seed: int) -> dict[str, Any]:
         succeeded_but_not_applied=sum(r["phase"] == "succeeded" and r["applied"] < 1 for r in results),
         outcome_shown_in_slack=sum(r["shown"] for r in results),
         final_line_in_thread=sum(r["final_line"] for r in results),
-        outcome_lost_in_slack=[r["operation_id"] for r in results if r["phase"] != "not created" and not r["shown"]],
+        outcome_lost_in_slack=[
+            {key: r[key] for key in ("operation_id", "phase", "phase_shown", "final_line", "applied")}
+            for r in results
+            if r["phase"] != "not created" and not (r["shown"] and r["final_line"])
+        ],
         tracebacks_in_slack=_tracebacks(texts),
     )
 
@@ -310,23 +315,20 @@ def _storm_rollback(place: Arena, name: str, via: str, approver_via: str) -> dic
         "phase": final.phase.value,
         "applied": max(len(calls), int(place.world_state(name)["rollbacks_applied"])),
         "shown": place.phase_shown(operation) == final.phase.value,
+        "phase_shown": place.phase_shown(operation),
         "final_line": any(FINAL_LINE in line for line in thread) if final.phase is Phase.SUCCEEDED else bool(thread),
         "thread": thread,
     }
 
 
 def _request_not_shown(place: Arena, name: str) -> dict[str, Any]:
-    """No request message within the wait: what the store holds for the target, and what ALICE was told."""
+    """No request message within the wait: whether the store still holds something for the target."""
     holder = place.store.lock_holder(place.target(name).lock_key)
     operation = place.store.get(holder.operation_id) if holder is not None else None
-    told = [r.text[:200] for r in place.fake.responses("commands", user=ALICE)]
-    told += [e.all_text()[:200] for e in place.fake.ephemerals(user=ALICE)]
     return {
         "operation_id": operation.id if operation is not None else "",
         "phase": "not created",
         "stored_phase": operation.phase.value if operation is not None else None,
-        "has_request_message": operation is not None and operation.request_message is not None,
-        "alice_was_told": told,
         "applied": 0,
         "shown": False,
         "final_line": False,
