@@ -17,7 +17,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench.faultlib.api_faults import scenario_kube_faults, scenario_slack_storm
 from bench.faultlib.process_faults import scenario_sigkill, scenario_sigstop, scenario_triple_delivery
+from bench.faultlib.redis_faults import scenario_redis_restart, scenario_sentinel_failover
+from bot.logging import configure_logging
 
 Scenario = Callable[[bool, int], dict[str, Any]]
 
@@ -25,9 +28,22 @@ SCENARIOS: dict[str, Scenario] = {
     "triple_delivery": scenario_triple_delivery,
     "sigkill": scenario_sigkill,
     "sigstop": scenario_sigstop,
+    "redis_restart": scenario_redis_restart,
+    "sentinel_failover": scenario_sentinel_failover,
+    "kube_faults": scenario_kube_faults,
+    "slack_storm": scenario_slack_storm,
 }
 
-__all__ = ["SCENARIOS", "scenario_sigkill", "scenario_sigstop", "scenario_triple_delivery"]
+__all__ = [
+    "SCENARIOS",
+    "scenario_kube_faults",
+    "scenario_redis_restart",
+    "scenario_sentinel_failover",
+    "scenario_sigkill",
+    "scenario_sigstop",
+    "scenario_slack_storm",
+    "scenario_triple_delivery",
+]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    # An in-process bot (kube_faults) logs through structlog, to stdout by default: keep stdout the JSON report.
+    configure_logging("WARNING", stream=sys.stderr)
     started = time.monotonic()
     report: dict[str, Any] = {
         "command": " ".join(["python", "-m", "bench.fault_scenarios", *(argv if argv is not None else sys.argv[1:])]),

@@ -153,6 +153,7 @@ class Arena:
     store: RedisOperationStore
     world_redis: redis.Redis
     backend: MemoryBackend
+    store_server: Any = None  # what `store_server(workdir)` returned, for scenarios that hurt it
     replicas: dict[str, Replica] = field(default_factory=dict)
     drivers: dict[str, SlackDriver] = field(default_factory=dict)
 
@@ -329,10 +330,8 @@ def arena(
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rollbot-faults-")))
         world_server = stack.enter_context(RedisServer())
-        if store_server is None:
-            store_url = stack.enter_context(RedisServer()).url()
-        else:
-            store_url = stack.enter_context(store_server(workdir)).url()
+        started_store = stack.enter_context(RedisServer() if store_server is None else store_server(workdir))
+        store_url = started_store.url()
         fake = stack.enter_context(FakeSlack())
         document = catalog_document(targets)
         catalog_path = workdir / "catalog.yaml"
@@ -353,6 +352,7 @@ def arena(
             store=store,
             world_redis=world_redis,
             backend=MemoryBackend(RedisWorld(world_redis)),
+            store_server=started_store,
         )
         try:
             yield place
