@@ -96,6 +96,7 @@ class RollbackFlow:
             metrics=metrics,
             start_execution=lambda operation_id: self._executor.hand_over(operation_id),
             sleep=sleep,
+            owe=self._owe_report,
         )
         self._journal = Journal(
             store=store,
@@ -237,6 +238,16 @@ class RollbackFlow:
                 )
             case "button" if gesture.ref is not None:
                 self._votes.on_button(gesture.ref, gesture.user, gesture.action_id)
+            case "report" if gesture.operation_id is not None:
+                self._reporter.make_good(gesture.operation_id, gesture.lines, gesture.refresh)
+
+    def _owe_report(self, operation_id: OperationId, lines: tuple[str, ...], refresh: bool) -> None:
+        """A report Slack kept refusing: parked (so another replica makes it good if this one dies) and retried
+        at the next sweep until Slack takes it."""
+        debt = Gesture(kind="report", operation_id=operation_id, lines=lines, refresh=refresh)
+        key = self._parking.park(f"report:{operation_id}:{secrets.token_hex(4)}", debt)
+        self._parking.retry_later(key, debt)
+        log.warning("Slack refused a report; it will be made good", extra={"operation_id": operation_id})
 
     def _ephemeral_reply(self, gesture: Gesture) -> Reply:
         """How an adopted command answers: the requester's response_url died with the other replica."""

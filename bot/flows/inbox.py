@@ -25,12 +25,13 @@ log = logging.getLogger("rollbot.flows")
 
 
 class Gesture(BaseModel):
-    """What a person did in Slack, as much as the flow needs to handle it again elsewhere."""
+    """What a person did in Slack (or a report the bot owes them), as much as the flow needs to handle it again
+    elsewhere."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["command", "reaction", "button"]
-    user: SlackUserId
+    kind: Literal["command", "reaction", "button", "report"]
+    user: SlackUserId = SlackUserId("")
     channel: ChannelId | None = None
     text: str = ""
     ref: MessageRef | None = None
@@ -40,7 +41,10 @@ class Gesture(BaseModel):
     author: SlackUserId | None = None
     action_id: str = ""
     # A command's operation id, chosen at the ack: handling the command again continues that operation.
+    # For a report Slack refused: the operation it is about, its owed thread lines, and whether to re-render.
     operation_id: OperationId | None = None
+    lines: tuple[str, ...] = ()
+    refresh: bool = False
 
 
 class GestureParking:

@@ -36,12 +36,15 @@ class Reporter:
         metrics: Metrics,
         start_execution: Callable[[OperationId], None],
         sleep: Sleep,
+        owe: Callable[[OperationId, tuple[str, ...], bool], None] | None = None,
     ) -> None:
         self._chat = chat
         self._store = store
         self._metrics = metrics
         self._start_execution = start_execution
         self._sleep = sleep
+        # Where reports Slack kept refusing go, to be made good later: (operation, thread lines, refresh?).
+        self._owe = owe
 
     def apply(
         self,
@@ -55,6 +58,8 @@ class Reporter:
         replica that took the operation over.
         """
         operation = transition.operation
+        owed_lines: list[str] = []
+        owe_refresh = False
         for effect in transition.effects:
             if still_current is not None and not self._asks(operation.id, still_current):
                 log.warning("lost the lease before reporting; saying nothing", extra={"operation_id": operation.id})
@@ -71,13 +76,31 @@ class Reporter:
                 case PostInThread(text=text):
                     # Lifecycle lines (approvals, outcomes, final lines) are what people act on.
                     line = messages.thread_line(operation, text)
-                    self.quietly(operation.id, self.post_in_thread, operation, line, Priority.URGENT)
+                    if not self.quietly(operation.id, self.post_in_thread, operation, line, Priority.URGENT):
+                        owed_lines.append(text)
                 case RefreshRequestMessage():
-                    self.quietly(operation.id, self.refresh_request, operation, Priority.URGENT)
+                    if not self.quietly(operation.id, self.refresh_request, operation, Priority.URGENT):
+                        owe_refresh = True
                 case StartExecution(operation_id=operation_id):
                     self.quietly(operation.id, self._start_execution, operation_id)
                 case ReleaseTarget():
                     pass  # the store releases the lock when it stores a terminal phase
+        if (owed_lines or owe_refresh) and self._owe is not None:
+            # Slack outlasted the retries: the report is owed, not dropped; the sweeper makes it good.
+            self._owe(operation.id, tuple(owed_lines), owe_refresh)
+
+    def make_good(self, operation_id: OperationId, lines: tuple[str, ...], refresh: bool) -> None:
+        """Post what an earlier report could not: the request message as it is now, and the owed thread lines.
+
+        Raises ChatUnavailable while Slack still refuses, so the caller keeps the debt for the next sweep.
+        """
+        operation = self._store.get(operation_id)
+        if operation is None:
+            return
+        if refresh:
+            self.refresh_request(operation, Priority.URGENT)
+        for text in lines:
+            self.post_in_thread(operation, messages.thread_line(operation, text), Priority.URGENT)
 
     def post_in_thread(
         self, operation: Operation, message: ChatMessage, priority: Priority = Priority.NORMAL
@@ -134,9 +157,14 @@ class Reporter:
             log.warning("could not confirm the lease before reporting", extra={"operation_id": operation_id})
             return True
 
-    def quietly(self, operation_id: OperationId | str, action: Callable[..., object], *args: object) -> None:
-        """Chat side effects after a committed state change: log failures, never undo the change."""
+    def quietly(self, operation_id: OperationId | str, action: Callable[..., object], *args: object) -> bool:
+        """Chat side effects after a committed state change: log failures, never undo the change.
+
+        False when the action failed (the caller may owe it).
+        """
         try:
             action(*args)
         except Exception:
             log.exception("side effect failed", extra={"operation_id": operation_id})
+            return False
+        return True

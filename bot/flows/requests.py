@@ -239,8 +239,10 @@ class Requests:
                 reply(messages.request_queued(operation, seconds))
 
         try:
-            ref = self._chat.post(
-                operation.channel, messages.request_message(operation), priority=Priority.URGENT, on_queued=queued
+            ref = self._reporter.patiently(
+                lambda: self._chat.post(
+                    operation.channel, messages.request_message(operation), priority=Priority.URGENT, on_queued=queued
+                )
             )
         except BotError:
             # Nobody can see the request, so nobody could approve it: give the target back at once.

@@ -453,3 +453,21 @@ def test_a_short_wait_for_slacks_budget_is_not_announced(world: World) -> None:
     world.chat.queued_seconds = 0.5
     request(world)
     assert [message.text for message in world.replies if "Queued" in message.text] == []
+
+
+def test_lines_slack_kept_refusing_are_owed_and_posted_once_by_the_next_sweep(world: World) -> None:
+    operation = request(world)
+    world.chat.unavailable_posts = 1000  # a Slack outage that outlasts every retry
+    operation = approve(world, operation)
+    assert operation.phase is Phase.SUCCEEDED
+    assert world.chat.thread(operation.request_message) == []
+
+    world.flow.sweep()  # Slack is still down: the debt is kept
+    world.chat.unavailable_posts = 0
+    world.flow.sweep()
+    world.flow.sweep()
+
+    thread = world.chat.thread(operation.request_message)
+    assert sum("approved by" in line for line in thread) == 1, thread
+    assert sum("rolled back to revision 1" in line for line in thread) == 1, thread
+    assert world.chat.current(operation.request_message).metadata["event_payload"]["phase"] == "succeeded"
