@@ -267,6 +267,16 @@ class ContextFence(BaseModel):
     token: int
 
 
+class PendingVerification(BaseModel):
+    """A successful rollback whose target the watcher of its context still has to judge."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    operation_id: OperationId
+    workload_key: str
+    started_at: datetime
+
+
 class IncidentStore(Protocol):
     """Incidents, shared by every replica; every write is compare-and-set on `version`, like operations.
 
@@ -298,6 +308,12 @@ class IncidentStore(Protocol):
     def holds(self, fence: ContextFence) -> bool:
         """Whether `fence` is still its lease's current token (checked again before a Slack write)."""
         ...
+
+    def add_verification(self, pending: PendingVerification) -> None: ...
+
+    def pending_verifications(self) -> Sequence[PendingVerification]: ...
+
+    def finish_verification(self, pending: PendingVerification) -> None: ...
 
 
 class ContextLeases(Protocol):

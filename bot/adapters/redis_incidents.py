@@ -6,6 +6,7 @@ Keys, under the operation store's tagged prefix (one hash tag, so every script r
     incident-by-key:{key}          → id of the incident that holds an incident key (workload + failed revision)
     incident-by-workload:{wkey}    → id of the workload's latest incident (superseded by a newer revision…)
     incidents-live                 set of ids: open, or resolved with a card edit still pending
+    verifications                  hash operation id → PendingVerification JSON (rollbacks still being verified)
     ctx-lease:{name}               hash {holder, token} with a TTL: who watches a context now
     ctx-lease-token:{name}         counter the tokens come from; never expires, so a token never goes down
 
@@ -27,7 +28,7 @@ from bot.adapters.redis_connect import RedisClient
 from bot.adapters.redis_store import DEFAULT_KEY_PREFIX, DEFAULT_RETENTION, tagged_prefix
 from bot.core.errors import ConcurrentUpdate, FencedOut, StoreUnavailable
 from bot.core.incidents import Incident, IncidentId, IncidentState
-from bot.ports import ContextFence
+from bot.ports import ContextFence, PendingVerification
 
 # Checks the writer's fencing token against the lease's current one (KEYS[5]); '' means "not fenced".
 _FENCE_CHECK: Final = """
@@ -165,6 +166,19 @@ class RedisIncidentStore:
         with _translating_errors():
             token = self._redis.hget(self._key("ctx-lease", fence.lease), "token")
         return token is not None and _text(token) == str(fence.token)
+
+    def add_verification(self, pending: PendingVerification) -> None:
+        with _translating_errors():
+            self._redis.hset(self._key("verifications"), pending.operation_id, pending.model_dump_json())
+
+    def pending_verifications(self) -> Sequence[PendingVerification]:
+        with _translating_errors():
+            records = self._redis.hvals(self._key("verifications"))
+        return [PendingVerification.model_validate_json(record) for record in records]
+
+    def finish_verification(self, pending: PendingVerification) -> None:
+        with _translating_errors():
+            self._redis.hdel(self._key("verifications"), pending.operation_id)
 
     def _follow(self, index_key: str) -> Incident | None:
         with _translating_errors():

@@ -39,6 +39,8 @@ class Gesture(BaseModel):
     event_id: str | None = None
     author: SlackUserId | None = None
     action_id: str = ""
+    # A button's value (the incident id of an incident card's button).
+    value: str = ""
 
 
 class GestureParking:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from bot.adapters.redis_store import DEFAULT_RETENTION
 from bot.core.errors import ConcurrentUpdate, FencedOut
 from bot.core.incidents import Incident, IncidentId, IncidentState
-from bot.ports import Clock, ContextFence
+from bot.ports import Clock, ContextFence, PendingVerification
 
 
 class InMemoryContextLeases:
@@ -73,6 +73,7 @@ class InMemoryIncidentStore:
         self._expires: dict[IncidentId, datetime] = {}
         self._by_key: dict[str, IncidentId] = {}
         self._by_workload: dict[str, IncidentId] = {}
+        self._verifications: dict[str, PendingVerification] = {}
 
     def create(self, incident: Incident, *, fence: ContextFence | None = None) -> None:
         with self._mutex:
@@ -121,6 +122,18 @@ class InMemoryIncidentStore:
 
     def holds(self, fence: ContextFence) -> bool:
         return self._leases.token(fence.lease) == fence.token
+
+    def add_verification(self, pending: PendingVerification) -> None:
+        with self._mutex:
+            self._verifications[pending.operation_id] = pending
+
+    def pending_verifications(self) -> Sequence[PendingVerification]:
+        with self._mutex:
+            return list(self._verifications.values())
+
+    def finish_verification(self, pending: PendingVerification) -> None:
+        with self._mutex:
+            self._verifications.pop(pending.operation_id, None)
 
     def _check_fence(self, incident: Incident, fence: ContextFence | None) -> None:
         if fence is not None and self._leases.token(fence.lease) != fence.token:
