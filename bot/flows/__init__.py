@@ -180,6 +180,13 @@ class RollbackFlow:
         """Call `listener` with every operation that reaches a terminal phase in this process."""
         self._finished_listeners.append(listener)
 
+    def on_incidents_listing(self, listing: Callable[[], ChatMessage]) -> None:
+        """What `/rollback incidents` answers (open incidents with links to their cards)."""
+        self._requests.incidents_listing = listing
+
+    def backend_of(self, target: Target) -> Backend:
+        return self._executor.backend(target)
+
     def on_incident_click(self, handler: Callable[[str, SlackUserId], None]) -> None:
         """Who handles the incident card's button (incident id, clicker); without one the click is ignored."""
         self._incident_clicks = handler

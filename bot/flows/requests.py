@@ -16,6 +16,7 @@ from bot.core.commands import (
     Command,
     HelpCommand,
     HistoryCommand,
+    IncidentsCommand,
     RollbackCommand,
     StatusCommand,
     parse_command,
@@ -75,6 +76,8 @@ class Requests:
         self._catalog = catalog
         self._new_id = new_operation_id
         self._command = command_name
+        # What `/rollback incidents` answers; wired by the composition root when incidents are on.
+        self.incidents_listing: Callable[[], ChatMessage] | None = None
 
     def answer_now(self, text: str) -> ChatMessage | None:
         """The reply to a command that needs no I/O (usage errors, help), fast enough for the 3 s ack; else None."""
@@ -110,6 +113,9 @@ class Requests:
                     reply(self._status(resolve_target(command.target, self._catalog)))
                 case CancelCommand():
                     reply(self._votes.on_cancel(command.operation_id, user))
+                case IncidentsCommand():
+                    listing = self.incidents_listing
+                    reply(listing() if listing is not None else messages.plain("Failure detection is off."))
                 case RollbackCommand():
                     return self._request(command, user, channel, reply)
         except UserError as exc:
@@ -280,3 +286,5 @@ def _verb(command: Command) -> str:
             return "cancel"
         case HelpCommand():
             return "help"
+        case IncidentsCommand():
+            return "incidents"
