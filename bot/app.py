@@ -299,6 +299,8 @@ def build_app(
                 leases=context_leases,
                 incidents=incidents,
                 replica_id=settings.replica_id,
+                ttl=settings.detect_lease,
+                renew_every=settings.detect_lease / 3,
             )
     register_listeners(bolt, flow, settings)
     server: Server | None = None
