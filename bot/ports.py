@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from bot.core.catalog import ChannelId, SlackGroupId, SlackUserId, Target, WatchScope
 from bot.core.detection import Sighting
+from bot.core.incidents import Incident, IncidentId
 from bot.core.messages import ChatMessage
 from bot.core.operations import MessageRef, Operation, OperationId
 from bot.core.outbound import Priority
@@ -257,6 +258,86 @@ class FailureWatcher(Protocol):
     def watch(self, scope: WatchScope, report: Callable[[Sighting], None], stop: threading.Event) -> None: ...
 
 
+class ContextFence(BaseModel):
+    """A context lease's fencing token, carried by every write the watcher of that context causes.
+
+    `lease` names the lease (`kubernetes:sandbox`, `ecs:us-east-1`); `token` is the number the holder got when it
+    took the lease. A store refuses a write whose token is no longer the lease's current one (`FencedOut`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lease: str
+    token: int
+
+
+class PendingVerification(BaseModel):
+    """A successful rollback whose target the watcher of its context still has to judge."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    operation_id: OperationId
+    workload_key: str
+    started_at: datetime
+
+
+class IncidentStore(Protocol):
+    """Incidents, shared by every replica; every write is compare-and-set on `version`, like operations.
+
+    Lookups: by id, by incident key (backend + location + kind + namespace/name + failed revision), and the
+    latest incident of a workload (its `WorkloadRef.key`), which is how a fix by a newer revision finds the
+    incident it supersedes. `live()` lists incidents that are open, or resolved with a card edit still pending.
+    Resolved incidents expire after the retention, like finished operations; open ones never do.
+    """
+
+    def create(self, incident: Incident, *, fence: ContextFence | None = None) -> None:
+        """Store a new incident and point its key and workload at it. Raises ConcurrentUpdate when another
+        incident already holds the key (unless it is resolved and `incident` replaces it), FencedOut when
+        `fence` is no longer the lease's current token."""
+        ...
+
+    def get(self, incident_id: IncidentId) -> Incident | None: ...
+
+    def find_by_key(self, key: str) -> Incident | None: ...
+
+    def find_by_workload(self, workload_key: str) -> Incident | None: ...
+
+    def replace(self, incident: Incident, expected_version: int, *, fence: ContextFence | None = None) -> None:
+        """Write `incident` if the stored version is `expected_version` (else ConcurrentUpdate); FencedOut when
+        `fence` is given and is not its lease's current token."""
+        ...
+
+    def live(self) -> Sequence[Incident]: ...
+
+    def holds(self, fence: ContextFence) -> bool:
+        """Whether `fence` is still its lease's current token (checked again before a Slack write)."""
+        ...
+
+    def add_verification(self, pending: PendingVerification) -> None: ...
+
+    def pending_verifications(self) -> Sequence[PendingVerification]: ...
+
+    def finish_verification(self, pending: PendingVerification) -> None: ...
+
+
+class ContextLeases(Protocol):
+    """One holder per watched context (Kubernetes context or AWS region, per scope kind), with fencing tokens.
+
+    A token only ever goes up: whoever takes a lease gets a larger number than every holder before it, so a
+    holder that was paused past its lease finds its writes refused.
+    """
+
+    def acquire(self, lease: str, holder: str, ttl: timedelta) -> ContextFence | None:
+        """Take `lease` if nobody holds it (or `holder` already does); None when another holder has it."""
+        ...
+
+    def renew(self, fence: ContextFence, holder: str, ttl: timedelta) -> bool:
+        """Extend the lease if `holder` still holds it with this token; False means it is lost."""
+        ...
+
+    def release(self, fence: ContextFence, holder: str) -> None: ...
+
+
 class Clock(Protocol):
     def now(self) -> datetime:
         """Timezone-aware UTC."""
@@ -275,3 +356,15 @@ class Metrics(Protocol):
     def phase_entered(self, backend: str, phase: str) -> None: ...
 
     def rollout_finished(self, backend: str, phase: str, duration_seconds: float) -> None: ...
+
+
+class IncidentMetrics(Protocol):
+    """What the incident flow counts."""
+
+    def incident_opened(self, backend: str, reason: str) -> None: ...
+
+    def incident_resolved(self, backend: str, resolution: str) -> None: ...
+
+    def detection_latency(self, backend: str, seconds: float) -> None:
+        """From the signal's `since` (the rule became true) to the card's post."""
+        ...

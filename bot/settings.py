@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     retention: Duration = Field(default=timedelta(days=30), validation_alias="ROLLBOT_RETENTION")
     # The global audit stream keeps about this many entries (XADD MAXLEN ~).
     audit_max: int = Field(default=1_000_000, ge=1, validation_alias="ROLLBOT_AUDIT_MAX")
+    # `off` keeps this replica from watching for failed rollouts (it still serves cards' buttons and commands).
+    detect: bool = Field(default=True, validation_alias="ROLLBOT_DETECT")
+    # A context lease not renewed for this long lapses (renewed every third of it): takeover within ~4/3 of it.
+    detect_lease: Duration = Field(default=timedelta(seconds=15), validation_alias="ROLLBOT_DETECT_LEASE")
     log_level: str = Field(default="INFO", validation_alias="ROLLBOT_LOG_LEVEL")
     # `debug`: botocore, boto3, urllib3, kubernetes… follow ROLLBOT_LOG_LEVEL (still redacted); else WARNING.
     log_vendor: Literal["quiet", "debug"] = Field(default="quiet", validation_alias="ROLLBOT_LOG_VENDOR")

@@ -177,6 +177,8 @@ class Arena:
             "ROLLBOT_ROLLOUT_TIMEOUT": "2m",
             "ROLLBOT_TEST_BACKEND_REDIS": self.world_url,
             "ROLLBOT_TEST_WRITE_LOG": WRITE_LOG_KEY,
+            # The fake Slack enforces no rate limits here; Slack's real budget would only stretch the campaign.
+            "ROLLBOT_SLACK_BUDGET_SCALE": "60",
         }
         log_path = self.workdir / f"{name}.log"
         with log_path.open("ab") as log:

@@ -41,6 +41,25 @@ class PrometheusMetrics:
             buckets=ROLLOUT_BUCKETS,
             registry=registry,
         )
+        self.incidents_opened = Counter(
+            "rollbot_incidents_opened",
+            "Incident cards posted, by backend and reason.",
+            ["backend", "reason"],
+            registry=registry,
+        )
+        self.incidents_resolved = Counter(
+            "rollbot_incidents_resolved",
+            "Incidents resolved, by backend and how they ended.",
+            ["backend", "resolution"],
+            registry=registry,
+        )
+        self.detection_latency_seconds = Histogram(
+            "rollbot_detection_latency_seconds",
+            "From the moment a failure rule became true to the incident card's post.",
+            ["backend"],
+            buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
+            registry=registry,
+        )
         self.slack_api_errors = Counter(
             "rollbot_slack_api_errors",
             "Slack Web API calls answered with ok=false (or failed in transport), by method and error code.",
@@ -106,6 +125,17 @@ class PrometheusMetrics:
 
     def rollout_finished(self, backend: str, phase: str, duration_seconds: float) -> None:
         self.rollout_duration.labels(backend=backend, phase=phase).observe(duration_seconds)
+
+    # IncidentFlow (bot/ports.py: IncidentMetrics)
+
+    def incident_opened(self, backend: str, reason: str) -> None:
+        self.incidents_opened.labels(backend=backend, reason=reason).inc()
+
+    def incident_resolved(self, backend: str, resolution: str) -> None:
+        self.incidents_resolved.labels(backend=backend, resolution=resolution).inc()
+
+    def detection_latency(self, backend: str, seconds: float) -> None:
+        self.detection_latency_seconds.labels(backend=backend).observe(seconds)
 
     # SlackChat (bot/adapters/slack_chat.py: SlackApiObserver)
 

@@ -173,7 +173,11 @@ class CancelCommand(_Frozen):
     operation_id: OperationId
 
 
-Command = RollbackCommand | HistoryCommand | StatusCommand | HelpCommand | CancelCommand
+class IncidentsCommand(_Frozen):
+    """`/rollback incidents`: the open incidents, with links to their cards."""
+
+
+Command = RollbackCommand | HistoryCommand | StatusCommand | HelpCommand | CancelCommand | IncidentsCommand
 
 _T = TypeVar("_T")
 
@@ -221,6 +225,8 @@ def parse_command(
         return StatusCommand(target=_parse_target_only(rest, "status", STATUS_USAGE))
     if verb == "cancel":
         return CancelCommand(operation_id=_parse_operation_id(rest))
+    if verb == "incidents" and not rest and "incidents" not in known_names:
+        return IncidentsCommand()
     return _parse_rollback(tokens, backend_options or {}, frozenset(known_names))
 
 
@@ -496,6 +502,8 @@ def command_words(command: Command) -> list[str]:
             return [verb, *_target_words(command.target)]
         case HelpCommand():
             return ["help"] if command.topic is None else ["help", command.topic]
+        case IncidentsCommand():
+            return ["incidents"]
         case _:
             return ["cancel", command.operation_id]
 

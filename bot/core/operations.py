@@ -127,6 +127,10 @@ class Operation(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     # A batch's targets, in the order people named them; empty for a single-target operation.
     members: tuple[BatchMember, ...] = ()
+    # The incident whose card's button asked for this rollback, if any.
+    incident_id: str | None = None
+    # After SUCCEEDED: whether the target stayed healthy for `healthy_for` (pending, then healthy or failing).
+    verification: Literal["pending", "healthy", "failing"] | None = None
 
     @property
     def is_batch(self) -> bool:
@@ -160,6 +164,10 @@ class Operation(BaseModel):
             "from_revision": self.plan.from_revision,
             "to_revision": self.plan.to_revision,
         }
+        if self.incident_id is not None:
+            payload["incident_id"] = self.incident_id
+        if self.verification is not None:
+            payload["verification"] = self.verification
         if self.members:
             # Flat objects only: Slack's metadata allows a list of objects, not objects nested deeper.
             payload["batch"] = True

@@ -45,6 +45,8 @@ class Gesture(BaseModel):
     operation_id: OperationId | None = None
     lines: tuple[str, ...] = ()
     refresh: bool = False
+    # A button's value (the incident id of an incident card's button).
+    value: str = ""
 
 
 class GestureParking:

@@ -18,6 +18,7 @@ from bot.core.commands import (
     Command,
     HelpCommand,
     HistoryCommand,
+    IncidentsCommand,
     RollbackCommand,
     StatusCommand,
     parse_command,
@@ -36,7 +37,7 @@ from bot.core.errors import (
 from bot.core.messages import ChatMessage
 from bot.core.operations import Operation, OperationId, Phase
 from bot.core.outbound import Priority
-from bot.core.rollouts import BackendOption
+from bot.core.rollouts import BackendOption, RevisionNumber
 from bot.core.targets import check_channel, resolve_target
 from bot.flows.batch_requests import is_batch, plan_batch
 from bot.flows.journal import LOCK_MARGIN, Journal
@@ -81,6 +82,8 @@ class Requests:
         self._catalog = catalog
         self._new_id = new_operation_id
         self._command = command_name
+        # What `/rollback incidents` answers; wired by the composition root when incidents are on.
+        self.incidents_listing: Callable[[], ChatMessage] | None = None
 
     def answer_now(self, text: str) -> ChatMessage | None:
         """The reply to a command that needs no I/O (usage errors, help), fast enough for the 3 s ack; else None."""
@@ -128,6 +131,9 @@ class Requests:
                     reply(self._status(resolve_target(command.target, self._catalog)))
                 case CancelCommand():
                     reply(self._votes.on_cancel(command.operation_id, user))
+                case IncidentsCommand():
+                    listing = self.incidents_listing
+                    reply(listing() if listing is not None else messages.plain("Failure detection is off."))
                 case RollbackCommand():
                     return self._request(command, user, channel, reply, operation_id)
         except UserError as exc:
@@ -189,6 +195,43 @@ class Requests:
             plan=plan,
             reason=command.reason,
             is_dry_run=command.dry_run,
+        )
+        return self._open(operation, reply)
+
+    def request_for_incident(
+        self,
+        target: Target,
+        to_revision: RevisionNumber,
+        user: SlackUserId,
+        channel: ChannelId,
+        incident_id: str,
+        reply: Reply,
+    ) -> Operation | None:
+        """The card's button: the same request as `/rollback TARGET N`, posted in the card's channel.
+
+        The detect channel is the operator's choice, so `allowed_channels` does not apply to it.
+        """
+        backend = self._backend(target)
+        backend.check_target(target)
+        try:
+            plan = backend.plan_rollback(target, to_revision, {})
+        except NothingToDo:
+            reply(messages.already_at_revision(target, backend.current_revision(target)))
+            return None
+        now = self._clock.now()
+        operation = Operation(
+            id=self._new_id(),
+            phase=Phase.AWAITING_APPROVAL,
+            target=target,
+            requester=user,
+            channel=channel,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + target.policy.expires_after,
+            requested_revision=to_revision,
+            plan=plan,
+            source="detected",
+            incident_id=incident_id,
         )
         return self._open(operation, reply)
 
@@ -305,3 +348,5 @@ def _verb(command: Command) -> str:
             return "cancel"
         case HelpCommand():
             return "help"
+        case IncidentsCommand():
+            return "incidents"

@@ -129,7 +129,7 @@ def make_bot(
     started: list[RollbotApp] = []
 
     def make(**overrides: Any) -> RollbotApp:
-        injected = {key: overrides.pop(key) for key in ("clock", "backends") if key in overrides}
+        injected = {key: overrides.pop(key) for key in ("clock", "backends", "watchers") if key in overrides}
         settings = bot_settings(fake_slack, redis_url, catalog_path, **overrides)
         backends = injected.pop("backends", None) or {kind: backend for kind in BackendKind}
         app = build_app(settings, backends=backends, **injected)

@@ -80,10 +80,5 @@ def test_a_paused_executor_woken_after_the_takeover_writes_nothing_and_the_targe
     assert figures["second_requests_accepted"] == 0
 
 
-@pytest.mark.xfail(
-    reason="known bug: a replica paused between a stored write and its Slack effect (the claim's thread line, "
-    "the request message refresh after a progress post) sends that effect when it wakes, after the takeover",
-    strict=False,
-)
 def test_a_paused_executor_woken_after_the_takeover_posts_nothing_to_slack(sigstop: dict[str, Any]) -> None:
     assert sigstop["stale_slack_writes"] == 0, sigstop["stale_slack_writes_by_method"]

@@ -115,10 +115,5 @@ def test_slack_storms_never_falsify_an_outcome_or_leave_a_request_half_made(slac
     assert figures["requester_told_slack_failed"] >= figures["never_created"]
 
 
-@pytest.mark.xfail(
-    reason="known gap: a chat write after a committed change is tried CHAT_ATTEMPTS (3) times; a storm that "
-    "outlasts them leaves the request message or the final thread line stale, and no sweep repairs it",
-    strict=False,
-)
 def test_slack_storms_delay_outcomes_but_every_outcome_reaches_slack(slack_storm: dict[str, Any]) -> None:
     assert slack_storm["outcome_lost_in_slack"] == []
