@@ -106,6 +106,7 @@ class CollectionStream(Generic[P]):
         args: tuple[str, ...] = (),
         label_selector: str | None = None,
         headers: dict[str, str] | None = None,
+        watch_headers: dict[str, str] | None = None,
         page_size: int = PAGE_SIZE,
         window_seconds: int = WATCH_WINDOW_SECONDS,
         backoff: Backoff = DEFAULT_BACKOFF,
@@ -117,6 +118,8 @@ class CollectionStream(Generic[P]):
         self._args = args
         self._selector = {"label_selector": label_selector} if label_selector else {}
         self._headers = {"_headers": headers} if headers else {}
+        watch_headers = watch_headers or headers
+        self._watch_headers = {"_headers": watch_headers} if watch_headers else {}
         self._page_size = page_size
         self._window = window_seconds
         self._backoff = backoff
@@ -261,7 +264,7 @@ class CollectionStream(Generic[P]):
                 _preload_content=False,
                 _request_timeout=(CONNECT_TIMEOUT_SECONDS, self._window + READ_GRACE_SECONDS),
                 **self._selector,
-                **self._headers,
+                **self._watch_headers,
             )
             with self._lock:
                 self._response = response
