@@ -85,6 +85,8 @@ class _Scope:
     """The state of one `watch` call (one context): snapshots by key, and the pods of the selected ones."""
 
     location: str
+    # Which kind and namespace ("*": all) each stream speaks for, by stream name.
+    streams: dict[str, tuple[WorkloadKind, str]] = field(default_factory=dict)
     held: dict[WorkloadKey, HeldWorkload] = field(default_factory=dict)
     pods: dict[WorkloadKey, _PodWatch] = field(default_factory=dict)
 
@@ -127,20 +129,21 @@ class KubernetesFailureWatcher:
         with translating_errors(f"connecting to kube context `{scope.kube_context or 'default'}`"):
             api = self._clients.api(scope.kube_context)
         events: queue.Queue[StreamEvent[HeldWorkload]] = queue.Queue()
-        streams = list(self._streams(api, scope, events))
         state = _Scope(location=scope.kube_context or "default")
-        threads = [stream.start() for stream in streams]
+        streams = list(self._streams(api, scope, events))
+        state.streams = {stream.name: stream_scope for stream, stream_scope in streams}
+        threads = [stream.start() for stream, _ in streams]
         try:
             self._loop(k8s.CoreV1Api(api), k8s.AppsV1Api(api), state, events, report, stop)
         finally:
-            for stream in streams:
+            for stream, _ in streams:
                 stream.close()
             for thread in threads:
                 thread.join(timeout=5)
 
     def _streams(
         self, api: k8s.ApiClient, scope: KubernetesWatch, events: queue.Queue[StreamEvent[HeldWorkload]]
-    ) -> Iterator[CollectionStream[HeldWorkload]]:
+    ) -> Iterator[tuple[CollectionStream[HeldWorkload], tuple[WorkloadKind, str]]]:
         apps = k8s.AppsV1Api(api)
         cluster_wide = {
             WorkloadKind.DEPLOYMENT: apps.list_deployment_for_all_namespaces,
@@ -159,12 +162,13 @@ class KubernetesFailureWatcher:
         }
         for kind in WorkloadKind:
             if scope.namespaces == ("*",):
-                yield CollectionStream(
+                stream = CollectionStream(
                     _stream_name(kind, "*"), cluster_wide[kind], project_workload(kind), events, **options
                 )
+                yield stream, (kind, "*")
                 continue
             for namespace in scope.namespaces:
-                yield CollectionStream(
+                stream = CollectionStream(
                     _stream_name(kind, namespace),
                     namespaced[kind],
                     project_workload(kind),
@@ -172,6 +176,7 @@ class KubernetesFailureWatcher:
                     args=(namespace,),
                     **options,
                 )
+                yield stream, (kind, namespace)
 
     # -- the reporting loop ------------------------------------------------------------------------------------
 
@@ -209,7 +214,7 @@ class KubernetesFailureWatcher:
         pods: _PodLister,
         report: Callable[[Sighting], None],
     ) -> None:
-        kind, namespace = _stream_scope(listed.stream)
+        kind, namespace = state.streams[listed.stream]
         fresh = {held.key: held for held in listed.items}
         gone = [
             key
@@ -346,19 +351,10 @@ def _and(selector: str, requirement: str) -> str:
     return f"{selector},{requirement}" if selector else requirement
 
 
-_STREAM_SCOPES: dict[str, tuple[WorkloadKind, str]] = {}
-
-
 def _stream_name(kind: WorkloadKind, namespace: str) -> str:
     """Also the words in its errors: "listing StatefulSets in all namespaces: …"."""
     where = "all namespaces" if namespace == "*" else f"namespace `{namespace}`"
-    name = f"{kind.value}s in {where}"
-    _STREAM_SCOPES[name] = (kind, namespace)
-    return name
-
-
-def _stream_scope(name: str) -> tuple[WorkloadKind, str]:
-    return _STREAM_SCOPES[name]
+    return f"{kind.value}s in {where}"
 
 
 def _json(response: Any) -> dict[str, Any]:

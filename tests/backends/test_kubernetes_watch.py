@@ -225,3 +225,26 @@ def test_a_refused_list_is_raised_as_the_bots_error(watcher: KubernetesFailureWa
         error = recorder.wait_failed()
     assert isinstance(error, TargetNotAllowed)
     assert "rollbot is not allowed to do this (listing StatefulSets in all namespaces)" in str(error)
+
+
+def test_a_broken_statefulset_update_comes_with_its_update_revisions_pods(
+    apps: k8s.AppsV1Api, watcher: KubernetesFailureWatcher
+) -> None:
+    create(apps, WorkloadKind.STATEFULSET, "db", replicas=3)
+    with watching(watcher, KubernetesWatch(kube_context=CONTEXT)) as recorder:
+        wait_settled(recorder, "db", WorkloadKind.STATEFULSET)
+        before = len(recorder.snapshot())
+        patch = {"spec": {"template": {"spec": {"containers": [{"name": "main", "image": MISSING}]}}}}
+        apps.patch_namespaced_stateful_set("db", "default", patch)
+        broken = recorder.wait_for(
+            lambda s: (
+                of("db", WorkloadKind.STATEFULSET)(s)
+                and any(w.reason in HARD_WAITING_REASONS for p in s.pods for w in p.waiting)
+            ),
+            after=before,
+            what="db's updated pod failing to pull",
+        )
+    assert broken.workload is not None
+    assert broken.workload.update_revision is not None
+    assert broken.workload.update_revision != broken.workload.current_revision
+    assert {pod.template_hash for pod in broken.pods} == {broken.workload.update_revision}
