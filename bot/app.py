@@ -84,13 +84,18 @@ def new_incident_id() -> IncidentId:
 
 
 def build_watchers(settings: Settings) -> dict[BackendKind, FailureWatcher]:
-    """The real failure watchers, one per technology.
+    """The real failure watchers, one per technology (each watches the scopes the watch plan gives it)."""
+    from bot.backends.ecs_watch import EcsFailureWatcher
+    from bot.backends.helm_watch import HelmFailureWatcher
+    from bot.backends.kubernetes_api import KubernetesClients
+    from bot.backends.kubernetes_watch import KubernetesFailureWatcher
 
-    They live in `bot.backends.kubernetes_watch`, `helm_watch` and `ecs_watch`, which land separately; until
-    then no watcher is wired and detection watches nothing (buttons, verification bookkeeping and
-    `/rollback incidents` still work). Completing this is one line per watcher.
-    """
-    return {}
+    kubernetes = KubernetesClients(settings.kubeconfig)
+    return {
+        BackendKind.KUBERNETES: KubernetesFailureWatcher(kubernetes),
+        BackendKind.HELM: HelmFailureWatcher(kubernetes),
+        BackendKind.ECS: EcsFailureWatcher(),
+    }
 
 
 def build_backends(settings: Settings) -> dict[BackendKind, Backend]:
