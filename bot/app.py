@@ -297,9 +297,10 @@ def build_app(
         flow.on_finished(incidents.on_operation_finished)
         flow.on_incident_click(lambda incident_id, user: incidents.on_click(IncidentId(incident_id), user))
         flow.on_incidents_listing(incidents.listing)
-        if settings.detect and context_leases is not None:
+        scopes = watch_plan(catalog)
+        if settings.detect and context_leases is not None and scopes:
             watching = ContextWatching(
-                scopes=watch_plan(catalog),
+                scopes=scopes,
                 watchers=watchers if watchers is not None else build_watchers(settings),
                 leases=context_leases,
                 incidents=incidents,
