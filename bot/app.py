@@ -28,13 +28,28 @@ from slack_bolt import App
 from bot.adapters.http_server import ReadinessAnswer, Server, serve
 from bot.adapters.prometheus_metrics import PrometheusMetrics
 from bot.adapters.redis_inbox import RedisInbox
+from bot.adapters.redis_incidents import RedisContextLeases, RedisIncidentStore
 from bot.adapters.redis_store import RedisOperationStore
 from bot.adapters.slack_chat import SlackChat, build_web_client
+from bot.adapters.slack_outbox import Budget
 from bot.adapters.socket_mode import SocketModeRunner
 from bot.core.catalog import BackendKind, Catalog
+from bot.core.incidents import IncidentId
 from bot.core.operations import OperationId
+from bot.core.watch_plan import watch_plan
 from bot.flows import RollbackFlow
-from bot.ports import Backend, Chat, Clock, Inbox, OperationStore
+from bot.flows.incidents import IncidentFlow
+from bot.flows.watching import ContextWatching
+from bot.ports import (
+    Backend,
+    Chat,
+    Clock,
+    ContextLeases,
+    FailureWatcher,
+    Inbox,
+    IncidentStore,
+    OperationStore,
+)
 from bot.settings import Settings, load_catalog_file
 from handlers import register_listeners
 
@@ -62,6 +77,25 @@ def new_operation_id() -> OperationId:
     # Six hex digits: short enough to type in `/rollback cancel op-…`, unique enough for a team's lifetime
     # of rollbacks (collisions are refused by the store, not silently merged).
     return OperationId(f"op-{secrets.token_hex(3)}")
+
+
+def new_incident_id() -> IncidentId:
+    return IncidentId(f"inc-{secrets.token_hex(4)}")
+
+
+def build_watchers(settings: Settings) -> dict[BackendKind, FailureWatcher]:
+    """The real failure watchers, one per technology (each watches the scopes the watch plan gives it)."""
+    from bot.backends.ecs_watch import EcsFailureWatcher
+    from bot.backends.helm_watch import HelmFailureWatcher
+    from bot.backends.kubernetes_api import KubernetesClients
+    from bot.backends.kubernetes_watch import KubernetesFailureWatcher
+
+    kubernetes = KubernetesClients(settings.kubeconfig)
+    return {
+        BackendKind.KUBERNETES: KubernetesFailureWatcher(kubernetes),
+        BackendKind.HELM: HelmFailureWatcher(kubernetes),
+        BackendKind.ECS: EcsFailureWatcher(),
+    }
 
 
 def build_backends(settings: Settings) -> dict[BackendKind, Backend]:
@@ -99,6 +133,8 @@ class RollbotApp:
     # Socket Mode: the runner owns the WebSocket and the probe server (then `server` is None).
     socket_runner: SocketModeRunner | None = None
     _closers: list[Callable[[], None]] = field(default_factory=list)
+    incidents: IncidentFlow | None = None
+    watching: ContextWatching | None = None
     _sweeper: threading.Thread | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
 
@@ -124,10 +160,14 @@ class RollbotApp:
             self.server.start()
         self._sweeper = threading.Thread(target=self._sweep_forever, name="rollbot-sweeper", daemon=True)
         self._sweeper.start()
+        if self.watching is not None:
+            self.watching.start()
         return self
 
     def stop(self) -> None:
         self._stopping.set()
+        if self.watching is not None:
+            self._quietly(self.watching.stop)
         self.flow.stop()
         if self.socket_runner is not None:
             self._quietly(self.socket_runner.stop)
@@ -179,6 +219,10 @@ def build_app(
     inbox: Inbox | None = None,
     new_id: Callable[[], OperationId] = new_operation_id,
     registry: CollectorRegistry | None = None,
+    watchers: Mapping[BackendKind, FailureWatcher] | None = None,
+    incident_store: IncidentStore | None = None,
+    context_leases: ContextLeases | None = None,
+    new_incident: Callable[[], IncidentId] = new_incident_id,
 ) -> RollbotApp:
     """Wire a bot from settings; anything passed in replaces the production part of the same name."""
     clock = clock if clock is not None else SystemClock()
@@ -197,10 +241,17 @@ def build_app(
         store = redis_store
         if inbox is None:
             inbox = RedisInbox(redis_store.client, clock, key_prefix=settings.redis_key_prefix)
+        if incident_store is None:
+            incident_store = RedisIncidentStore(
+                redis_store.client, key_prefix=settings.redis_key_prefix, retention=settings.retention
+            )
+        if context_leases is None:
+            context_leases = RedisContextLeases(redis_store.client, key_prefix=settings.redis_key_prefix)
     web_client = build_web_client(
         settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url, observer=metrics
     )
-    chat = SlackChat(web_client, clock=clock, observer=metrics)
+    budget = Budget(replicas=settings.slack_replicas, scale=settings.slack_budget_scale)
+    chat = SlackChat(web_client, clock=clock, observer=metrics, budget=budget)
     listener_executor = ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="bolt-listener")
     closers.append(lambda: listener_executor.shutdown(wait=False, cancel_futures=True))
     bolt = App(
@@ -228,6 +279,35 @@ def build_app(
         inbox=inbox,
         heartbeat_ttl=max(HEARTBEAT_TTL, settings.sweep_interval * 3),
     )
+    incidents: IncidentFlow | None = None
+    watching: ContextWatching | None = None
+    if incident_store is not None:
+        incidents = IncidentFlow(
+            store=incident_store,
+            operations=store,
+            chat=chat,
+            clock=clock,
+            catalog=catalog,
+            metrics=metrics,
+            backend_of=flow.backend_of,
+            new_incident_id=new_incident,
+            sleep=time.sleep,
+        )
+        incidents.attach(flow)
+        flow.on_finished(incidents.on_operation_finished)
+        flow.on_incident_click(lambda incident_id, user: incidents.on_click(IncidentId(incident_id), user))
+        flow.on_incidents_listing(incidents.listing)
+        scopes = watch_plan(catalog)
+        if settings.detect and context_leases is not None and scopes:
+            watching = ContextWatching(
+                scopes=scopes,
+                watchers=watchers if watchers is not None else build_watchers(settings),
+                leases=context_leases,
+                incidents=incidents,
+                replica_id=settings.replica_id,
+                ttl=settings.detect_lease,
+                renew_every=settings.detect_lease / 3,
+            )
     register_listeners(bolt, flow, settings)
     server: Server | None = None
     socket_runner: SocketModeRunner | None = None
@@ -265,6 +345,8 @@ def build_app(
         rollout_executor=rollout_executor,
         request_executor=request_executor,
         socket_runner=socket_runner,
+        incidents=incidents,
+        watching=watching,
         _closers=closers,
     )
 

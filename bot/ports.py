@@ -8,13 +8,16 @@ SlackApiError or a redis error.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.core.catalog import ChannelId, SlackGroupId, SlackUserId, Target
+from bot.core.catalog import ChannelId, SlackGroupId, SlackUserId, Target, WatchScope
+from bot.core.detection import Sighting
+from bot.core.incidents import Incident, IncidentId
 from bot.core.messages import ChatMessage
 from bot.core.operations import MessageRef, Operation, OperationId
 from bot.core.outbound import Priority
@@ -79,8 +82,12 @@ class Chat(Protocol):
         thread: MessageRef | None = None,
         *,
         priority: Priority = Priority.NORMAL,
+        on_queued: Callable[[float], None] | None = None,
     ) -> MessageRef:
-        """Post in `channel` (in `thread`'s thread); waits for Slack's budget rather than failing on a 429."""
+        """Post in `channel` (in `thread`'s thread); waits for Slack's budget rather than failing on a 429.
+
+        `on_queued(seconds)` hears the estimated wait when the post cannot go at once.
+        """
         ...
 
     def update(
@@ -134,7 +141,11 @@ class OperationStore(Protocol):
     """The journal of operations. Shared by every bot replica; all writes are compare-and-set."""
 
     def create(self, operation: Operation, lock_ttl: timedelta) -> None:
-        """Store a new operation and take its target's lock (if in flight). Raises TargetBusy."""
+        """Store a new operation and take its target's lock (if in flight). Raises TargetBusy.
+
+        A batch takes one lock per member (`operation.lock_keys`), all together or none; its TargetBusy names
+        every busy member and its holder (`TargetBusy.holders`).
+        """
         ...
 
     def get(self, operation_id: OperationId) -> Operation | None: ...
@@ -151,7 +162,8 @@ class OperationStore(Protocol):
     ) -> None:
         """Write `operation` if the stored version is `expected_version` (else ConcurrentUpdate).
 
-        Appends an audit entry; releases the target's lock when the operation reaches a terminal phase.
+        Appends an audit entry; releases the target's lock (a batch: all of its locks) when the operation reaches
+        a terminal phase.
 
         `fence` is the writer's fencing token (every write of an executor passes it): unless the stored record's
         `fence` equals it, nothing is written and FencedOut is raised, whatever the versions say. A record's
@@ -172,6 +184,8 @@ class OperationStore(Protocol):
 
     def refresh_lock(self, operation: Operation, ttl: timedelta, *, fence: int | None = None) -> None:
         """Extend the target's lock held by `operation`, or take it again if it expired and nobody took it.
+
+        A batch refreshes all of its locks, or none when another operation holds any of them.
 
         Nothing for an operation no longer in flight; TargetBusy when another operation holds the target;
         FencedOut when `fence` is given and is not the stored record's current token.
@@ -231,6 +245,99 @@ class Inbox(Protocol):
         ...
 
 
+class FailureWatcher(Protocol):
+    """Watches one scope (a Kubernetes context's workloads or Helm releases, an AWS region's ECS services).
+
+    `watch` lists the scope, reports every object once (`Sighting.resync`), then reports every change until
+    `stop` is set; it reconnects with back-off and lists again after a 410 or a reconnect, so the flow always
+    sees a complete picture before it decides. Pods are listed only for workloads `needs_pods` selects, never
+    watched cluster-wide. Errors that outlast the back-off are raised as `bot.core.errors` (the caller decides
+    whether to retry or give the context up).
+    """
+
+    def watch(self, scope: WatchScope, report: Callable[[Sighting], None], stop: threading.Event) -> None: ...
+
+
+class ContextFence(BaseModel):
+    """A context lease's fencing token, carried by every write the watcher of that context causes.
+
+    `lease` names the lease (`kubernetes:sandbox`, `ecs:us-east-1`); `token` is the number the holder got when it
+    took the lease. A store refuses a write whose token is no longer the lease's current one (`FencedOut`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lease: str
+    token: int
+
+
+class PendingVerification(BaseModel):
+    """A successful rollback whose target the watcher of its context still has to judge."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    operation_id: OperationId
+    workload_key: str
+    started_at: datetime
+
+
+class IncidentStore(Protocol):
+    """Incidents, shared by every replica; every write is compare-and-set on `version`, like operations.
+
+    Lookups: by id, by incident key (backend + location + kind + namespace/name + failed revision), and the
+    latest incident of a workload (its `WorkloadRef.key`), which is how a fix by a newer revision finds the
+    incident it supersedes. `live()` lists incidents that are open, or resolved with a card edit still pending.
+    Resolved incidents expire after the retention, like finished operations; open ones never do.
+    """
+
+    def create(self, incident: Incident, *, fence: ContextFence | None = None) -> None:
+        """Store a new incident and point its key and workload at it. Raises ConcurrentUpdate when another
+        incident already holds the key (unless it is resolved and `incident` replaces it), FencedOut when
+        `fence` is no longer the lease's current token."""
+        ...
+
+    def get(self, incident_id: IncidentId) -> Incident | None: ...
+
+    def find_by_key(self, key: str) -> Incident | None: ...
+
+    def find_by_workload(self, workload_key: str) -> Incident | None: ...
+
+    def replace(self, incident: Incident, expected_version: int, *, fence: ContextFence | None = None) -> None:
+        """Write `incident` if the stored version is `expected_version` (else ConcurrentUpdate); FencedOut when
+        `fence` is given and is not its lease's current token."""
+        ...
+
+    def live(self) -> Sequence[Incident]: ...
+
+    def holds(self, fence: ContextFence) -> bool:
+        """Whether `fence` is still its lease's current token (checked again before a Slack write)."""
+        ...
+
+    def add_verification(self, pending: PendingVerification) -> None: ...
+
+    def pending_verifications(self) -> Sequence[PendingVerification]: ...
+
+    def finish_verification(self, pending: PendingVerification) -> None: ...
+
+
+class ContextLeases(Protocol):
+    """One holder per watched context (Kubernetes context or AWS region, per scope kind), with fencing tokens.
+
+    A token only ever goes up: whoever takes a lease gets a larger number than every holder before it, so a
+    holder that was paused past its lease finds its writes refused.
+    """
+
+    def acquire(self, lease: str, holder: str, ttl: timedelta) -> ContextFence | None:
+        """Take `lease` if nobody holds it (or `holder` already does); None when another holder has it."""
+        ...
+
+    def renew(self, fence: ContextFence, holder: str, ttl: timedelta) -> bool:
+        """Extend the lease if `holder` still holds it with this token; False means it is lost."""
+        ...
+
+    def release(self, fence: ContextFence, holder: str) -> None: ...
+
+
 class Clock(Protocol):
     def now(self) -> datetime:
         """Timezone-aware UTC."""
@@ -249,3 +356,15 @@ class Metrics(Protocol):
     def phase_entered(self, backend: str, phase: str) -> None: ...
 
     def rollout_finished(self, backend: str, phase: str, duration_seconds: float) -> None: ...
+
+
+class IncidentMetrics(Protocol):
+    """What the incident flow counts."""
+
+    def incident_opened(self, backend: str, reason: str) -> None: ...
+
+    def incident_resolved(self, backend: str, resolution: str) -> None: ...
+
+    def detection_latency(self, backend: str, seconds: float) -> None:
+        """From the signal's `since` (the rule became true) to the card's post."""
+        ...

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     rollout_timeout: Duration = Field(default=timedelta(minutes=10), validation_alias="ROLLBOT_ROLLOUT_TIMEOUT")
     # Concurrent rollbacks and slow command work one replica runs; Bolt's listener threads never do this work.
     executor_workers: int = Field(default=16, ge=1, validation_alias="ROLLBOT_EXECUTOR_WORKERS")
+    # Slack's rate limits are per workspace, shared by every replica: each one keeps to 1/replicas of them.
+    slack_replicas: int = Field(default=1, ge=1, validation_alias="ROLLBOT_SLACK_REPLICAS")
+    # Speeds Slack's budgets up (60 = "per minute" becomes "per second"); only for a fake Slack in tests.
+    slack_budget_scale: float = Field(default=1.0, gt=0, validation_alias="ROLLBOT_SLACK_BUDGET_SCALE")
     helm_path: str = Field(default="helm", validation_alias="ROLLBOT_HELM")
     kubeconfig: str | None = Field(default=None, validation_alias="KUBECONFIG")
     replica_id: str = Field(default_factory=_default_replica_id, validation_alias="ROLLBOT_REPLICA_ID")
@@ -59,6 +63,10 @@ class Settings(BaseSettings):
     retention: Duration = Field(default=timedelta(days=30), validation_alias="ROLLBOT_RETENTION")
     # The global audit stream keeps about this many entries (XADD MAXLEN ~).
     audit_max: int = Field(default=1_000_000, ge=1, validation_alias="ROLLBOT_AUDIT_MAX")
+    # `off` keeps this replica from watching for failed rollouts (it still serves cards' buttons and commands).
+    detect: bool = Field(default=True, validation_alias="ROLLBOT_DETECT")
+    # A context lease not renewed for this long lapses (renewed every third of it): takeover within ~4/3 of it.
+    detect_lease: Duration = Field(default=timedelta(seconds=15), validation_alias="ROLLBOT_DETECT_LEASE")
     log_level: str = Field(default="INFO", validation_alias="ROLLBOT_LOG_LEVEL")
     # `debug`: botocore, boto3, urllib3, kubernetes… follow ROLLBOT_LOG_LEVEL (still redacted); else WARNING.
     log_vendor: Literal["quiet", "debug"] = Field(default="quiet", validation_alias="ROLLBOT_LOG_VENDOR")

@@ -41,6 +41,25 @@ class PrometheusMetrics:
             buckets=ROLLOUT_BUCKETS,
             registry=registry,
         )
+        self.incidents_opened = Counter(
+            "rollbot_incidents_opened",
+            "Incident cards posted, by backend and reason.",
+            ["backend", "reason"],
+            registry=registry,
+        )
+        self.incidents_resolved = Counter(
+            "rollbot_incidents_resolved",
+            "Incidents resolved, by backend and how they ended.",
+            ["backend", "resolution"],
+            registry=registry,
+        )
+        self.detection_latency_seconds = Histogram(
+            "rollbot_detection_latency_seconds",
+            "From the moment a failure rule became true to the incident card's post.",
+            ["backend"],
+            buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
+            registry=registry,
+        )
         self.slack_api_errors = Counter(
             "rollbot_slack_api_errors",
             "Slack Web API calls answered with ok=false (or failed in transport), by method and error code.",
@@ -55,6 +74,29 @@ class PrometheusMetrics:
         self.slack_retry_after = Counter(
             "rollbot_slack_retry_after_seconds",
             "Seconds Slack asked us to wait (Retry-After), summed.",
+            registry=registry,
+        )
+        self.slack_ratelimited_by_method = Counter(
+            "rollbot_slack_ratelimited_calls",
+            "HTTP 429 answers from the Slack Web API, by method (each one is waited out and sent again).",
+            ["method"],
+            registry=registry,
+        )
+        self.slack_calls_queued_now = Gauge(
+            "rollbot_slack_calls_queued",
+            "Slack calls waiting for the outbound budget, by priority (urgent, normal, progress).",
+            ["priority"],
+            registry=registry,
+        )
+        self.slack_calls_in_flight_now = Gauge(
+            "rollbot_slack_calls_in_flight",
+            "Slack calls being sent, by priority.",
+            ["priority"],
+            registry=registry,
+        )
+        self.slack_progress_dropped = Counter(
+            "rollbot_slack_progress_coalesced",
+            "Progress updates not sent: a newer one replaced them, or the budget stayed spent.",
             registry=registry,
         )
         self.slack_requests = Histogram(
@@ -84,6 +126,17 @@ class PrometheusMetrics:
     def rollout_finished(self, backend: str, phase: str, duration_seconds: float) -> None:
         self.rollout_duration.labels(backend=backend, phase=phase).observe(duration_seconds)
 
+    # IncidentFlow (bot/ports.py: IncidentMetrics)
+
+    def incident_opened(self, backend: str, reason: str) -> None:
+        self.incidents_opened.labels(backend=backend, reason=reason).inc()
+
+    def incident_resolved(self, backend: str, resolution: str) -> None:
+        self.incidents_resolved.labels(backend=backend, resolution=resolution).inc()
+
+    def detection_latency(self, backend: str, seconds: float) -> None:
+        self.detection_latency_seconds.labels(backend=backend).observe(seconds)
+
     # SlackChat (bot/adapters/slack_chat.py: SlackApiObserver)
 
     def slack_api_error(self, method: str, error: str) -> None:
@@ -91,7 +144,19 @@ class PrometheusMetrics:
 
     def slack_ratelimited(self, method: str, retry_after_seconds: float) -> None:
         self.slack_ratelimited_total.inc()
+        self.slack_ratelimited_by_method.labels(method=method).inc()
         self.slack_retry_after.inc(retry_after_seconds)
+
+    # SlackOutbox (bot/adapters/slack_outbox.py: OutboxObserver)
+
+    def slack_calls_queued(self, priority: str, delta: int) -> None:
+        self.slack_calls_queued_now.labels(priority=priority).inc(delta)
+
+    def slack_calls_in_flight(self, priority: str, delta: int) -> None:
+        self.slack_calls_in_flight_now.labels(priority=priority).inc(delta)
+
+    def slack_progress_coalesced(self) -> None:
+        self.slack_progress_dropped.inc()
 
     # The HTTP server (bot/adapters/http_server.py: RequestObserver)
 

@@ -41,30 +41,38 @@ local function expire_finished(op_key, own_stream, links_key, retention_ms)
 end
 """
 
-# KEYS: op, lock, in-flight, audit, audit:{id}, links:{id}
-# ARGV: record, write id, takes lock (1/0), lock json, ttl ms, op id, score, terminal (1/0), retention ms,
+# KEYS: op, in-flight, audit, audit:{id}, links:{id}, then one lock per target (a batch has several)
+# ARGV: record, write id, takes locks (1/0), lock json, ttl ms, op id, score, terminal (1/0), retention ms,
 #       audit max, audit fields…
+# All locks are taken together or none: a busy one is reported as {'busy', index among the locks, its json, …}.
 CREATE: Final = (
     _LUA_HELPERS
     + """
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  if has_write(KEYS[5], ARGV[2]) then return {'ok'} end
+  if has_write(KEYS[4], ARGV[2]) then return {'ok'} end
   return {'duplicate'}
 end
 if ARGV[3] == '1' then
-  if not redis.call('SET', KEYS[2], ARGV[4], 'NX', 'PX', ARGV[5]) then
-    return {'busy', redis.call('GET', KEYS[2])}
+  local busy = {}
+  for i = 6, #KEYS do
+    local held = redis.call('GET', KEYS[i])
+    if held then
+      busy[#busy + 1] = tostring(i - 5)
+      busy[#busy + 1] = held
+    end
   end
-  redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
+  if #busy > 0 then return {'busy', unpack(busy)} end
+  for i = 6, #KEYS do redis.call('SET', KEYS[i], ARGV[4], 'PX', ARGV[5]) end
+  redis.call('ZADD', KEYS[2], ARGV[7], ARGV[6])
 end
 redis.call('SET', KEYS[1], ARGV[1])
-append_audit(KEYS[4], KEYS[5], ARGV[10], 11)
-if ARGV[8] == '1' then expire_finished(KEYS[1], KEYS[5], KEYS[6], ARGV[9]) end
+append_audit(KEYS[3], KEYS[4], ARGV[10], 11)
+if ARGV[8] == '1' then expire_finished(KEYS[1], KEYS[4], KEYS[5], ARGV[9]) end
 return {'ok'}
 """
 )
 
-# KEYS: op, lock, in-flight, audit, audit:{id}, links:{id}
+# KEYS: op, in-flight, audit, audit:{id}, links:{id}, then one lock per target (a batch has several)
 # ARGV: 1 record, 2 write id, 3 expected version, 4 in flight (1/0), 5 terminal (1/0), 6 op id, 7 score,
 #       8 writer's fence ('' when none), 9 new record's fence, 10 lock json, 11 lock ttl ms ('' when none),
 #       12 default lock ttl ms, 13 retention ms, 14 audit max, audit fields…
@@ -76,42 +84,51 @@ if not current then return {'missing'} end
 local stored = cjson.decode(current)
 local stored_fence = tonumber(stored['fence']) or 0
 if ARGV[8] ~= '' and stored_fence ~= tonumber(ARGV[8]) then
-  if has_write(KEYS[5], ARGV[2]) then return {'ok'} end
+  if has_write(KEYS[4], ARGV[2]) then return {'ok'} end
   return {'fenced', tostring(stored_fence)}
 end
 if stored['version'] ~= tonumber(ARGV[3]) then
-  if has_write(KEYS[5], ARGV[2]) then return {'ok'} end
+  if has_write(KEYS[4], ARGV[2]) then return {'ok'} end
   return {'conflict', tostring(stored['version'])}
 end
 local new_fence = tonumber(ARGV[9])
 if new_fence < stored_fence then return {'fenced', tostring(stored_fence)} end
 if new_fence > stored_fence + 1 then return {'fence-jump', tostring(stored_fence)} end
-local lock = redis.call('GET', KEYS[2])
-local owner = lock and cjson.decode(lock)['operation_id']
 if ARGV[4] == '1' then
-  if lock and owner ~= ARGV[6] then return {'busy', lock} end
-  if not lock then
-    local ttl = ARGV[11] ~= '' and ARGV[11] or ARGV[12]
-    redis.call('SET', KEYS[2], ARGV[10], 'PX', ttl)
-  elseif ARGV[11] ~= '' then
-    redis.call('PEXPIRE', KEYS[2], ARGV[11])
+  for i = 6, #KEYS do
+    local lock = redis.call('GET', KEYS[i])
+    if lock and cjson.decode(lock)['operation_id'] ~= ARGV[6] then return {'busy', tostring(i - 5), lock} end
+  end
+  for i = 6, #KEYS do
+    if redis.call('EXISTS', KEYS[i]) == 0 then
+      local ttl = ARGV[11] ~= '' and ARGV[11] or ARGV[12]
+      redis.call('SET', KEYS[i], ARGV[10], 'PX', ttl)
+    elseif ARGV[11] ~= '' then
+      redis.call('PEXPIRE', KEYS[i], ARGV[11])
+    end
   end
 end
 redis.call('SET', KEYS[1], ARGV[1])
 if ARGV[4] == '1' then
-  redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
+  redis.call('ZADD', KEYS[2], ARGV[7], ARGV[6])
 else
-  redis.call('ZREM', KEYS[3], ARGV[6])
+  redis.call('ZREM', KEYS[2], ARGV[6])
 end
-if ARGV[5] == '1' and owner == ARGV[6] then redis.call('DEL', KEYS[2]) end
-append_audit(KEYS[4], KEYS[5], ARGV[14], 15)
-if ARGV[5] == '1' then expire_finished(KEYS[1], KEYS[5], KEYS[6], ARGV[13]) end
+if ARGV[5] == '1' then
+  for i = 6, #KEYS do
+    local lock = redis.call('GET', KEYS[i])
+    if lock and cjson.decode(lock)['operation_id'] == ARGV[6] then redis.call('DEL', KEYS[i]) end
+  end
+end
+append_audit(KEYS[3], KEYS[4], ARGV[14], 15)
+if ARGV[5] == '1' then expire_finished(KEYS[1], KEYS[4], KEYS[5], ARGV[13]) end
 return {'ok'}
 """
 )
 
-# KEYS: op, lock.  ARGV: op id, ttl ms, lock json (to take it again after expiry), fence ('' when none),
-#       in-flight phases…
+# KEYS: op, then one lock per target.  ARGV: op id, ttl ms, lock json (to take one again after expiry),
+#       fence ('' when none), in-flight phases…
+# Every lock is checked before any is touched: one held by another operation refreshes none.
 REFRESH: Final = """
 local current = redis.call('GET', KEYS[1])
 if not current then return {'idle'} end
@@ -121,16 +138,18 @@ if ARGV[4] ~= '' and stored_fence ~= tonumber(ARGV[4]) then return {'fenced', to
 local in_flight = false
 for i = 5, #ARGV do if ARGV[i] == stored['phase'] then in_flight = true end end
 if not in_flight then return {'idle'} end
-local lock = redis.call('GET', KEYS[2])
-if not lock then
-  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
-  return {'taken'}
+for i = 2, #KEYS do
+  local lock = redis.call('GET', KEYS[i])
+  if lock and cjson.decode(lock)['operation_id'] ~= ARGV[1] then return {'busy', tostring(i - 1), lock} end
 end
-if cjson.decode(lock)['operation_id'] == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
-  return {'refreshed'}
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    redis.call('SET', KEYS[i], ARGV[3], 'PX', ARGV[2])
+  else
+    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+  end
 end
-return {'busy', lock}
+return {'refreshed'}
 """
 
 # KEYS: op-by-msg:{channel}:{ts}, links:{id}, op:{id}.  ARGV: op id.

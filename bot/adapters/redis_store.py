@@ -5,7 +5,8 @@ Keys, all under one tagged prefix (`rollbot:` becomes ``rollbot:{rollbot}:``, se
     op:{id}                    the operation, as pydantic JSON
     op-by-msg:{channel}:{ts}   → operation id, for reactions on the request message
     links:{id}                 set of the op-by-msg keys pointing at the operation (they expire with it)
-    lock:{target.lock_key}     JSON LockInfo {operation_id, requester, since}, with a TTL
+    lock:{target.lock_key}     JSON LockInfo {operation_id, requester, since}, with a TTL; a batch holds one
+                               per member, taken together or not at all, released together
     in-flight                  sorted set of in-flight operation ids, scored by created_at
     audit                      stream of every write (operation id, phase, version, actor, note, at), capped
                                at about `audit_max` entries
@@ -29,7 +30,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -188,8 +189,7 @@ class RedisOperationStore:
         if outcome == "duplicate":
             raise DuplicateOperation(f"operation {operation.id} already exists")
         if outcome == "busy":
-            holder = LockInfo.model_validate_json(rest[0])
-            raise TargetBusy(describe_busy(operation.target.name, holder), holder=holder)
+            raise target_busy(operation, _busy_holders(operation, rest))
 
     def get(self, operation_id: OperationId) -> Operation | None:
         with self._translating_errors():
@@ -242,8 +242,7 @@ class RedisOperationStore:
         if outcome == "conflict":
             raise ConcurrentUpdate(f"operation {operation.id} is at version {rest[0]}, not {expected_version}")
         if outcome == "busy":
-            holder = LockInfo.model_validate_json(rest[0])
-            raise TargetBusy(describe_busy(operation.target.name, holder), holder=holder)
+            raise target_busy(operation, _busy_holders(operation, rest))
 
     def link_message(self, operation_id: OperationId, ref: MessageRef) -> None:
         keys = [
@@ -272,7 +271,7 @@ class RedisOperationStore:
         """
         reply = self._run(
             self._refresh_script,
-            [self._key("op", operation.id), self._key("lock", operation.target.lock_key)],
+            [self._key("op", operation.id), *(self._key("lock", key) for key in operation.lock_keys)],
             [
                 operation.id,
                 _milliseconds(ttl),
@@ -285,8 +284,7 @@ class RedisOperationStore:
         if outcome == "fenced":
             raise FencedOut(describe_fenced_out(operation, stored_fence=int(rest[0]), fence=fence))
         if outcome == "busy":
-            holder = LockInfo.model_validate_json(rest[0])
-            raise TargetBusy(describe_busy(operation.target.name, holder), holder=holder)
+            raise target_busy(operation, _busy_holders(operation, rest))
 
     def in_flight(self) -> Sequence[Operation]:
         with self._translating_errors():
@@ -335,11 +333,11 @@ class RedisOperationStore:
     def _write_keys(self, operation: Operation) -> list[str]:
         return [
             self._key("op", operation.id),
-            self._key("lock", operation.target.lock_key),
             self._key("in-flight"),
             self._key("audit"),
             self._key("audit", operation.id),
             self._key("links", operation.id),
+            *(self._key("lock", key) for key in operation.lock_keys),
         ]
 
     def _lock_info(self, operation: Operation) -> LockInfo:
@@ -368,6 +366,25 @@ class RedisOperationStore:
             yield
         except (redis.RedisError, OSError) as exc:
             raise StoreUnavailable(f"operation store: {type(exc).__name__}: {exc}") from exc
+
+
+def lock_names(operation: Operation) -> tuple[str, ...]:
+    """The name people use for each of `operation.lock_keys`, in the same order."""
+    if operation.members:
+        return tuple(member.target.name for member in operation.members)
+    return (operation.target.name,)
+
+
+def target_busy(operation: Operation, holders: Mapping[str, LockInfo]) -> TargetBusy:
+    """The TargetBusy for the busy locks of `operation` (name → holder), naming every holder."""
+    text = "; ".join(describe_busy(name, holder) for name, holder in holders.items())
+    return TargetBusy(text, holder=next(iter(holders.values())), holders=holders)
+
+
+def _busy_holders(operation: Operation, rest: list[str]) -> dict[str, LockInfo]:
+    """The script's `busy` reply (lock index from 1, its JSON, …) as name → holder."""
+    names = lock_names(operation)
+    return {names[int(rest[i]) - 1]: LockInfo.model_validate_json(rest[i + 1]) for i in range(0, len(rest), 2)}
 
 
 def describe_fenced_out(operation: Operation, *, stored_fence: int, fence: int | None) -> str:

@@ -2,8 +2,9 @@
 
 What the flow sees instead of a `SlackApiError` (slack.md §5.3):
 
-    ratelimited (HTTP 429)      retried in the WebClient after Retry-After (`build_web_client`); when the
-                                retries run out → ChatUnavailable(delay=Retry-After)
+    ratelimited (HTTP 429)      writes: the outbox (`slack_outbox`) pauses the method for Retry-After and sends
+                                again, never failing; reads: ChatUnavailable(delay=Retry-After), so a cached
+                                answer can be used
     not_in_channel,             NotInChannel (a UserError that says how to `/invite @rollbot`)
     channel_not_found
     is_archived                 UserError
@@ -17,32 +18,39 @@ What the flow sees instead of a `SlackApiError` (slack.md §5.3):
     internal_error…
     anything else               ChatRejected (a PermanentError naming the method and Slack's error code)
 
-Coalescing progress (at most one `chat.update` per message per second, finished states at once) is the flow's
-job, through `rollouts.should_publish`; this adapter sends what it is given, and a 429 makes the calling thread
-wait Retry-After (the flow's rollout thread, never a Bolt listener doing real work).
+Every call goes through one `SlackOutbox` (the workspace's budget): it paces posts per channel and each method
+by its tier, sends URGENT before NORMAL before PROGRESS, and lets a newer PROGRESS update of a message replace
+one still waiting (then `update` returns None). The flow still decides how often progress is worth showing
+(`rollouts.should_publish`); the outbox decides when Slack can take it.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 from urllib.error import URLError
 
 import structlog
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.http_retry import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
-from slack_sdk.http_retry.request import HttpRequest
-from slack_sdk.http_retry.response import HttpResponse
-from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web import SlackResponse
 
+from bot.adapters.slack_client import (
+    DEFAULT_MAX_RETRY_WAIT,
+    RATE_LIMITED,
+    RateLimitRetryHandler,
+    SlackApiObserver,
+    build_web_client,
+    error_code,
+    rate_limit_wait,
+    retry_after_seconds,
+    without_rate_limit_retries,
+)
+from bot.adapters.slack_outbox import DEFAULT_PROGRESS_PATIENCE, Budget, SlackOutbox
 from bot.core.catalog import ChannelId, SlackGroupId, SlackUserId
 from bot.core.errors import ChatUnavailable, PermanentError, UserError
 from bot.core.messages import ChatMessage
@@ -53,6 +61,16 @@ from bot.ports import Clock
 
 log = structlog.get_logger(__name__)
 
+# Re-exported: tests and the composition root build clients from here.
+__all__ = [
+    "DEFAULT_MAX_RETRY_WAIT",
+    "RateLimitRetryHandler",
+    "SlackApiObserver",
+    "SlackChat",
+    "build_web_client",
+    "retry_after_seconds",
+]
+
 # Slack's limits, defined once in the core.
 MAX_TEXT_CHARS = MAX_TEXT_KEPT
 MAX_BLOCKS_JSON_CHARS = MAX_BLOCKS_JSON
@@ -60,12 +78,9 @@ TRUNCATION_MARK = "… (truncated)"
 TRUNCATED_BLOCKS_NOTE = "_Some details were left out: the message was too long for Slack._"
 # usergroups.users.list is tier 2 (20/min): membership changes rarely, so five minutes of staleness is fine.
 DEFAULT_CACHE_TTL = timedelta(minutes=5)
-# Slack's own retries: how long the WebClient may sleep on a 429 before giving the decision back to the flow.
-DEFAULT_MAX_RETRY_WAIT = timedelta(seconds=30)
 # Remembered message threads and replacements (for update fallbacks); old entries are forgotten first.
 REMEMBERED_MESSAGES = 10_000
 
-RATE_LIMITED = frozenset({"ratelimited", "rate_limited"})
 TOO_LONG = frozenset({"msg_too_long", "msg_blocks_too_long"})
 GONE = frozenset({"message_not_found", "edit_window_closed"})
 # chat.postMessage with a thread_ts whose parent no longer exists.
@@ -95,122 +110,9 @@ class ChatRejected(PermanentError):
         self.error = error
 
 
-class SlackApiObserver(Protocol):
-    """Where SlackChat reports what Slack answered (implemented by PrometheusMetrics)."""
-
-    def slack_api_error(self, method: str, error: str) -> None: ...
-
-    def slack_ratelimited(self, method: str, retry_after_seconds: float) -> None: ...
-
-
 class _SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
-
-
-def retry_after_seconds(headers: Mapping[str, Any] | Any) -> float | None:
-    """The Retry-After header as seconds; tolerant of list values, odd casing and non-integers."""
-    if headers is None:
-        return None
-    try:
-        items = list(headers.items())
-    except AttributeError:
-        return None
-    for key, value in items:
-        if str(key).lower() == "retry-after":
-            raw = value[0] if isinstance(value, list | tuple) and value else value
-            try:
-                return max(0.0, float(str(raw).strip()))
-            except ValueError:
-                return None
-    return None
-
-
-class RateLimitRetryHandler(RateLimitErrorRetryHandler):
-    """Sleeps Retry-After (+ up to 0.5 s jitter) and tries again; reports every 429 it retries.
-
-    Unlike the SDK's handler it does not crash on a non-integer Retry-After, and it gives up when Slack asks
-    for a longer wait than `max_wait`: blocking a thread for minutes is worse than letting the flow retry.
-    """
-
-    def __init__(
-        self,
-        max_retry_count: int = 3,
-        *,
-        max_wait: timedelta = DEFAULT_MAX_RETRY_WAIT,
-        observer: SlackApiObserver | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        super().__init__(max_retry_count=max_retry_count)
-        self._max_wait = max_wait.total_seconds()
-        self._observer = observer
-        self._sleep = sleep
-
-    def _can_retry(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
-        if response is None or response.status_code != 429:
-            return False
-        wait = retry_after_seconds(response.headers)
-        return wait is None or wait <= self._max_wait
-
-    def prepare_for_next_attempt(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> None:
-        if response is None:  # pragma: no cover (only called after _can_retry saw a response)
-            raise error if error is not None else RuntimeError("retry without a response")
-        wait = retry_after_seconds(response.headers)
-        wait = 1.0 if wait is None else wait
-        if self._observer is not None:
-            self._observer.slack_ratelimited(_method_of(request.url), wait)
-        log.warning("slack rate limited, waiting", method=_method_of(request.url), retry_after=wait)
-        state.next_attempt_requested = True
-        self._sleep(wait + random.uniform(0, 0.5))  # noqa: S311 (jitter, not cryptography)
-        state.increment_current_attempt()
-
-
-def _method_of(url: str) -> str:
-    return url.rstrip("/").rsplit("/", 1)[-1]
-
-
-def build_web_client(
-    token: str,
-    *,
-    base_url: str = "https://slack.com/api/",
-    observer: SlackApiObserver | None = None,
-    max_rate_limit_retries: int = 3,
-    max_connection_retries: int = 2,
-    max_retry_wait: timedelta = DEFAULT_MAX_RETRY_WAIT,
-    timeout: int = 15,
-) -> WebClient:
-    """The WebClient the bot uses everywhere (Bolt's listener clients copy its base_url and retry handlers)."""
-    return WebClient(
-        token=token,
-        base_url=base_url,
-        timeout=timeout,
-        retry_handlers=[
-            ConnectionErrorRetryHandler(max_retry_count=max_connection_retries),
-            RateLimitRetryHandler(max_rate_limit_retries, max_wait=max_retry_wait, observer=observer),
-        ],
-    )
-
-
-def _error_code(exc: SlackApiError) -> str:
-    response = exc.response
-    error = response.get("error") if isinstance(response.data, dict) else None
-    if response.status_code == 429:
-        return "ratelimited"
-    return str(error) if error else f"http_{response.status_code}"
 
 
 def truncate_text(text: str, limit: int = MAX_TEXT_CHARS) -> str:
@@ -255,8 +157,16 @@ class _Bounded(OrderedDict[K, V]):
             self.popitem(last=False)
 
 
+class _Superseded(Exception):
+    """A PROGRESS update the outbox did not send: a newer one replaced it, or Slack's budget was spent."""
+
+
 class SlackChat:
-    """Implements `ports.Chat` with a slack_sdk WebClient (build it with `build_web_client`)."""
+    """Implements `ports.Chat` with a slack_sdk WebClient (build it with `build_web_client`).
+
+    The client's own 429 retries are left out of this adapter's copy: its outbox waits Retry-After instead,
+    pausing the whole method so the other callers wait too.
+    """
 
     def __init__(
         self,
@@ -265,8 +175,16 @@ class SlackChat:
         clock: Clock | None = None,
         observer: SlackApiObserver | None = None,
         cache_ttl: timedelta = DEFAULT_CACHE_TTL,
+        budget: Budget | None = None,
+        progress_patience: timedelta = timedelta(seconds=DEFAULT_PROGRESS_PATIENCE),
     ) -> None:
-        self._client = web_client
+        self._client = without_rate_limit_retries(web_client)
+        self._outbox = SlackOutbox(
+            budget,
+            rate_limited=rate_limit_wait,
+            observer=observer,
+            progress_patience=progress_patience.total_seconds(),
+        )
         self._clock = clock if clock is not None else _SystemClock()
         self._observer = observer
         self._cache_ttl = cache_ttl
@@ -286,6 +204,7 @@ class SlackChat:
         thread: MessageRef | None = None,
         *,
         priority: Priority = Priority.NORMAL,
+        on_queued: Callable[[float], None] | None = None,
     ) -> MessageRef:
         """Post in `channel` (in `thread`'s thread if given); returns the new message's ref.
 
@@ -301,19 +220,32 @@ class SlackChat:
             )
 
         try:
-            response = self._send("chat.postMessage", send, message, channel=channel, passthrough=NO_THREAD)
+            response = self._send(
+                "chat.postMessage",
+                send,
+                message,
+                channel=channel,
+                passthrough=NO_THREAD,
+                priority=priority,
+                on_queued=on_queued,
+            )
         except SlackApiError as exc:
-            log.warning("thread parent gone, posting in the channel", channel=channel, error=_error_code(exc))
+            log.warning("thread parent gone, posting in the channel", channel=channel, error=error_code(exc))
             parent = None
-            response = self._send("chat.postMessage", send, message, channel=channel)
+            response = self._send("chat.postMessage", send, message, channel=channel, priority=priority)
         ref = MessageRef(channel=ChannelId(str(response.get("channel") or channel)), ts=str(response["ts"]))
         if parent is not None:
             with self._lock:
                 self._threads.remember(ref, parent)
         return ref
 
-    def update(self, ref: MessageRef, message: ChatMessage, *, priority: Priority = Priority.NORMAL) -> MessageRef:
+    def update(
+        self, ref: MessageRef, message: ChatMessage, *, priority: Priority = Priority.NORMAL
+    ) -> MessageRef | None:
         """Show `message` in place of `ref`'s content; returns the ref that now shows it.
+
+        None when, at `Priority.PROGRESS`, the update was not sent: a newer update of the same message replaced
+        it while it waited for Slack's budget, or the budget stayed spent (progress slows down, never fails).
 
         That is `ref` itself, unless the message was deleted or can no longer be edited (`message_not_found`,
         `edit_window_closed`): then a new message is posted in the same channel (and the same thread, if this
@@ -329,9 +261,19 @@ class SlackChat:
             )
 
         try:
-            self._send("chat.update", send, message, channel=target.channel, passthrough=GONE)
+            self._send(
+                "chat.update",
+                send,
+                message,
+                channel=target.channel,
+                passthrough=GONE,
+                priority=priority,
+                coalesce_key=("chat.update", target.channel, target.ts),
+            )
+        except _Superseded:
+            return None
         except SlackApiError as exc:
-            log.info("message gone, posting a new one", channel=target.channel, ts=target.ts, error=_error_code(exc))
+            log.info("message gone, posting a new one", channel=target.channel, ts=target.ts, error=error_code(exc))
             with self._lock:
                 thread = self._threads.get(target)
             replacement = self.post(target.channel, message, thread=thread)
@@ -348,7 +290,7 @@ class SlackChat:
             args.pop("metadata", None)  # ephemeral messages carry no metadata
             return self._client.chat_postEphemeral(channel=channel, user=user, **args)
 
-        self._send("chat.postEphemeral", send, message, channel=channel)
+        self._send("chat.postEphemeral", send, message, channel=channel, priority=Priority.NORMAL)
 
     def add_reaction(self, ref: MessageRef, name: str) -> None:
         """Idempotent: a reaction that is already there counts as added."""
@@ -359,7 +301,7 @@ class SlackChat:
                 lambda: self._client.reactions_add(channel=target.channel, timestamp=target.ts, name=name.strip(":")),
             )
         except SlackApiError as exc:
-            if _error_code(exc) == "already_reacted":
+            if error_code(exc) == "already_reacted":
                 return
             raise self._translate("reactions.add", exc, target.channel) from exc
 
@@ -370,6 +312,7 @@ class SlackChat:
             response = self._call(
                 "reactions.get",
                 lambda: self._client.reactions_get(channel=target.channel, timestamp=target.ts, full=True),
+                is_read=True,
             )
         except SlackApiError as exc:
             raise self._translate("reactions.get", exc, target.channel) from exc
@@ -390,10 +333,12 @@ class SlackChat:
         if cached is not None and now - cached[1] < self._cache_ttl:
             return cached[0]
         try:
-            response = self._call("usergroups.users.list", lambda: self._client.usergroups_users_list(usergroup=group))
+            response = self._call(
+                "usergroups.users.list", lambda: self._client.usergroups_users_list(usergroup=group), is_read=True
+            )
             members = frozenset(SlackUserId(str(u)) for u in response.get("users") or ())
         except SlackApiError as exc:
-            code = _error_code(exc)
+            code = error_code(exc)
             if code in {"no_such_subteam", "subteam_not_found"}:
                 log.error("unknown approver group, nobody in it can approve", group=group)
                 members = frozenset()
@@ -421,11 +366,11 @@ class SlackChat:
         if cached is not None and now - cached[1] < self._cache_ttl:
             return cached[0]
         try:
-            response = self._call("users.info", lambda: self._client.users_info(user=user))
+            response = self._call("users.info", lambda: self._client.users_info(user=user), is_read=True)
             profile = response.get("user") or {}
             answer = bool(profile.get("is_bot") or profile.get("is_app_user"))
         except SlackApiError as exc:
-            if _error_code(exc) != "user_not_found":
+            if error_code(exc) != "user_not_found":
                 raise self._translate("users.info", exc, None) from exc
             answer = True
         with self._lock:
@@ -460,12 +405,26 @@ class SlackChat:
         *,
         channel: ChannelId,
         passthrough: frozenset[str] = frozenset(),
+        priority: Priority,
+        coalesce_key: tuple[str, ...] | None = None,
+        on_queued: Callable[[float], None] | None = None,
     ) -> SlackResponse:
         """Send a message; when Slack finds it too long, shrink it and try exactly once more."""
+
+        def paced(msg: ChatMessage) -> SlackResponse:
+            return self._call(
+                method,
+                lambda: send(msg),
+                priority=priority,
+                channel=channel,
+                coalesce_key=coalesce_key,
+                on_queued=on_queued,
+            )
+
         try:
-            return self._call(method, lambda: send(message))
+            return paced(message)
         except SlackApiError as exc:
-            code = _error_code(exc)
+            code = error_code(exc)
             if code in passthrough:
                 raise
             if code not in TOO_LONG:
@@ -473,31 +432,60 @@ class SlackChat:
             log.warning("message too long for slack, shrinking it", method=method, error=code)
         shrunk = shrink_message(message)
         try:
-            return self._call(method, lambda: send(shrunk))
+            return paced(shrunk)
         except SlackApiError as exc:
-            if _error_code(exc) in passthrough:
+            if error_code(exc) in passthrough:
                 raise
             raise self._translate(method, exc, channel) from exc
 
-    def _call(self, method: str, invoke: Callable[[], SlackResponse]) -> SlackResponse:
-        """Run one Web API call; Slack's answers stay SlackApiError (counted), transport failures → ChatUnavailable."""
+    def _call(
+        self,
+        method: str,
+        invoke: Callable[[], SlackResponse],
+        *,
+        priority: Priority = Priority.NORMAL,
+        channel: ChannelId | None = None,
+        coalesce_key: tuple[str, ...] | None = None,
+        is_read: bool = False,
+        on_queued: Callable[[float], None] | None = None,
+    ) -> SlackResponse:
+        """Run one Web API call when the budget allows; Slack's answers stay SlackApiError (counted),
+        transport failures → ChatUnavailable. A write bounced with 429 waits and goes again; a read raises."""
+
+        def observed() -> SlackResponse:
+            try:
+                return invoke()
+            except SlackApiError as exc:
+                code = error_code(exc)
+                if self._observer is not None:
+                    self._observer.slack_api_error(method, code)
+                    if code in RATE_LIMITED:
+                        self._observer.slack_ratelimited(method, retry_after_seconds(exc.response.headers) or 1.0)
+                raise
+
         try:
-            return invoke()
-        except SlackApiError as exc:
-            code = _error_code(exc)
-            if self._observer is not None:
-                self._observer.slack_api_error(method, code)
-                if code in RATE_LIMITED:
-                    self._observer.slack_ratelimited(method, retry_after_seconds(exc.response.headers) or 1.0)
+            response = self._outbox.call(
+                method,
+                observed,
+                priority=priority,
+                channel=channel,
+                coalesce_key=coalesce_key,
+                on_queued=on_queued,
+                retry_rate_limits=not is_read,
+            )
+        except SlackApiError:
             raise
         except (SlackClientError, URLError, OSError, ValueError) as exc:
             # URLError, timeouts, connection resets after ConnectionErrorRetryHandler gave up; non-JSON bodies.
             if self._observer is not None:
                 self._observer.slack_api_error(method, "transport")
             raise ChatUnavailable(f"Slack is unreachable ({method}): {type(exc).__name__}") from exc
+        if response is None:
+            raise _Superseded(method)
+        return response
 
     def _translate(self, method: str, exc: SlackApiError, channel: ChannelId | None) -> Exception:
-        code = _error_code(exc)
+        code = error_code(exc)
         status = exc.response.status_code
         if code in RATE_LIMITED:
             wait = retry_after_seconds(exc.response.headers) or 1.0

@@ -4,114 +4,53 @@ A `TargetName` is what the user types (`workshop`); the catalog resolves it into
 plus the coordinates that backend needs (a Helm release, a Kubernetes workload, an ECS service), and the
 approval policy that guards it. The catalog is parsed from YAML by the caller; this module never reads files.
 It is deliberately not a registry of live objects: whether `workshop` exists in a cluster is the backend's
-question, answered at request time.
+question, answered at request time. The catalog also says which workloads rollbot watches for failed
+rollouts: each target's `detect` settings over `defaults.detect`, and `watch` scopes beyond the catalog
+(`bot.core.detected_targets` maps what a watcher finds back to them).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from enum import StrEnum
-from typing import Annotated, Any, Literal, NewType
+from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
-    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-TargetName = NewType("TargetName", str)
-SlackUserId = NewType("SlackUserId", str)
-SlackGroupId = NewType("SlackGroupId", str)
-ChannelId = NewType("ChannelId", str)
-
-# A duration as operators write it in YAML: "90s", "15m", "2h", "1h30m", or a bare number of seconds.
-_DURATION_PART = re.compile(r"(\d+)([smhd])")
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_ISO_DURATION = TypeAdapter(timedelta)
-
-
-def parse_duration(value: object) -> timedelta:
-    """Parse "15m"-style durations; also accepts timedelta and plain seconds."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 15m, 90s or 1h")
-    if isinstance(value, int | float):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if re.fullmatch(r"\d+", text):
-            return timedelta(seconds=int(text))
-        if text and re.fullmatch(r"(?:\d+[smhd])+", text):
-            seconds = sum(int(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
-            return timedelta(seconds=seconds)
-        if text.startswith(("p", "-p")):
-            # ISO 8601 ("PT15M") is how pydantic writes a timedelta to JSON; records must read back.
-            try:
-                return _ISO_DURATION.validate_python(value.strip())
-            except ValidationError:
-                pass
-    raise ValueError("expected a duration such as 15m, 90s or 1h")
-
-
-def format_duration(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    if seconds % 3600 == 0 and seconds >= 3600:
-        return f"{seconds // 3600}h"
-    if seconds % 60 == 0 and seconds >= 60:
-        return f"{seconds // 60}m"
-    return f"{seconds}s"
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-
-_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
-_SLACK_GROUP = re.compile(r"^S[A-Z0-9]{2,}$")
-_SLACK_CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,}$")
-# Kubernetes object names (RFC 1123 subdomain) and namespaces (RFC 1123 label).
-_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_K8S_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_TARGET_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
-
-
-def _kubernetes_namespace(value: str) -> str:
-    if not _K8S_NAMESPACE.match(value):
-        raise ValueError(f"{value!r} is not a valid Kubernetes namespace")
-    return value
-
-
-def _kubernetes_name(value: str) -> str:
-    if not _K8S_NAME.match(value):
-        raise ValueError(f"{value!r} is not a valid Kubernetes object name")
-    return value
-
-
-Namespace = Annotated[str, AfterValidator(_kubernetes_namespace)]
-ObjectName = Annotated[str, AfterValidator(_kubernetes_name)]
-
-
-class BackendKind(StrEnum):
-    HELM = "helm"
-    KUBERNETES = "kubernetes"
-    ECS = "ecs"
-
-
-class WorkloadKind(StrEnum):
-    DEPLOYMENT = "Deployment"
-    DAEMONSET = "DaemonSet"
-    STATEFULSET = "StatefulSet"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from bot.core.catalog_detect import (
+    DetectOverrides,
+    DetectSettings,
+    EcsWatch,
+    HelmWatch,
+    KubernetesWatch,
+    NamespaceList,
+    WatchScope,
+)
+from bot.core.catalog_types import (
+    _SLACK_CHANNEL,
+    _SLACK_GROUP,
+    _SLACK_USER,
+    _TARGET_NAME,
+    BackendKind,
+    ChannelId,
+    Duration,
+    Namespace,
+    ObjectName,
+    PositiveDuration,
+    SlackChannel,
+    SlackGroupId,
+    SlackUserId,
+    TargetName,
+    WorkloadKind,
+    _Strict,
+    format_duration,
+    parse_duration,
+)
 
 
 class ApprovalOverrides(_Strict):
@@ -180,6 +119,7 @@ class KubernetesDefaults(_Strict):
 class _TargetBase(_Strict):
     approvals: ApprovalOverrides | None = None
     description: str | None = None
+    detect: DetectOverrides | None = None
 
 
 class HelmTarget(_TargetBase):
@@ -253,6 +193,7 @@ class Defaults(_Strict):
     approvals: ApprovalPolicy = ApprovalPolicy()
     allowed_channels: tuple[ChannelId, ...] = ()
     kubernetes: KubernetesDefaults = KubernetesDefaults()
+    detect: DetectSettings = DetectSettings()
 
     @field_validator("allowed_channels")
     @classmethod
@@ -268,6 +209,10 @@ class Catalog(_Strict):
 
     defaults: Defaults = Defaults()
     targets: Mapping[TargetName, TargetSpec] = Field(default_factory=dict)
+    # Workloads beyond the catalog that detection watches too (the catalog's own targets are always watched).
+    watch: tuple[WatchScope, ...] = ()
+    # Named batches (`shop: [bootcamp, workshop, api]`): `/rollback shop` rolls every member back in one request.
+    groups: Mapping[TargetName, tuple[TargetName, ...]] = Field(default_factory=dict)
 
     @field_validator("targets")
     @classmethod
@@ -294,9 +239,57 @@ class Catalog(_Strict):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _detection_has_a_channel(self) -> Catalog:
+        # Saying `enabled: true` without a channel anywhere would silently detect nothing; say so up front.
+        for name, spec in self.targets.items():
+            if spec.detect is not None and spec.detect.enabled and self.detect_settings(name).channel is None:
+                raise ValueError(
+                    f"targets.{name}.detect.enabled: detection is enabled but no channel is set — "
+                    f"add targets.{name}.detect.channel or defaults.detect.channel"
+                )
+        for index, scope in enumerate(self.watch):
+            if scope.detect is not None and scope.detect.enabled and self.scope_detect_settings(scope).channel is None:
+                raise ValueError(
+                    f"watch.{index}.detect.enabled: detection is enabled but no channel is set — "
+                    f"add watch.{index}.detect.channel or defaults.detect.channel"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _groups_resolvable(self) -> Catalog:
+        # Every problem is reported by path, so `rollbot check-config` tells the operator where to look.
+        problems: list[str] = []
+        for group, members in self.groups.items():
+            path = f"groups.{group}"
+            if not _TARGET_NAME.match(group):
+                problems.append(f"{path}: a group name must look like a target name (lowercase, digits, '-', '_')")
+            if group in self.targets:
+                problems.append(f"{path}: a group can't share its name with a target — rename one of them")
+            if len(members) < 2:
+                problems.append(f"{path}: a group needs at least two targets")
+            unknown = [member for member in members if member not in self.targets]
+            if unknown:
+                problems.append(f"{path}: unknown target(s) {', '.join(unknown)} — groups list targets by name")
+            if len(set(members)) != len(members):
+                problems.append(f"{path}: lists a target twice")
+            if unknown or len(members) < 2:
+                continue
+            try:
+                strictest_policy([self.policy_for(member) for member in members])
+            except ValueError as exc:
+                problems.append(f"{path}: {exc}")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
     @property
     def names(self) -> list[TargetName]:
         return sorted(self.targets)
+
+    def group(self, name: str) -> tuple[TargetName, ...] | None:
+        """The members of group `name`, in the order the catalog lists them; None when it is not a group."""
+        return self.groups.get(TargetName(name))
 
     def policy_for(self, name: TargetName) -> ApprovalPolicy:
         return self.defaults.approvals.merged(self.targets[name].approvals)
@@ -309,6 +302,56 @@ class Catalog(_Strict):
 
     def is_channel_allowed(self, channel: str) -> bool:
         return not self.defaults.allowed_channels or channel in self.defaults.allowed_channels
+
+    # --- failure detection -------------------------------------------------------------------------------------
+
+    def detect_settings(self, name: TargetName | str) -> DetectSettings:
+        """The effective detection settings of a catalog target: its own `detect` over `defaults.detect`."""
+        return self.defaults.detect.merged(self.targets[TargetName(name)].detect)
+
+    def scope_detect_settings(self, scope: WatchScope) -> DetectSettings:
+        """The effective detection settings of workloads a `watch` scope finds outside the catalog."""
+        return self.defaults.detect.merged(scope.detect)
+
+    @property
+    def is_detection_on(self) -> bool:
+        """False when no target and no scope has an active channel: then no replica needs to watch anything."""
+        return any(self.detect_settings(name).is_active for name in self.targets) or any(
+            self.scope_detect_settings(scope).is_active for scope in self.watch
+        )
+
+
+def strictest_policy(policies: Iterable[ApprovalPolicy]) -> ApprovalPolicy:
+    """The one policy a batch is approved under: at least as strict as every member's own.
+
+    The most approvals any member requires; self-approval only if every member allows it; the shortest expiry.
+    A person counts only if every member accepts them the same way: listed by name for every member, or in a
+    user group every member lists. (Someone named for one member and a group member for another does not
+    count: deciding that would need every group resolved at approval time, and failing closed is safer.)
+    Raises ValueError when nobody, or too few people, could approve the whole batch.
+    """
+    rules = list(policies)
+    if not rules:
+        raise ValueError("a batch needs at least one target")
+    approvers = [user for user in rules[0].approvers if all(user in rule.approvers for rule in rules[1:])]
+    groups = [group for group in rules[0].approver_groups if all(group in rule.approver_groups for rule in rules[1:])]
+    required = max(rule.required for rule in rules)
+    if not approvers and not groups:
+        raise ValueError(
+            "no approver or approver group is allowed for every member, so nobody could approve the batch — "
+            "list a common approver or group, or split the batch"
+        )
+    if not groups and len(set(approvers)) < required:
+        raise ValueError(
+            f"{required} approvals needed but only {len(set(approvers))} approver(s) are allowed for every member"
+        )
+    return ApprovalPolicy(
+        required=required,
+        approvers=tuple(approvers),
+        approver_groups=tuple(groups),
+        allow_self_approval=all(rule.allow_self_approval for rule in rules),
+        expires_after=min(rule.expires_after for rule in rules),
+    )
 
 
 def describe_validation_errors(error: ValidationError) -> list[str]:
@@ -329,6 +372,9 @@ def describe_validation_errors(error: ValidationError) -> list[str]:
             message = "backend is required (helm, kubernetes or ecs)"
         elif message.startswith("Value error, "):
             message = message.removeprefix("Value error, ")
+        if not path and "\n" in message:  # a model-wide check reports several problems, each with its own path
+            lines.extend(message.split("\n"))
+            continue
         lines.append(f"{path}: {message}" if path else message)
     return lines
 
@@ -349,3 +395,41 @@ def closest_names(word: str, candidates: Iterable[str], limit: int = 1) -> list[
     import difflib
 
     return difflib.get_close_matches(word, list(candidates), n=limit, cutoff=0.6)
+
+
+__all__ = [
+    "ApprovalOverrides",
+    "ApprovalPolicy",
+    "BackendKind",
+    "Catalog",
+    "ChannelId",
+    "Defaults",
+    "DetectOverrides",
+    "DetectSettings",
+    "Duration",
+    "EcsTarget",
+    "EcsWatch",
+    "HelmTarget",
+    "HelmWatch",
+    "KubernetesDefaults",
+    "KubernetesTarget",
+    "KubernetesWatch",
+    "Namespace",
+    "NamespaceList",
+    "ObjectName",
+    "PositiveDuration",
+    "SlackChannel",
+    "SlackGroupId",
+    "SlackUserId",
+    "Target",
+    "TargetName",
+    "TargetSpec",
+    "WatchScope",
+    "WorkloadKind",
+    "closest_names",
+    "describe_validation_errors",
+    "format_duration",
+    "parse_catalog",
+    "parse_duration",
+    "strictest_policy",
+]

@@ -1,6 +1,7 @@
 """The command grammar: what people type after `/rollback`, turned into a typed command or a usage message.
 
     /rollback <target> [<revision>] [--to-revision N | --revision N] [--dry-run] [--reason "…"] [--backend-flag…]
+    /rollback <target> <target>… [--dry-run] [--reason "…"]      (a batch: each to its previous revision)
     /rollback history <target>          /rollback status <target>
     /rollback cancel <operation-id>     /rollback help [topic]          (empty text = help)
 
@@ -18,7 +19,7 @@ whether `workshop` exists, or which revision "previous" is, is decided later (`t
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
@@ -43,6 +44,8 @@ MAX_TEXT_LENGTH: Final = 4000
 MAX_REASON_LENGTH: Final = 500
 # Helm and ECS revisions are 32-bit integers; and int() refuses strings over 4300 digits, so we check first.
 MAX_REVISION: Final = 2**31 - 1
+# A batch rolls many targets back at once (a mass outage); more than this is a typo or a paste, not a request.
+MAX_BATCH_TARGETS: Final = 100
 # Anything we echo back inside backticks is cut to this length so an error stays one line.
 _SHOWN_LENGTH: Final = 40
 
@@ -140,6 +143,18 @@ class RollbackCommand(_Frozen):
     reason: str | None = None
     # Backend-specific flags, unvalidated until the backend is known (see validate_options).
     options: dict[str, bool | str] = Field(default_factory=dict)
+    # `/rollback bootcamp workshop api`: the targets after the first; with any, the command is a batch.
+    more_targets: tuple[TargetRef, ...] = ()
+
+    @model_validator(mode="after")
+    def _batches_go_to_previous(self) -> RollbackCommand:
+        if self.more_targets and self.to_revision is not None:
+            raise ValueError("a batch rolls every target back to its previous revision; it takes no revision")
+        return self
+
+    @property
+    def targets(self) -> tuple[TargetRef, ...]:
+        return (self.target, *self.more_targets)
 
 
 class HistoryCommand(_Frozen):
@@ -158,7 +173,11 @@ class CancelCommand(_Frozen):
     operation_id: OperationId
 
 
-Command = RollbackCommand | HistoryCommand | StatusCommand | HelpCommand | CancelCommand
+class IncidentsCommand(_Frozen):
+    """`/rollback incidents`: the open incidents, with links to their cards."""
+
+
+Command = RollbackCommand | HistoryCommand | StatusCommand | HelpCommand | CancelCommand | IncidentsCommand
 
 _T = TypeVar("_T")
 
@@ -177,10 +196,17 @@ class _Token:
         return not self.is_quoted and len(self.text) > 1 and self.text.startswith("-")
 
 
-def parse_command(text: str, backend_options: Mapping[str, BackendOption] | None = None) -> Command:
+def parse_command(
+    text: str,
+    backend_options: Mapping[str, BackendOption] | None = None,
+    known_names: Collection[str] = (),
+) -> Command:
     """Parse the text after `/rollback`. Raises CommandSyntaxError, and nothing else, when it does not parse.
 
     `backend_options` tells which unknown flags take a value (`--cluster prod` rather than `--cluster=prod`).
+    `known_names` (catalog targets and groups) tells a batch (`/rollback bootcamp workshop`) from a mistyped
+    revision (`/rollback workshop latest`): a word after the target is another target only if it is a known
+    name or an ad-hoc `kind/name`.
     """
     if len(text) > MAX_TEXT_LENGTH:
         raise CommandSyntaxError(f"that command is too long ({len(text)} characters) — usage: {USAGE}")
@@ -199,7 +225,9 @@ def parse_command(text: str, backend_options: Mapping[str, BackendOption] | None
         return StatusCommand(target=_parse_target_only(rest, "status", STATUS_USAGE))
     if verb == "cancel":
         return CancelCommand(operation_id=_parse_operation_id(rest))
-    return _parse_rollback(tokens, backend_options or {})
+    if verb == "incidents" and not rest and "incidents" not in known_names:
+        return IncidentsCommand()
+    return _parse_rollback(tokens, backend_options or {}, frozenset(known_names))
 
 
 def _tokenize(text: str) -> list[_Token]:
@@ -272,7 +300,9 @@ def _parse_operation_id(tokens: list[_Token]) -> OperationId:
     return OperationId(word)
 
 
-def _parse_rollback(tokens: list[_Token], backend_options: Mapping[str, BackendOption]) -> RollbackCommand:
+def _parse_rollback(
+    tokens: list[_Token], backend_options: Mapping[str, BackendOption], known_names: frozenset[str]
+) -> RollbackCommand:
     positionals: list[_Token] = []
     revisions: list[str] = []
     namespace: str | None = None
@@ -312,16 +342,29 @@ def _parse_rollback(tokens: list[_Token], backend_options: Mapping[str, BackendO
             options[name] = _merge(options.get(name), True if value is None else value, f"--{name}")
     if not positionals:
         raise CommandSyntaxError(f"which target? usage: {USAGE}")
-    if len(positionals) >= 2:
-        revisions.insert(0, positionals[1].text)
-    if len(positionals) > 2:
-        extra = _shown(positionals[2].text)
+    named = [token for token in positionals[1:] if _is_another_target(token, known_names)]
+    numbered = [token for token in positionals[1:] if token not in named]
+    if numbered:
+        revisions.insert(0, numbered[0].text)
+    if len(numbered) > 1:
+        extra = _shown(numbered[1].text)
         if reason is not None and not any(ch.isspace() for ch in reason):
             raise CommandSyntaxError(
                 f'unexpected `{extra}` — put a reason with spaces in quotes: `--reason "db migration broke"`'
             )
         raise CommandSyntaxError(f"unexpected `{extra}` — usage: {USAGE}")
+    if named and revisions:
+        raise CommandSyntaxError(
+            f"a batch rolls every target back to its previous revision — drop `{_shown(revisions[0])}`, "
+            "or roll that target back on its own to pick a revision"
+        )
+    if len(positionals) > MAX_BATCH_TARGETS:
+        raise CommandSyntaxError(f"at most {MAX_BATCH_TARGETS} targets in one batch, not {len(positionals)}")
+    more_targets = tuple(_parse_target(token, namespace, USAGE) for token in named)
     target = _parse_target(positionals[0], namespace, USAGE)
+    twice = next((ref for i, ref in enumerate(more_targets) if ref in (target, *more_targets[:i])), None)
+    if twice is not None:
+        raise CommandSyntaxError(f"`{_shown(twice.display)}` is named twice — name each target once")
     numbers = [_parse_revision(word) for word in revisions]
     other = next((word for word, number in zip(revisions, numbers, strict=True) if number != numbers[0]), None)
     if other is not None:
@@ -329,7 +372,18 @@ def _parse_rollback(tokens: list[_Token], backend_options: Mapping[str, BackendO
             f"conflicting revisions `{_shown(revisions[0])}` and `{_shown(other)}` — give the revision once"
         )
     to_revision = RevisionNumber(numbers[0]) if numbers and numbers[0] else None
-    return RollbackCommand(target=target, to_revision=to_revision, dry_run=dry_run, reason=reason, options=options)
+    return RollbackCommand(
+        target=target,
+        to_revision=to_revision,
+        dry_run=dry_run,
+        reason=reason,
+        options=options,
+        more_targets=more_targets,
+    )
+
+
+def _is_another_target(token: _Token, known_names: frozenset[str]) -> bool:
+    return not token.is_quoted and ("/" in token.text or token.text.lower() in known_names)
 
 
 def _split_flag(token: _Token, usage: str) -> tuple[str, str | None]:
@@ -428,7 +482,7 @@ def command_words(command: Command) -> list[str]:
     """The words `render_command` joins; any whitespace between them parses the same."""
     match command:
         case RollbackCommand():
-            words = _target_words(command.target)
+            words = [word for ref in command.targets for word in _target_words(ref)]
             if command.to_revision is not None:
                 words.append(str(command.to_revision))
             if command.dry_run:
@@ -448,6 +502,8 @@ def command_words(command: Command) -> list[str]:
             return [verb, *_target_words(command.target)]
         case HelpCommand():
             return ["help"] if command.topic is None else ["help", command.topic]
+        case IncidentsCommand():
+            return ["incidents"]
         case _:
             return ["cancel", command.operation_id]
 

@@ -26,7 +26,7 @@ into these at the seam, with `raise … from exc`, so the flow never sees a vend
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 
@@ -55,11 +55,17 @@ class NotAllowedToApprove(UserError):
 
 
 class TargetBusy(UserError):
-    """Another operation holds the target's lock; `holder` is the store's `ports.LockInfo` when known."""
+    """Another operation holds the target's lock; `holder` is the store's `ports.LockInfo` when known.
 
-    def __init__(self, message: str, *, holder: object | None = None) -> None:
+    For a batch, `holders` maps every busy member's name to its holder (`holder` is the first of them).
+    """
+
+    def __init__(
+        self, message: str, *, holder: object | None = None, holders: Mapping[str, object] | None = None
+    ) -> None:
         super().__init__(message)
         self.holder = holder
+        self.holders: Mapping[str, object] = holders or {}
 
 
 class RevisionNotFound(UserError):

@@ -40,6 +40,16 @@ from bot.core.approvals import (
     judge_reaction,
     vote_of,
 )
+from bot.core.batches import (
+    MemberErrored,
+    MemberEvent,
+    MemberObserved,
+    MemberReceiptRecorded,
+    apply_member_event,
+    batch_result,
+    settle_members,
+    started_members,
+)
 from bot.core.catalog import SlackUserId, format_duration
 from bot.core.effects import Effect, PostInThread, RefreshRequestMessage, ReleaseTarget, StartExecution, TellUser
 from bot.core.messages import decisions as words
@@ -129,6 +139,9 @@ Event = (
     | RolloutObserved
     | RollbackErrored
     | ReceiptRecorded
+    | MemberReceiptRecorded
+    | MemberObserved
+    | MemberErrored
 )
 
 
@@ -207,6 +220,8 @@ def advance(
             return Transition(operation)
         case ExecutionClaimed():
             return _on_claim(operation, event, now)
+        case MemberReceiptRecorded() | MemberObserved() | MemberErrored():
+            return _on_member(operation, event, now)
         case ClaimRefused():
             if operation.phase is not Phase.APPROVED:
                 return Transition(operation)
@@ -218,13 +233,15 @@ def advance(
                 return Transition(operation)
             return Transition(_next(operation, now, lease_until=event.lease_until), changed=True)
         case RolloutObserved():
+            if operation.is_batch:
+                return Transition(operation)  # a batch hears from its members, never as a whole
             return _on_status(operation, event.status, now)
         case RollbackErrored():
             if operation.phase is not Phase.ROLLING_BACK:
                 return Transition(operation)
             return _finish(operation, Phase.FAILED, words.failed_outcome(event.reason), now)
         case _:
-            if operation.phase is not Phase.ROLLING_BACK or event.receipt == operation.receipt:
+            if operation.phase is not Phase.ROLLING_BACK or operation.is_batch or event.receipt == operation.receipt:
                 return Transition(operation)
             return Transition(_next(operation, now, receipt=event.receipt), changed=True)
 
@@ -353,6 +370,10 @@ def _on_claim(operation: Operation, event: ExecutionClaimed, now: datetime) -> T
         )
         plan = operation.plan
         line = PostInThread(words.rolling_back_line(plan.from_revision, plan.to_revision))
+        if operation.is_batch:
+            new = new.model_copy(update={"members": started_members(operation.members)})
+            arrows = [(m.name, m.plan.from_revision, m.plan.to_revision) for m in operation.members]
+            line = PostInThread(words.batch_rolling_back_line(arrows))
         return _changed(new, (RefreshRequestMessage(), line), None)
     if operation.phase is Phase.ROLLING_BACK:
         is_lease_over = operation.lease_until is None or now >= operation.lease_until
@@ -377,9 +398,28 @@ def _on_status(operation: Operation, status: RolloutStatus, now: datetime) -> Tr
     return _finish(operation, Phase.FAILED, words.failed_outcome(status.reason or status.summary), now, status)
 
 
+def _on_member(operation: Operation, event: MemberEvent, now: datetime) -> Transition:
+    """A member of a running batch moved; when its last member ends, the batch ends with the truth."""
+    if operation.phase is not Phase.ROLLING_BACK:
+        return Transition(operation)
+    change = apply_member_event(operation, event)
+    if change is None:
+        return Transition(operation)
+    member_line = () if change.line is None else (PostInThread(change.line),)
+    if not change.is_batch_over:
+        new = _next(operation, now, members=change.members)
+        return _changed(new, member_line, None) if member_line else Transition(new, changed=True)
+    phase, outcome = batch_result(change.members)
+    finished = _finish(operation.model_copy(update={"members": change.members}), phase, outcome, now)
+    return Transition(finished.operation, (*member_line, *finished.effects), True, None, change.line)
+
+
 def _finish(
     operation: Operation, phase: Phase, outcome: str, now: datetime, last_status: RolloutStatus | None = None
 ) -> Transition:
+    if operation.is_batch and not all(member.phase.is_terminal for member in operation.members):
+        # The batch ends before some members did (refused, errored): they did not roll back, and say why.
+        operation = operation.model_copy(update={"members": settle_members(operation.members, phase, outcome)})
     new = _next(
         operation,
         now,
@@ -419,6 +459,10 @@ def _closed_text(operation: Operation) -> str:
 
 
 def _next(operation: Operation, now: datetime, **update: object) -> Operation:
+    phase = update.get("phase")
+    if operation.is_batch and isinstance(phase, Phase) and phase.is_terminal and "members" not in update:
+        # Rejected, expired or cancelled: the members never ran, and show the batch's phase.
+        update["members"] = settle_members(operation.members, phase)
     return operation.model_copy(update={**update, "version": operation.version + 1, "updated_at": now})
 
 

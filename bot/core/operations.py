@@ -7,6 +7,10 @@ is what the operation store compares-and-sets on. Its `phase` says where it is i
     AWAITING_APPROVAL → REJECTED | EXPIRED | CANCELLED
     PREVIEW (a --dry-run: shown, never executed)
 
+A batch (`/rollback shop`) is one operation with `members`: one request message, one approval, one lock per
+member taken together, and each member's own plan, phase and outcome; its `target` is the batch itself (the
+group's name, the strictest policy of its members). The batch succeeds only when every member did.
+
 Terminal phases absorb every further event. The target is stored resolved (a snapshot of the catalog entry and
 its policy), so editing the catalog never changes what an in-flight operation will do.
 """
@@ -68,6 +72,25 @@ class Approval(BaseModel):
     via: Literal["reaction", "button"] = "reaction"
 
 
+class BatchMember(BaseModel):
+    """One target of a batch: its plan, how far it got, and what happened to it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: Target
+    plan: RollbackPlan
+    # AWAITING_APPROVAL until the batch runs, ROLLING_BACK while it does, then SUCCEEDED or FAILED; a batch that
+    # never ran (rejected, expired, cancelled, a preview) leaves its members in the batch's phase.
+    phase: Phase
+    receipt: RollbackReceipt | None = None
+    last_status: RolloutStatus | None = None
+    outcome: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+
 class Operation(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -102,6 +125,26 @@ class Operation(BaseModel):
     last_status: RolloutStatus | None = None
     outcome: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    # A batch's targets, in the order people named them; empty for a single-target operation.
+    members: tuple[BatchMember, ...] = ()
+    # The incident whose card's button asked for this rollback, if any.
+    incident_id: str | None = None
+    # After SUCCEEDED: whether the target stayed healthy for `healthy_for` (pending, then healthy or failing).
+    verification: Literal["pending", "healthy", "failing"] | None = None
+
+    @property
+    def is_batch(self) -> bool:
+        return bool(self.members)
+
+    @property
+    def lock_keys(self) -> tuple[str, ...]:
+        """Every lock this operation holds while in flight: one per member for a batch, else its target's."""
+        if self.members:
+            return tuple(member.target.lock_key for member in self.members)
+        return (self.target.lock_key,)
+
+    def member(self, name: str) -> BatchMember | None:
+        return next((member for member in self.members if member.target.name == name), None)
 
     @property
     def approvers(self) -> tuple[SlackUserId, ...]:
@@ -111,9 +154,9 @@ class Operation(BaseModel):
     def required_approvals(self) -> int:
         return self.target.policy.required
 
-    def metadata_payload(self) -> dict[str, str | int | None]:
+    def metadata_payload(self) -> dict[str, object]:
         """The `rollbot_operation` message metadata every message about this operation carries."""
-        return {
+        payload: dict[str, object] = {
             "operation_id": self.id,
             "phase": self.phase.value,
             "target": self.target.name,
@@ -121,6 +164,24 @@ class Operation(BaseModel):
             "from_revision": self.plan.from_revision,
             "to_revision": self.plan.to_revision,
         }
+        if self.incident_id is not None:
+            payload["incident_id"] = self.incident_id
+        if self.verification is not None:
+            payload["verification"] = self.verification
+        if self.members:
+            # Flat objects only: Slack's metadata allows a list of objects, not objects nested deeper.
+            payload["batch"] = True
+            payload["targets"] = [member.target.name for member in self.members]
+            payload["members"] = [
+                {
+                    "target": member.target.name,
+                    "phase": member.phase.value,
+                    "from_revision": member.plan.from_revision,
+                    "to_revision": member.plan.to_revision,
+                }
+                for member in self.members
+            ]
+        return payload
 
 
 # The Slack message metadata event type, fixed by contract: workflows and other apps filter on it.

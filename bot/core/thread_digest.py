@@ -221,13 +221,13 @@ def decide_thread(memory: ThreadMemory, status: RolloutStatus, now: datetime) ->
         # the backend's closing notes (e.g. what was not deregistered), which get one line.
         problems = _count_problems(memory.pending_problems, new_units)
         finished = memory.model_copy(update={"told_units": told, "last_progress_at": now, "pending_problems": problems})
-        digest = None
+        last_word: Digest | None = None
         if problems and finished.digest_lines < MAX_DIGEST_LINES:
-            digest = _digest(finished.model_copy(update={"pending_events": EventTally()}), now)
+            last_word = _digest(finished.model_copy(update={"pending_events": EventTally()}), now)
             finished = finished.model_copy(
                 update={"digest_lines": finished.digest_lines + 1, "pending_problems": (), "last_digest_at": now}
             )
-        return ThreadDecision(memory=finished, publish_progress=True, digest=digest, closing_notes=tuple(news))
+        return ThreadDecision(memory=finished, publish_progress=True, digest=last_word, closing_notes=tuple(news))
     tally = memory.pending_events
     for event in news:
         tally = tally.add(event)

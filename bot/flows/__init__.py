@@ -9,6 +9,7 @@ package is split by responsibility, around one journal:
 - `requests`  slash commands, up to the request message;
 - `votes`     reactions, buttons and cancels; lost votes recounted;
 - `execution` claim, roll back once, watch, finish — under a fenced `lease`;
+- `batch`     a batch's members rolled back in parallel under its one lease (`batch_requests` plans them);
 - `reporting` what goes to Slack after a stored change;
 - `sweeper`   expiry, recounts, orphaned operations and gestures;
 - `inbox`     acknowledged gestures parked until their effect is stored;
@@ -31,10 +32,15 @@ from typing import Final
 
 from bot.core import messages
 from bot.core.approvals import vote_of
-from bot.core.catalog import BackendKind, Catalog, ChannelId, SlackUserId
+from bot.core.catalog import BackendKind, Catalog, ChannelId, SlackUserId, Target
 from bot.core.errors import TemporaryError, UserError
+from bot.core.incidents import Incident
+from bot.core.lifecycle import Transition
 from bot.core.messages import ChatMessage
-from bot.core.operations import MessageRef, Operation, OperationId
+from bot.core.messages.incidents import INCIDENT_ROLLBACK_ACTION
+from bot.core.operations import MessageRef, Operation, OperationId, Phase
+from bot.core.rollouts import RevisionNumber
+from bot.flows.batch import BatchRunner
 from bot.flows.execution import Executor, Submit
 from bot.flows.inbox import Gesture, GestureParking
 from bot.flows.journal import Journal
@@ -71,6 +77,8 @@ class RollbackFlow:
         command_name: str = "/rollback",
         rollout_timeout: timedelta = timedelta(minutes=10),
         lease: timedelta = timedelta(seconds=30),
+        # How often a batch's owner stores its members' progress (one writer, so one write per interval).
+        publish_interval: timedelta = timedelta(seconds=1),
         sleep: Callable[[float], None] = time.sleep,
         inbox: Inbox | None = None,
         heartbeat_ttl: timedelta = DEFAULT_HEARTBEAT_TTL,
@@ -93,16 +101,30 @@ class RollbackFlow:
             metrics=metrics,
             start_execution=lambda operation_id: self._executor.hand_over(operation_id),
             sleep=sleep,
+            owe=self._owe_report,
         )
+        self._finished_listeners: list[Callable[[Operation], None]] = []
+        self._incident_clicks: Callable[[str, SlackUserId], None] | None = None
         self._journal = Journal(
             store=store,
             clock=clock,
             metrics=metrics,
             members=approver_group_members(chat),
-            apply=self._reporter.apply,
+            apply=self._apply_and_tell,
             sleep=sleep,
         )
         self._votes = Votes(journal=self._journal, store=store, chat=chat, sleep=sleep)
+        batches = BatchRunner(
+            backend_of=lambda target: self._executor.backend(target),
+            reporter=self._reporter,
+            chat=chat,
+            clock=clock,
+            metrics=metrics,
+            rollout_timeout=rollout_timeout,
+            publish_interval=publish_interval,
+            sleep=sleep,
+            stopping=self._stopping,
+        )
         self._executor = Executor(
             backends=backends,
             journal=self._journal,
@@ -116,6 +138,7 @@ class RollbackFlow:
             lease=lease,
             sleep=sleep,
             stopping=self._stopping,
+            run_batch=batches.run,
         )
         self._requests = Requests(
             backends=backends,
@@ -141,6 +164,50 @@ class RollbackFlow:
             adopt_gestures=self._adopt_gestures,
         )
 
+    def _apply_and_tell(
+        self, transition: Transition, told: list[str] | None, still_current: Callable[[], bool] | None
+    ) -> None:
+        """Report a stored change; an operation that just finished is also told to whoever listens (incidents)."""
+        self._reporter.apply(transition, told, still_current)
+        operation = transition.operation
+        if transition.changed and operation.phase.is_terminal and operation.phase is not Phase.PREVIEW:
+            for listener in self._finished_listeners:
+                try:
+                    listener(operation)
+                except Exception:  # an incident's bookkeeping must never undo a finished rollback
+                    log.exception("a finished-operation listener failed", extra={"operation_id": operation.id})
+
+    def on_finished(self, listener: Callable[[Operation], None]) -> None:
+        """Call `listener` with every operation that reaches a terminal phase in this process."""
+        self._finished_listeners.append(listener)
+
+    def on_incidents_listing(self, listing: Callable[[], ChatMessage]) -> None:
+        """What `/rollback incidents` answers (open incidents with links to their cards)."""
+        self._requests.incidents_listing = listing
+
+    def backend_of(self, target: Target) -> Backend:
+        return self._executor.backend(target)
+
+    def on_incident_click(self, handler: Callable[[str, SlackUserId], None]) -> None:
+        """Who handles the incident card's button (incident id, clicker); without one the click is ignored."""
+        self._incident_clicks = handler
+
+    def request_for_incident(
+        self, target: Target, to_revision: RevisionNumber, user: SlackUserId, incident: Incident
+    ) -> Operation | None:
+        """The normal request path for a click on an incident card; the clicker is told the outcome."""
+
+        def reply(message: ChatMessage) -> None:
+            self._reporter.quietly(incident.id, self._chat.post_ephemeral, incident.channel, user, message)
+
+        return self._requests.request_for_incident(target, to_revision, user, incident.channel, incident.id, reply)
+
+    def record_verification(self, operation_id: OperationId, state: str) -> None:
+        """A bookkeeping write on a finished operation: its payload's `verification`."""
+        if state not in ("pending", "healthy", "failing"):
+            raise ValueError(f"unknown verification state {state!r}")
+        self._journal.write(operation_id, lambda op: op.model_copy(update={"verification": state}))
+
     @property
     def catalog(self) -> Catalog:
         return self._catalog
@@ -164,7 +231,7 @@ class RollbackFlow:
         quick = self._requests.answer_now(text)
         if quick is not None:
             return quick
-        gesture = Gesture(kind="command", user=user, channel=channel, text=text)
+        gesture = Gesture(kind="command", user=user, channel=channel, text=text, operation_id=self._new_id())
         self._submit_gesture(gesture, reply)
         return messages.command_received(self._command, text)
 
@@ -185,8 +252,8 @@ class RollbackFlow:
         )
         self._submit_gesture(gesture)
 
-    def accept_button(self, ref: MessageRef, user: SlackUserId, action_id: str) -> None:
-        self._submit_gesture(Gesture(kind="button", user=user, ref=ref, action_id=action_id))
+    def accept_button(self, ref: MessageRef, user: SlackUserId, action_id: str, value: str = "") -> None:
+        self._submit_gesture(Gesture(kind="button", user=user, ref=ref, action_id=action_id, value=value))
 
     def _submit_gesture(self, gesture: Gesture, reply: Reply | None = None, parked: str | None = None) -> None:
         """Park the gesture (unless it is an adopted one, parked already), then queue its handling."""
@@ -208,7 +275,8 @@ class RollbackFlow:
     def _handle(self, gesture: Gesture, reply: Reply) -> None:
         match gesture.kind:
             case "command":
-                self._requests.handle(gesture.text, gesture.user, gesture.channel or ChannelId(""), reply)
+                channel = gesture.channel or ChannelId("")
+                self._requests.handle(gesture.text, gesture.user, channel, reply, gesture.operation_id)
             case "reaction" if gesture.ref is not None:
                 self._votes.on_reaction(
                     gesture.ref,
@@ -218,8 +286,21 @@ class RollbackFlow:
                     event_id=gesture.event_id,
                     author=gesture.author,
                 )
+            case "button" if gesture.action_id == INCIDENT_ROLLBACK_ACTION:
+                if self._incident_clicks is not None:
+                    self._incident_clicks(gesture.value, gesture.user)
             case "button" if gesture.ref is not None:
                 self._votes.on_button(gesture.ref, gesture.user, gesture.action_id)
+            case "report" if gesture.operation_id is not None:
+                self._reporter.make_good(gesture.operation_id, gesture.lines, gesture.refresh)
+
+    def _owe_report(self, operation_id: OperationId, lines: tuple[str, ...], refresh: bool) -> None:
+        """A report Slack kept refusing: parked (so another replica makes it good if this one dies) and retried
+        at the next sweep until Slack takes it."""
+        debt = Gesture(kind="report", operation_id=operation_id, lines=lines, refresh=refresh)
+        key = self._parking.park(f"report:{operation_id}:{secrets.token_hex(4)}", debt)
+        self._parking.retry_later(key, debt)
+        log.warning("Slack refused a report; it will be made good", extra={"operation_id": operation_id})
 
     def _ephemeral_reply(self, gesture: Gesture) -> Reply:
         """How an adopted command answers: the requester's response_url died with the other replica."""

@@ -34,6 +34,7 @@ from bot.core.lifecycle import (
     RolloutObserved,
 )
 from bot.core.operations import Operation, OperationId, Phase
+from bot.core.outbound import Priority
 from bot.core.rollouts import RollbackReceipt, RolloutStatus
 from bot.core.thread_digest import ThreadDecision, ThreadMemory, decide_thread
 from bot.flows.journal import Journal
@@ -70,8 +71,10 @@ class Executor:
         lease: timedelta,
         sleep: Sleep,
         stopping: threading.Event,
+        run_batch: Callable[[Lease], None] | None = None,
     ) -> None:
         self._backends = backends
+        self._run_batch = run_batch  # batches run their members in parallel (bot.flows.batch)
         self._journal = journal
         self._reporter = reporter
         self._store = store
@@ -171,13 +174,17 @@ class Executor:
         )
         if takeover:
             self._reporter.quietly(
-                operation_id, self._reporter.post_in_thread, claimed, messages.takeover_line(claimed)
+                operation_id, self._reporter.post_in_thread, claimed, messages.takeover_line(claimed), Priority.NORMAL
             )
         log.info("execution claimed", extra={"operation_id": operation_id, "takeover": takeover})
         return lease
 
     def _run(self, lease: Lease) -> None:
         operation = lease.confirm()
+        if operation.is_batch and self._run_batch is not None:
+            lease.keep()
+            self._run_batch(lease)
+            return
         backend = self.backend(operation.target)
         lease.keep()
         if operation.receipt is None:
@@ -238,7 +245,8 @@ class Executor:
                 self._publish_progress(lease, operation, status)
                 if decision.refresh_request:
                     # The channel message shows the latest summary too, but rarely (chat.update is tier 3).
-                    self._reporter.quietly(operation.id, self._reporter.refresh_request, operation)
+                    operation = lease.confirm()
+                    self._reporter.quietly(operation.id, self._reporter.refresh_request, operation, Priority.PROGRESS)
         if lease.lost.is_set():
             return
         if self._stopping.is_set() and (last is None or not last.is_finished):
@@ -254,7 +262,11 @@ class Executor:
         if transition is not None:
             operation = transition.operation
             self._reporter.quietly(
-                operation.id, self._reporter.post_in_thread, operation, messages.handover_line(operation)
+                operation.id,
+                self._reporter.post_in_thread,
+                operation,
+                messages.handover_line(operation),
+                Priority.NORMAL,
             )
         log.info("handed the rollout over on shutdown", extra={"operation_id": lease.operation_id})
 
@@ -262,12 +274,14 @@ class Executor:
         """At most one line per observation, and few per rollout: `thread_digest` decided which."""
         if decision.digest is not None:
             line = messages.digest_line(operation, decision.digest)
-            self._reporter.quietly(operation.id, self._reporter.post_in_thread, operation, line)
+            self._reporter.quietly(operation.id, self._reporter.post_in_thread, operation, line, Priority.NORMAL)
         if decision.closing_notes:
             line = messages.closing_notes_line(operation, decision.closing_notes)
-            self._reporter.quietly(operation.id, self._reporter.post_in_thread, operation, line)
+            self._reporter.quietly(operation.id, self._reporter.post_in_thread, operation, line, Priority.NORMAL)
 
     def _publish_progress(self, lease: Lease, operation: Operation, status: RolloutStatus) -> None:
+        lease.confirm()  # not a line from a replica that was paused past its lease
+
         def remember(ref: object) -> None:
             lease.write(lambda op: op.model_copy(update={"progress_message": ref}))
 

@@ -18,19 +18,20 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot.core.catalog import ChannelId, SlackUserId
 from bot.core.errors import BotError
-from bot.core.operations import MessageRef
+from bot.core.operations import MessageRef, OperationId
 from bot.ports import Inbox, ParkedWork
 
 log = logging.getLogger("rollbot.flows")
 
 
 class Gesture(BaseModel):
-    """What a person did in Slack, as much as the flow needs to handle it again elsewhere."""
+    """What a person did in Slack (or a report the bot owes them), as much as the flow needs to handle it again
+    elsewhere."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["command", "reaction", "button"]
-    user: SlackUserId
+    kind: Literal["command", "reaction", "button", "report"]
+    user: SlackUserId = SlackUserId("")
     channel: ChannelId | None = None
     text: str = ""
     ref: MessageRef | None = None
@@ -39,6 +40,13 @@ class Gesture(BaseModel):
     event_id: str | None = None
     author: SlackUserId | None = None
     action_id: str = ""
+    # A command's operation id, chosen at the ack: handling the command again continues that operation.
+    # For a report Slack refused: the operation it is about, its owed thread lines, and whether to re-render.
+    operation_id: OperationId | None = None
+    lines: tuple[str, ...] = ()
+    refresh: bool = False
+    # A button's value (the incident id of an incident card's button).
+    value: str = ""
 
 
 class GestureParking:

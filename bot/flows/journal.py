@@ -18,11 +18,20 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from functools import partial
 from typing import Final, Protocol
 
 from bot.core.catalog import SlackUserId
 from bot.core.errors import ConcurrentUpdate
-from bot.core.lifecycle import ButtonPressed, Event, ReactionAdded, ReactionRemoved, Transition, advance
+from bot.core.lifecycle import (
+    ButtonPressed,
+    Event,
+    ExecutionClaimed,
+    ReactionAdded,
+    ReactionRemoved,
+    Transition,
+    advance,
+)
 from bot.core.operations import Operation, OperationId, Phase
 from bot.flows.retrying import MAX_CAS_ATTEMPTS, Sleep, compare_and_set
 from bot.ports import Clock, Metrics, OperationStore
@@ -34,7 +43,9 @@ OPERATION_LOCK_STRIPES: Final = 64
 
 
 class EffectApplier(Protocol):
-    def __call__(self, transition: Transition, told: list[str] | None) -> None: ...
+    def __call__(
+        self, transition: Transition, told: list[str] | None, still_current: Callable[[], bool] | None
+    ) -> None: ...
 
 
 class Journal:
@@ -120,8 +131,19 @@ class Journal:
                 lock_ttl=lock_ttl if lock_ttl is not None else _lock_ttl_on_approval(operation, after),
             )
             self._count(event, operation, after)
-        self._apply(transition, told)
+        # An executor may be paused between its write and the Slack calls that report it; by then another replica
+        # may have taken over. Slack has no fencing, so check the token again before each call: a narrow window
+        # instead of a whole pause.
+        reporting_fence = fence
+        if reporting_fence is None and isinstance(event, ExecutionClaimed) and transition.changed:
+            reporting_fence = transition.operation.fence  # the claim's own lines ("rolling back") are fenced too
+        still_current = None if reporting_fence is None else partial(self._holds, operation_id, reporting_fence)
+        self._apply(transition, told, still_current)
         return transition
+
+    def _holds(self, operation_id: OperationId, fence: int) -> bool:
+        operation = self._store.get(operation_id)
+        return operation is not None and operation.fence == fence
 
     def _count(self, event: Event, before: Operation, after: Operation) -> None:
         if after.phase is not before.phase:

@@ -17,6 +17,7 @@ from bot.core.effects import PostInThread, RefreshRequestMessage, ReleaseTarget,
 from bot.core.lifecycle import Transition
 from bot.core.messages import ChatMessage
 from bot.core.operations import MessageRef, Operation, OperationId
+from bot.core.outbound import Priority
 from bot.core.rollouts import RolloutStatus
 from bot.flows.retrying import Sleep, chat_calls
 from bot.ports import Chat, Metrics, OperationStore
@@ -35,17 +36,34 @@ class Reporter:
         metrics: Metrics,
         start_execution: Callable[[OperationId], None],
         sleep: Sleep,
+        owe: Callable[[OperationId, tuple[str, ...], bool], None] | None = None,
     ) -> None:
         self._chat = chat
         self._store = store
         self._metrics = metrics
         self._start_execution = start_execution
         self._sleep = sleep
+        # Where reports Slack kept refusing go, to be made good later: (operation, thread lines, refresh?).
+        self._owe = owe
 
-    def apply(self, transition: Transition, told: list[str] | None = None) -> None:
-        """Apply a stored transition's effects once, in order; one failing does not stop the next."""
+    def apply(
+        self,
+        transition: Transition,
+        told: list[str] | None = None,
+        still_current: Callable[[], bool] | None = None,
+    ) -> None:
+        """Apply a stored transition's effects once, in order; one failing does not stop the next.
+
+        `still_current` (executor writes) is asked before each effect; once it says no, the rest is left to the
+        replica that took the operation over.
+        """
         operation = transition.operation
+        owed_lines: list[str] = []
+        owe_refresh = False
         for effect in transition.effects:
+            if still_current is not None and not self._asks(operation.id, still_current):
+                log.warning("lost the lease before reporting; saying nothing", extra={"operation_id": operation.id})
+                return
             match effect:
                 case TellUser(user=user, text=text):
                     if told is not None:
@@ -56,25 +74,51 @@ class Reporter:
                             operation.id, self._chat.post_ephemeral, operation.channel, user, messages.not_allowed(text)
                         )
                 case PostInThread(text=text):
-                    self.quietly(operation.id, self.post_in_thread, operation, messages.thread_line(operation, text))
+                    # Lifecycle lines (approvals, outcomes, final lines) are what people act on.
+                    line = messages.thread_line(operation, text)
+                    if not self.quietly(operation.id, self.post_in_thread, operation, line, Priority.URGENT):
+                        owed_lines.append(text)
                 case RefreshRequestMessage():
-                    self.quietly(operation.id, self.refresh_request, operation)
+                    if not self.quietly(operation.id, self.refresh_request, operation, Priority.URGENT):
+                        owe_refresh = True
                 case StartExecution(operation_id=operation_id):
                     self.quietly(operation.id, self._start_execution, operation_id)
                 case ReleaseTarget():
                     pass  # the store releases the lock when it stores a terminal phase
+        if (owed_lines or owe_refresh) and self._owe is not None:
+            # Slack outlasted the retries: the report is owed, not dropped; the sweeper makes it good.
+            self._owe(operation.id, tuple(owed_lines), owe_refresh)
 
-    def post_in_thread(self, operation: Operation, message: ChatMessage) -> MessageRef | None:
+    def make_good(self, operation_id: OperationId, lines: tuple[str, ...], refresh: bool) -> None:
+        """Post what an earlier report could not: the request message as it is now, and the owed thread lines.
+
+        Raises ChatUnavailable while Slack still refuses, so the caller keeps the debt for the next sweep.
+        """
+        operation = self._store.get(operation_id)
+        if operation is None:
+            return
+        if refresh:
+            self.refresh_request(operation, Priority.URGENT)
+        for text in lines:
+            self.post_in_thread(operation, messages.thread_line(operation, text), Priority.URGENT)
+
+    def post_in_thread(
+        self, operation: Operation, message: ChatMessage, priority: Priority = Priority.NORMAL
+    ) -> MessageRef | None:
         if operation.request_message is None:
             return None
         request_message = operation.request_message
-        return self.patiently(lambda: self._chat.post(operation.channel, message, thread=request_message))
+        return self.patiently(
+            lambda: self._chat.post(operation.channel, message, thread=request_message, priority=priority)
+        )
 
-    def refresh_request(self, operation: Operation) -> None:
+    def refresh_request(self, operation: Operation, priority: Priority = Priority.URGENT) -> None:
+        """Re-render the request message: URGENT for a phase change, PROGRESS for the periodic summary."""
         if operation.request_message is None:
             return
         request_message = operation.request_message
-        ref = self.patiently(lambda: self._chat.update(request_message, messages.request_message(operation)))
+        rendered = messages.request_message(operation)
+        ref = self.patiently(lambda: self._chat.update(request_message, rendered, priority=priority))
         if ref is not None and ref != operation.request_message:
             # The original was deleted; the bot re-posted it. Votes on the new message must count too.
             self._store.link_message(operation.id, ref)
@@ -82,16 +126,20 @@ class Reporter:
     def publish_progress(
         self, operation: Operation, status: RolloutStatus, remember: Callable[[MessageRef], object]
     ) -> None:
-        """Post the progress message once, then edit it in place; `remember` stores the ref of the first post."""
+        """Post the progress message once, then edit it in place; `remember` stores the ref of the first post.
+
+        Refreshes are PROGRESS (coalesced, they give way under Slack's limits); the final state is URGENT.
+        """
         message = messages.progress_message(operation, status)
+        priority = Priority.URGENT if operation.phase.is_terminal else Priority.PROGRESS
 
         def publish() -> None:
             if operation.progress_message is None:
-                ref = self.post_in_thread(operation, message)
+                ref = self.post_in_thread(operation, message, priority)
                 if ref is not None:
                     remember(ref)
             else:
-                self._chat.update(operation.progress_message, message)
+                self._chat.update(operation.progress_message, message, priority=priority)
 
         self.quietly(operation.id, publish)
 
@@ -102,9 +150,21 @@ class Reporter:
                 return call()
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def quietly(self, operation_id: OperationId | str, action: Callable[..., object], *args: object) -> None:
-        """Chat side effects after a committed state change: log failures, never undo the change."""
+    def _asks(self, operation_id: OperationId, still_current: Callable[[], bool]) -> bool:
+        try:
+            return still_current()
+        except Exception:  # the store is unreachable: better a late line than a lost one
+            log.warning("could not confirm the lease before reporting", extra={"operation_id": operation_id})
+            return True
+
+    def quietly(self, operation_id: OperationId | str, action: Callable[..., object], *args: object) -> bool:
+        """Chat side effects after a committed state change: log failures, never undo the change.
+
+        False when the action failed (the caller may owe it).
+        """
         try:
             action(*args)
         except Exception:
             log.exception("side effect failed", extra={"operation_id": operation_id})
+            return False
+        return True

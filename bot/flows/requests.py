@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Final
 
 from bot.core import messages
 from bot.core.catalog import BackendKind, Catalog, ChannelId, SlackUserId, Target
@@ -16,6 +18,7 @@ from bot.core.commands import (
     Command,
     HelpCommand,
     HistoryCommand,
+    IncidentsCommand,
     RollbackCommand,
     StatusCommand,
     parse_command,
@@ -24,6 +27,7 @@ from bot.core.commands import (
 from bot.core.errors import (
     BotError,
     CommandSyntaxError,
+    DuplicateOperation,
     NothingToDo,
     RevisionNotFound,
     TargetBusy,
@@ -32,14 +36,19 @@ from bot.core.errors import (
 )
 from bot.core.messages import ChatMessage
 from bot.core.operations import Operation, OperationId, Phase
-from bot.core.rollouts import BackendOption
+from bot.core.outbound import Priority
+from bot.core.rollouts import BackendOption, RevisionNumber
 from bot.core.targets import check_channel, resolve_target
+from bot.flows.batch_requests import is_batch, plan_batch
 from bot.flows.journal import LOCK_MARGIN, Journal
 from bot.flows.reporting import Reporter
 from bot.flows.votes import Votes
 from bot.ports import Backend, Chat, Clock, LockInfo, Metrics, OperationStore
 
 log = logging.getLogger("rollbot.flows")
+
+# A request message that waits longer than this for Slack's budget is announced to the requester as queued.
+QUEUED_NOTICE_AFTER: Final = timedelta(seconds=2)
 
 Reply = Callable[[ChatMessage], None]
 
@@ -73,11 +82,13 @@ class Requests:
         self._catalog = catalog
         self._new_id = new_operation_id
         self._command = command_name
+        # What `/rollback incidents` answers; wired by the composition root when incidents are on.
+        self.incidents_listing: Callable[[], ChatMessage] | None = None
 
     def answer_now(self, text: str) -> ChatMessage | None:
         """The reply to a command that needs no I/O (usage errors, help), fast enough for the 3 s ack; else None."""
         try:
-            command = parse_command(text, self._declared_options())
+            command = parse_command(text, self._declared_options(), self._known_names())
         except CommandSyntaxError as exc:
             self._metrics.command_received("invalid")
             return messages.usage_error(str(exc), self._command)
@@ -86,10 +97,22 @@ class Requests:
             return self._help()
         return None
 
-    def handle(self, text: str, user: SlackUserId, channel: ChannelId, reply: Reply) -> Operation | None:
-        """Answer a slash command: always exactly one `reply`; returns the operation it created, if any."""
+    def handle(
+        self,
+        text: str,
+        user: SlackUserId,
+        channel: ChannelId,
+        reply: Reply,
+        operation_id: OperationId | None = None,
+    ) -> Operation | None:
+        """Answer a slash command: always one final `reply`; returns the operation it created, if any.
+
+        `operation_id` is the id the command's operation gets, chosen when the command was acknowledged: a replay
+        of the same command (its first replica died while handling it) continues that operation instead of
+        requesting a second one.
+        """
         try:
-            command = parse_command(text, self._declared_options())
+            command = parse_command(text, self._declared_options(), self._known_names())
         except CommandSyntaxError as exc:
             self._metrics.command_received("invalid")
             reply(messages.usage_error(str(exc), self._command))
@@ -108,8 +131,11 @@ class Requests:
                     reply(self._status(resolve_target(command.target, self._catalog)))
                 case CancelCommand():
                     reply(self._votes.on_cancel(command.operation_id, user))
+                case IncidentsCommand():
+                    listing = self.incidents_listing
+                    reply(listing() if listing is not None else messages.plain("Failure detection is off."))
                 case RollbackCommand():
-                    return self._request(command, user, channel, reply)
+                    return self._request(command, user, channel, reply, operation_id)
         except UserError as exc:
             reply(messages.user_error(str(exc)))
         except TemporaryError as exc:
@@ -119,9 +145,30 @@ class Requests:
         return None
 
     def _request(
-        self, command: RollbackCommand, user: SlackUserId, channel: ChannelId, reply: Reply
+        self,
+        command: RollbackCommand,
+        user: SlackUserId,
+        channel: ChannelId,
+        reply: Reply,
+        operation_id: OperationId | None,
     ) -> Operation | None:
+        if operation_id is not None:
+            existing = self._store.get(operation_id)
+            if existing is not None:
+                return self._resume(existing, reply)
         check_channel(self._catalog, channel)
+        new_id = operation_id if operation_id is not None else self._new_id()
+        if is_batch(command, self._catalog):
+            batch = plan_batch(
+                command,
+                catalog=self._catalog,
+                backend_of=self._backend,
+                user=user,
+                channel=channel,
+                operation_id=new_id,
+                now=self._clock.now(),
+            )
+            return self._open(batch, reply)
         target = resolve_target(command.target, self._catalog)
         backend = self._backend(target)
         backend.check_target(target)
@@ -136,7 +183,7 @@ class Requests:
             return None
         now = self._clock.now()
         operation = Operation(
-            id=self._new_id(),
+            id=new_id,
             phase=Phase.PREVIEW if command.dry_run else Phase.AWAITING_APPROVAL,
             target=target,
             requester=user,
@@ -149,9 +196,64 @@ class Requests:
             reason=command.reason,
             is_dry_run=command.dry_run,
         )
+        return self._open(operation, reply)
+
+    def request_for_incident(
+        self,
+        target: Target,
+        to_revision: RevisionNumber,
+        user: SlackUserId,
+        channel: ChannelId,
+        incident_id: str,
+        reply: Reply,
+    ) -> Operation | None:
+        """The card's button: the same request as `/rollback TARGET N`, posted in the card's channel.
+
+        The detect channel is the operator's choice, so `allowed_channels` does not apply to it.
+        """
+        backend = self._backend(target)
+        backend.check_target(target)
+        try:
+            plan = backend.plan_rollback(target, to_revision, {})
+        except NothingToDo:
+            reply(messages.already_at_revision(target, backend.current_revision(target)))
+            return None
+        now = self._clock.now()
+        operation = Operation(
+            id=self._new_id(),
+            phase=Phase.AWAITING_APPROVAL,
+            target=target,
+            requester=user,
+            channel=channel,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + target.policy.expires_after,
+            requested_revision=to_revision,
+            plan=plan,
+            source="detected",
+            incident_id=incident_id,
+        )
+        return self._open(operation, reply)
+
+    def _open(self, operation: Operation, reply: Reply) -> Operation | None:
+        """Store the new operation (taking its locks), then show it: the preview, or the request message."""
+        target = operation.target
         try:
             self._store.create(operation, lock_ttl=target.policy.expires_after + LOCK_MARGIN)
+        except DuplicateOperation:
+            existing = self._store.get(operation.id)
+            if existing is None:
+                raise
+            return self._resume(existing, reply)  # the same command, handled twice at once
         except TargetBusy as exc:
+            if operation.is_batch and exc.holders:
+                held = {
+                    name: (holder.operation_id, holder.requester, holder.since)
+                    for name, holder in exc.holders.items()
+                    if isinstance(holder, LockInfo)
+                }
+                reply(messages.batch_busy(held))
+                return None
             holder = exc.holder if isinstance(exc.holder, LockInfo) else self._store.lock_holder(target.lock_key)
             if holder is None:
                 reply(messages.user_error(str(exc)))
@@ -159,11 +261,32 @@ class Requests:
                 reply(messages.target_busy(target, holder.operation_id, holder.requester, holder.since))
             return None
         self._metrics.phase_entered(target.backend.value, operation.phase.value)
-        if command.dry_run:
-            reply(messages.request_message(operation))
+        return self._show(operation, reply)
+
+    def _resume(self, operation: Operation, reply: Reply) -> Operation:
+        """A command handled again: answer as the first handling would have, posting what it did not post."""
+        if operation.is_dry_run or operation.request_message is not None or not operation.phase.is_in_flight:
+            reply(self._posted(operation) if operation.request_message is not None else self._preview(operation))
             return operation
+        log.info("posting the request message of a replayed command", extra={"operation_id": operation.id})
+        return self._show(operation, reply) or operation
+
+    def _show(self, operation: Operation, reply: Reply) -> Operation | None:
+        """The preview of a dry run, or the request message people vote on."""
+        if operation.is_dry_run:
+            reply(self._preview(operation))
+            return operation
+
+        def queued(seconds: float) -> None:
+            if seconds >= QUEUED_NOTICE_AFTER.total_seconds():
+                reply(messages.request_queued(operation, seconds))
+
         try:
-            ref = self._chat.post(channel, messages.request_message(operation))
+            ref = self._reporter.patiently(
+                lambda: self._chat.post(
+                    operation.channel, messages.request_message(operation), priority=Priority.URGENT, on_queued=queued
+                )
+            )
         except BotError:
             # Nobody can see the request, so nobody could approve it: give the target back at once.
             self._abandon(operation, "the request message could not be posted")
@@ -174,9 +297,17 @@ class Requests:
             self._reporter.quietly(operation.id, self._chat.add_reaction, ref, emoji)
         # A vote cast before the link above existed may have been dropped; count what the message shows now.
         self._reporter.quietly(operation.id, self._votes.reconcile, operation.id)
-        reply(messages.request_posted(operation))
-        log.info("rollback requested", extra={"operation_id": operation.id, "target": target.name})
+        reply(self._posted(operation))
+        log.info("rollback requested", extra={"operation_id": operation.id, "target": operation.target.name})
         return operation
+
+    @staticmethod
+    def _posted(operation: Operation) -> ChatMessage:
+        return messages.batch_request_posted(operation) if operation.is_batch else messages.request_posted(operation)
+
+    @staticmethod
+    def _preview(operation: Operation) -> ChatMessage:
+        return messages.request_message(operation)
 
     def _abandon(self, operation: Operation, why: str) -> None:
         def cancel(op: Operation) -> Operation:
@@ -198,6 +329,9 @@ class Requests:
         lock = messages.lock_line(holder.operation_id, holder.requester, holder.since) if holder else None
         return messages.status_message(target, status, lock)
 
+    def _known_names(self) -> list[str]:
+        return [*self._catalog.names, *self._catalog.groups]
+
     def _declared_options(self) -> dict[str, BackendOption]:
         return {option.name: option for backend in self._backends.values() for option in backend.options()}
 
@@ -214,3 +348,5 @@ def _verb(command: Command) -> str:
             return "cancel"
         case HelpCommand():
             return "help"
+        case IncidentsCommand():
+            return "incidents"

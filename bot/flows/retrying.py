@@ -24,8 +24,9 @@ MAX_ROLL_BACK_ATTEMPTS: Final = 3
 # A rollout watch interrupted by temporary errors (API server restarting…) is resumed this many times.
 MAX_WATCH_ATTEMPTS: Final = 5
 # Chat calls that follow a committed state change are tried this often when Slack is briefly unavailable
-# (429s are already retried inside the adapter), waiting at most this long between tries.
-CHAT_ATTEMPTS: Final = 3
+# (429s are already waited out inside the adapter), backing off from 0.5 s to at most this long between tries
+# (about 20 s in all); what still fails is owed and made good by the sweeper.
+CHAT_ATTEMPTS: Final = 7
 MAX_CHAT_RETRY_DELAY: Final = timedelta(seconds=5)
 # The first pause of a backend retry; it doubles with every attempt, and a longer hint from the error wins.
 BACKEND_FIRST_DELAY: Final = 0.5
@@ -75,4 +76,4 @@ def _doubling_or_hint(state: RetryCallState) -> float:
 
 
 def _hint_capped(state: RetryCallState) -> float:
-    return min(_hint(state), MAX_CHAT_RETRY_DELAY.total_seconds())
+    return min(_doubling_or_hint(state), MAX_CHAT_RETRY_DELAY.total_seconds())

@@ -25,6 +25,7 @@ from bot.core.catalog import ChannelId, SlackGroupId, SlackUserId
 from bot.core.errors import ChatUnavailable, PermanentError, UserError
 from bot.core.messages import ChatMessage
 from bot.core.operations import METADATA_EVENT_TYPE, MessageRef
+from bot.core.outbound import Priority
 from sandbox.slack import ApiOptions, FakeSlack, seed
 from tests.fakes.clock import ManualClock
 
@@ -242,29 +243,31 @@ def test_a_429_is_retried_after_retry_after(chat: SlackChat, fake: FakeSlack, me
     assert sample(metrics, "rollbot_slack_ratelimited_total") == 1
 
 
-def test_a_long_retry_after_is_handed_back_to_the_caller(
+def test_a_rate_limited_write_waits_retry_after_and_is_sent_never_failed(
     chat: SlackChat, fake: FakeSlack, metrics: PrometheusMetrics
 ) -> None:
-    fake.fail_next("chat.update", status=429, retry_after=45)
     ref = chat.post(OPS, operation_message())
+    fake.fail_next("chat.update", status=429, retry_after=2)
+
+    shown = chat.update(ref, operation_message("Rolling back…", phase="rolling_back"), priority=Priority.URGENT)
+
+    calls = fake.calls("chat.update")
+    assert [c.status for c in calls] == [429, 200]
+    assert calls[1].monotonic - calls[0].monotonic >= 2.0
+    assert shown == ref
+    assert fake.message(seed.OPS, ref.ts).text == "Rolling back…"
+    assert sample(metrics, "rollbot_slack_ratelimited_calls_total", method="chat.update") == 1
+
+
+def test_a_rate_limited_read_is_handed_back_with_the_delay(chat: SlackChat, fake: FakeSlack) -> None:
+    ref = chat.post(OPS, operation_message())
+    fake.fail_next("reactions.get", status=429, retry_after=2)
 
     with pytest.raises(ChatUnavailable) as raised:
-        chat.update(ref, operation_message("Rolling back…", phase="rolling_back"))
-
-    assert raised.value.delay == timedelta(seconds=45)
-    assert len(fake.calls("chat.update")) == 1
-    assert sample(metrics, "rollbot_slack_api_errors_total", method="chat.update", error="ratelimited") == 1
-
-
-def test_exhausted_retries_become_chat_unavailable_with_the_delay(fake: FakeSlack) -> None:
-    client = build_web_client(seed.BOT_TOKEN, base_url=fake.api_url, max_rate_limit_retries=0)
-    chat = SlackChat(client)
-    fake.fail_next("chat.postMessage", status=429, retry_after=2)
-
-    with pytest.raises(ChatUnavailable) as raised:
-        chat.post(OPS, operation_message())
+        chat.reactions(ref)
 
     assert raised.value.delay == timedelta(seconds=2)
+    assert len(fake.calls("reactions.get")) == 1
 
 
 def test_strict_rate_limits_are_absorbed_by_retries(fake: FakeSlack, metrics: PrometheusMetrics) -> None:

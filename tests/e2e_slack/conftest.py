@@ -56,6 +56,8 @@ CATALOG: dict[str, Any] = {
             for n in range(1, 8)
         },
     },
+    # One request for a Kubernetes, a Helm and an ECS target together (batch rollbacks).
+    "groups": {"storefront": ["bootcamp", "workshop", "payload-api"]},
 }
 
 # Generous for a loaded CI machine; every wait returns as soon as its condition holds.
@@ -113,6 +115,8 @@ def bot_settings(fake_slack: FakeSlack, redis_url: str, catalog_path: Path, **ov
         "lease": timedelta(seconds=3),
         "sweep_interval": timedelta(milliseconds=200),
         "rollout_timeout": timedelta(seconds=30),
+        # The fake Slack enforces no limits unless a test asks: the bot's budget runs a minute per second too.
+        "slack_budget_scale": 60.0,
     }
     return Settings(**(fields | overrides))
 
@@ -125,7 +129,7 @@ def make_bot(
     started: list[RollbotApp] = []
 
     def make(**overrides: Any) -> RollbotApp:
-        injected = {key: overrides.pop(key) for key in ("clock", "backends") if key in overrides}
+        injected = {key: overrides.pop(key) for key in ("clock", "backends", "watchers") if key in overrides}
         settings = bot_settings(fake_slack, redis_url, catalog_path, **overrides)
         backends = injected.pop("backends", None) or {kind: backend for kind in BackendKind}
         app = build_app(settings, backends=backends, **injected)

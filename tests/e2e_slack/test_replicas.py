@@ -102,6 +102,7 @@ def spawn(fake_slack, redis_url, catalog_path) -> Iterator:
             "ROLLBOT_LEASE": "1s",
             "ROLLBOT_SWEEP_INTERVAL": "1",
             "ROLLBOT_TEST_BACKEND_REDIS": redis_url,
+            "ROLLBOT_SLACK_BUDGET_SCALE": "60",  # the fake enforces no limits here, as in the in-process bots
         }
         process = _BotProcess(env)
         processes.append(process)

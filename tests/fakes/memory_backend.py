@@ -149,12 +149,15 @@ class MemoryBackend:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         poll_interval: float = 0.02,
         pass_time: Callable[[timedelta], object] | None = None,
+        caller: str | None = None,
     ) -> None:
         self._world: BackendWorld = world if world is not None else MemoryWorld()
         self._options = tuple(declared_options)
         self._now = now
         self._poll = poll_interval
         self._pass_time = pass_time
+        # Who calls `roll_back` (a replica id), logged in the world so fault tests can tell replicas apart.
+        self._caller = caller
 
     # --- arranging the world (tests) -------------------------------------------------------------------
 
@@ -217,6 +220,10 @@ class MemoryBackend:
     def roll_back_calls(self, target: Target) -> int:
         return int(self._state(target).get("calls", 0))
 
+    def roll_back_call_log(self, target: Target) -> list[dict[str, Any]]:
+        """Every `roll_back` call in the order the world saw it: `{"by": caller, "operation_id": …}`."""
+        return list(self._state(target).get("call_log", []))
+
     # --- ports.Backend ----------------------------------------------------------------------------------
 
     def options(self) -> Sequence[BackendOption]:
@@ -267,6 +274,7 @@ class MemoryBackend:
             assert state is not None
             state["calls"] = state.get("calls", 0) + 1
             current = int(state["current"])
+            state.setdefault("call_log", []).append({"by": self._caller, "operation_id": operation_id})
             if operation_id in state["receipts"]:
                 if current != int(plan.to_revision):
                     raise RollbackRefused(

@@ -9,19 +9,20 @@ tests/contracts/test_operation_store.py holds it to the same suite as `RedisOper
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.adapters.redis_store import (
     DEFAULT_LOCK_TTL,
     DEFAULT_RETENTION,
-    describe_busy,
     describe_fence_jump,
     describe_fenced_out,
+    lock_names,
+    target_busy,
 )
 from bot.core.catalog import SlackUserId
-from bot.core.errors import ConcurrentUpdate, DuplicateOperation, FencedOut, TargetBusy
+from bot.core.errors import ConcurrentUpdate, DuplicateOperation, FencedOut
 from bot.core.operations import MessageRef, Operation, OperationId
 from bot.ports import AuditEntry, Clock, LockInfo
 
@@ -60,9 +61,8 @@ class InMemoryOperationStore:
             if operation.id in self._records:
                 raise DuplicateOperation(f"operation {operation.id} already exists")
             if operation.phase.is_in_flight:
-                lease = self._live_lease(operation.target.lock_key)
-                if lease is not None:
-                    raise TargetBusy(describe_busy(operation.target.name, lease.holder), holder=lease.holder)
+                # All locks together or none: every busy one is named.
+                self._check_free(operation, lambda holder: True)
                 self._take(operation, lock_ttl)
             self._records[operation.id] = operation.model_dump_json()
             self._append_audit(operation, actor=operation.requester, note=None)
@@ -101,17 +101,20 @@ class InMemoryOperationStore:
                 raise FencedOut(describe_fenced_out(operation, stored_fence=stored.fence, fence=fence))
             if operation.fence > stored.fence + 1:
                 raise ValueError(describe_fence_jump(operation, stored_fence=stored.fence))
-            lease = self._live_lease(operation.target.lock_key)
             if operation.phase.is_in_flight:
-                if lease is not None and lease.holder.operation_id != operation.id:
-                    raise TargetBusy(describe_busy(operation.target.name, lease.holder), holder=lease.holder)
-                if lease is None:
-                    self._take(operation, lock_ttl if lock_ttl is not None else self._default_lock_ttl)
-                elif lock_ttl is not None:
-                    self._locks[operation.target.lock_key] = _Lease(lease.holder, self._clock.now() + lock_ttl)
+                self._check_free(operation, lambda holder: holder.operation_id != operation.id)
+                for key in operation.lock_keys:
+                    lease = self._live_lease(key)
+                    if lease is None:
+                        self._take_one(operation, key, lock_ttl if lock_ttl is not None else self._default_lock_ttl)
+                    elif lock_ttl is not None:
+                        self._locks[key] = _Lease(lease.holder, self._clock.now() + lock_ttl)
             self._records[operation.id] = operation.model_dump_json()
-            if operation.phase.is_terminal and lease is not None and lease.holder.operation_id == operation.id:
-                del self._locks[operation.target.lock_key]
+            if operation.phase.is_terminal:
+                for key in operation.lock_keys:
+                    lease = self._live_lease(key)
+                    if lease is not None and lease.holder.operation_id == operation.id:
+                        del self._locks[key]
             self._append_audit(operation, actor=actor, note=note)
             if operation.phase.is_terminal:
                 self._forget_at[operation.id] = self._clock.now() + self._retention
@@ -144,13 +147,13 @@ class InMemoryOperationStore:
                 raise FencedOut(describe_fenced_out(operation, stored_fence=stored.fence, fence=fence))
             if not stored.phase.is_in_flight:
                 return
-            lease = self._live_lease(operation.target.lock_key)
-            if lease is None:
-                self._take(stored, ttl)
-            elif lease.holder.operation_id == operation.id:
-                self._locks[operation.target.lock_key] = _Lease(lease.holder, self._clock.now() + ttl)
-            else:
-                raise TargetBusy(describe_busy(operation.target.name, lease.holder), holder=lease.holder)
+            self._check_free(operation, lambda holder: holder.operation_id != operation.id)
+            for key in operation.lock_keys:
+                lease = self._live_lease(key)
+                if lease is None:
+                    self._take_one(stored, key, ttl)
+                else:
+                    self._locks[key] = _Lease(lease.holder, self._clock.now() + ttl)
 
     def in_flight(self) -> Sequence[Operation]:
         with self._mutex:
@@ -199,9 +202,23 @@ class InMemoryOperationStore:
             return None
         return lease
 
+    def _check_free(self, operation: Operation, is_other: Callable[[LockInfo], bool]) -> None:
+        """TargetBusy naming every lock of `operation` that another operation holds."""
+        busy: dict[str, LockInfo] = {}
+        for name, key in zip(lock_names(operation), operation.lock_keys, strict=True):
+            lease = self._live_lease(key)
+            if lease is not None and is_other(lease.holder):
+                busy[name] = lease.holder
+        if busy:
+            raise target_busy(operation, busy)
+
     def _take(self, operation: Operation, ttl: timedelta) -> None:
+        for key in operation.lock_keys:
+            self._take_one(operation, key, ttl)
+
+    def _take_one(self, operation: Operation, key: str, ttl: timedelta) -> None:
         holder = LockInfo(operation_id=operation.id, requester=operation.requester, since=operation.created_at)
-        self._locks[operation.target.lock_key] = _Lease(holder, self._clock.now() + ttl)
+        self._locks[key] = _Lease(holder, self._clock.now() + ttl)
 
     def _append_audit(self, operation: Operation, *, actor: SlackUserId | None, note: str | None) -> None:
         entry = AuditEntry(

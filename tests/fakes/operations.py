@@ -21,7 +21,7 @@ from bot.core.catalog import (
     TargetName,
     WorkloadKind,
 )
-from bot.core.operations import Operation, OperationId, Phase
+from bot.core.operations import BatchMember, Operation, OperationId, Phase
 from bot.core.rollouts import Change, RevisionNumber, RollbackPlan
 from tests.fakes.clock import DEFAULT_START
 
@@ -92,3 +92,18 @@ def make_operation(*, now: datetime = DEFAULT_START, **overrides: Any) -> Operat
 def advanced(operation: Operation, **update: Any) -> Operation:
     """The next version of `operation` (what a transition produces), e.g. `advanced(op, phase=Phase.APPROVED)`."""
     return operation.model_copy(update={"version": operation.version + 1} | update)
+
+
+def make_batch(
+    names: tuple[str, ...] = ("bootcamp", "workshop", "api"),
+    backends: tuple[str, ...] = ("kubernetes", "helm", "ecs"),
+    **overrides: Any,
+) -> Operation:
+    """An AWAITING_APPROVAL batch (`/rollback bootcamp workshop api`), one member per name, each 3 → 2."""
+    from bot.core.batches import BATCH_PLAN, batch_target
+
+    phase = overrides.get("phase", Phase.AWAITING_APPROVAL)
+    targets = [make_target(name, backend) for name, backend in zip(names, backends, strict=True)]
+    members = tuple(BatchMember(target=target, plan=make_plan(), phase=phase) for target in targets)
+    fields: dict[str, Any] = {"target": batch_target(targets), "plan": BATCH_PLAN, "members": members}
+    return make_operation(**(fields | overrides))

@@ -64,6 +64,7 @@ class RecordingChat:
     groups: dict[str, frozenset[SlackUserId]] = field(default_factory=lambda: {"S0SRE": frozenset({GROUP_MEMBER})})
     bots: set[str] = field(default_factory=lambda: {"UBOT"})
     unavailable_posts: int = 0  # the next N posts fail as if Slack were briefly down
+    queued_seconds: float = 0.0  # how long Slack's budget makes posts wait (told to `on_queued`)
     _ts: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -74,6 +75,9 @@ class RecordingChat:
             if self.unavailable_posts > 0:
                 self.unavailable_posts -= 1
                 raise ChatUnavailable("Slack is unreachable (chat.postMessage)")
+            on_queued = scheduling.get("on_queued")
+            if self.queued_seconds and on_queued is not None:
+                on_queued(self.queued_seconds)
             ref = MessageRef(channel=channel, ts=f"1700000000.{next(self._ts):06d}")
             self.posts.append(Posted(ref, message, thread))
             return ref

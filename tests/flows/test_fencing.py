@@ -121,3 +121,49 @@ def test_a_vote_whose_write_failed_is_counted_by_the_next_sweep_and_only_once(wo
     flow.accept_reaction(operation.request_message, APPROVER, "white_check_mark", added=True, event_id="Ev1")
     flow.sweep()
     assert sum("approved by" in line for line in world.chat.thread(operation.request_message)) == 1
+
+
+class _PausingChat:
+    """The world's chat, but the first request-message update made from a thread named `paused-*` freezes until
+    `resume` is set: a replica paused right after storing its claim, before reporting it."""
+
+    def __init__(self, inner) -> None:
+        self._inner = inner
+        self.paused = threading.Event()
+        self.resume = threading.Event()
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+    def update(self, ref, message, **scheduling):
+        if threading.current_thread().name.startswith("paused-") and not self.paused.is_set():
+            self.paused.set()
+            self.resume.wait(10)
+        return self._inner.update(ref, message, **scheduling)
+
+
+def test_a_replica_paused_between_its_claim_and_its_report_posts_no_stale_line(world: World) -> None:
+    chat = _PausingChat(world.chat)
+    threads: list[threading.Thread] = []
+
+    def in_a_paused_thread(work) -> None:
+        thread = threading.Thread(target=work, name=f"paused-{len(threads)}")
+        threads.append(thread)
+        thread.start()
+
+    paused = world.make_flow("replica-a", chat=chat, submit=in_a_paused_thread, lease=LEASE)
+    operation = paused.handle_command("workshop", REQUESTER, CHANNEL, world.reply)
+    paused.handle_reaction(operation.request_message, APPROVER, "white_check_mark", added=True)
+    assert chat.paused.wait(5)  # the claim is stored; its "rolling back" line is not posted yet
+
+    world.clock.advance(LEASE + timedelta(seconds=1))
+    world.make_flow("replica-b", lease=LEASE).sweep()
+    assert world.store.get(operation.id).phase is Phase.SUCCEEDED
+    chat.resume.set()
+    for thread in threads:
+        thread.join(10)
+
+    thread_lines = world.chat.thread(operation.request_message)
+    assert thread_lines[-1].startswith("✅ rolled back to revision 1"), thread_lines
+    assert not any("rolling back" in line for line in thread_lines), "the paused replica reported its stale claim"
+    assert world.backend.rollbacks_applied(world.catalog.get("workshop")) == 1

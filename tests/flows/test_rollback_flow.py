@@ -448,3 +448,37 @@ def test_a_watch_that_keeps_failing_fails_the_operation_with_the_reason(world: W
     assert operation.phase is Phase.FAILED
     assert "lost track of the rollout" in (operation.outcome or "")
     assert "Internal error" not in (operation.outcome or "")
+
+
+def test_a_request_held_back_by_slacks_budget_is_announced_as_queued_then_posted(world: World) -> None:
+    world.chat.queued_seconds = 6.4
+    operation = request(world)
+    queued, posted = (message.text for message in world.replies)
+    assert "Queued" in queued
+    assert operation.id in queued
+    assert "about 6 s" in queued
+    assert "Requested" in posted
+
+
+def test_a_short_wait_for_slacks_budget_is_not_announced(world: World) -> None:
+    world.chat.queued_seconds = 0.5
+    request(world)
+    assert [message.text for message in world.replies if "Queued" in message.text] == []
+
+
+def test_lines_slack_kept_refusing_are_owed_and_posted_once_by_the_next_sweep(world: World) -> None:
+    operation = request(world)
+    world.chat.unavailable_posts = 1000  # a Slack outage that outlasts every retry
+    operation = approve(world, operation)
+    assert operation.phase is Phase.SUCCEEDED
+    assert world.chat.thread(operation.request_message) == []
+
+    world.flow.sweep()  # Slack is still down: the debt is kept
+    world.chat.unavailable_posts = 0
+    world.flow.sweep()
+    world.flow.sweep()
+
+    thread = world.chat.thread(operation.request_message)
+    assert sum("approved by" in line for line in thread) == 1, thread
+    assert sum("rolled back to revision 1" in line for line in thread) == 1, thread
+    assert world.chat.current(operation.request_message).metadata["event_payload"]["phase"] == "succeeded"

@@ -88,6 +88,15 @@ def test_http_network_policy_admits_slack_traffic_only_from_the_ingress_controll
     assert egress_ports == {53, 443, 6443, 6379}
 
 
+def test_a_sentinel_url_opens_the_sentinels_port_too(render: Callable[..., list[dict[str, Any]]]) -> None:
+    values = values_of("http-ingress")
+    values["redis"] = {**values.get("redis", {}), "url": "redis+sentinel://:pw@sentinel-0:26379,sentinel-1:26379/m"}
+    values["redis"].pop("existingSecret", None)
+    policy = find(render(values), "NetworkPolicy", FULLNAME)
+    egress_ports = {port["port"] for r in policy["spec"]["egress"] for port in r.get("ports", [])}
+    assert egress_ports == {53, 443, 6443, 6379, 26379}
+
+
 def test_socket_mode_installs_with_tokens_catalog_rbac_and_probes(cluster: Helm) -> None:
     for namespace in ("shop", "sandbox"):
         cluster.kubectl("create", "namespace", namespace)

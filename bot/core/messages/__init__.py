@@ -10,11 +10,13 @@ Block Kit limits of Slack (slack.md §6) are respected by construction: at most 
 operation carries the `rollbot_operation` metadata, so workflows can follow the operation without parsing text.
 
 The package is split by audience: `blocks` (the model and the pieces), `operation` (the request message and its
-thread), `replies` (answers to commands). Everything is re-exported here, so callers say `messages.request_message`.
+thread), `replies` (answers to commands), `incidents` (the incident card, its thread and the incidents list).
+Everything is re-exported here, so callers say `messages.request_message`.
 """
 
 from __future__ import annotations
 
+from bot.core.messages.batch import batch_busy, batch_progress_message, batch_request_posted
 from bot.core.messages.blocks import (
     APPROVE_ACTION,
     APPROVE_EMOJI,
@@ -37,6 +39,16 @@ from bot.core.messages.blocks import (
     plain,
     section,
     target_coordinates,
+)
+from bot.core.messages.incidents import (
+    INCIDENT_ACTIONS_BLOCK,
+    INCIDENT_ROLLBACK_ACTION,
+    MAX_INCIDENTS_LISTED,
+    incident_card,
+    incident_metadata,
+    incident_thread_line,
+    incidents_list,
+    verification_line,
 )
 from bot.core.messages.operation import (
     approvers_text,
@@ -62,6 +74,7 @@ from bot.core.messages.replies import (
     nothing_to_cancel,
     operation_not_found,
     request_posted,
+    request_queued,
     revision_not_found,
     status_message,
     target_busy,
@@ -77,9 +90,12 @@ __all__ = [
     "APPROVE_ACTION",
     "APPROVE_EMOJI",
     "DECISION_BLOCK",
+    "INCIDENT_ACTIONS_BLOCK",
+    "INCIDENT_ROLLBACK_ACTION",
     "MAX_BLOCKS",
     "MAX_CHANGES_SHOWN",
     "MAX_HISTORY_ROWS",
+    "MAX_INCIDENTS_LISTED",
     "MAX_SECTION_TEXT",
     "MAX_TEXT",
     "REJECT_ACTION",
@@ -87,6 +103,9 @@ __all__ = [
     "ChatMessage",
     "already_at_revision",
     "approvers_text",
+    "batch_busy",
+    "batch_progress_message",
+    "batch_request_posted",
     "cancel_done",
     "changes_text",
     "closing_notes_line",
@@ -102,6 +121,10 @@ __all__ = [
     "handover_line",
     "help_message",
     "history_message",
+    "incident_card",
+    "incident_metadata",
+    "incident_thread_line",
+    "incidents_list",
     "internal_error_text",
     "lock_line",
     "mention",
@@ -114,6 +137,7 @@ __all__ = [
     "progress_message",
     "request_message",
     "request_posted",
+    "request_queued",
     "revision_not_found",
     "section",
     "status_message",
@@ -126,5 +150,6 @@ __all__ = [
     "usage_error",
     "usage_text",
     "user_error",
+    "verification_line",
     "vote_refused_busy",
 ]

@@ -3,6 +3,7 @@ person gets when their vote or cancel does not count. The lifecycle picks which;
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from bot.core.catalog import SlackUserId
@@ -44,6 +45,16 @@ def finished_line(succeeded: bool, outcome: str) -> str:
     return f"{'✅' if succeeded else '❌'} {outcome}"
 
 
+def batch_rolling_back_line(members: Sequence[tuple[str, RevisionNumber, RevisionNumber]]) -> str:
+    arrows = ", ".join(f"{name} {before} → {after}" for name, before, after in members)
+    return f"⏪ rolling back {len(members)} targets: {arrows}"
+
+
+def member_finished_line(name: str, succeeded: bool, outcome: str) -> str:
+    """The final line of one member of a batch."""
+    return f"{'✅' if succeeded else '❌'} {name}: {outcome}"
+
+
 # --- outcomes (stored on the operation and shown at its end) -----------------------------------------------------
 
 
@@ -57,6 +68,16 @@ def failed_outcome(reason: str) -> str:
 
 def not_run_outcome(reason: str) -> str:
     return f"not run: {reason}"
+
+
+def batch_outcome(succeeded: Sequence[str], failed: Sequence[str]) -> str:
+    """The truth about a batch in one line: which targets rolled back and which did not."""
+    total = len(succeeded) + len(failed)
+    if not failed:
+        return f"all {total} targets rolled back"
+    if not succeeded:
+        return f"none of the {total} targets rolled back ({', '.join(failed)})"
+    return f"{len(succeeded)} of {total} rolled back ({', '.join(succeeded)}); not rolled back: {', '.join(failed)}"
 
 
 # --- answers to one person ---------------------------------------------------------------------------------------

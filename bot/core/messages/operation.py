@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from bot.core.catalog import BackendKind
+from bot.core.messages.batch import batch_request_blocks, batch_request_text
 from bot.core.messages.blocks import (
     _PHASE_BADGES,
     APPROVE_ACTION,
@@ -76,6 +77,11 @@ def _revision_arrow(operation: Operation) -> str:
 
 def request_message(operation: Operation, now: datetime | None = None) -> ChatMessage:
     """The one channel message that shows what will change and collects approvals, for every phase."""
+    if operation.is_batch:
+        rows = [*batch_request_blocks(operation), context(_decision_status(operation))]
+        if operation.phase is Phase.AWAITING_APPROVAL:
+            rows.append(_decision_buttons(operation))
+        return message(batch_request_text(operation), rows, operation)
     target = operation.target
     badge = _PHASE_BADGES[operation.phase]
     headline = (

@@ -169,3 +169,11 @@ def nothing_to_cancel(operation_id: str, phase: str) -> ChatMessage:
 def vote_refused_busy(reason: str) -> ChatMessage:
     """A vote on a request whose target another operation took meanwhile (its lock lapsed)."""
     return plain(f":lock: Your vote was not counted: {escape_keeping_mentions(reason)}.")
+
+
+def request_queued(operation: Operation, seconds: float) -> ChatMessage:
+    """Slack's rate limits hold the request message back: it is queued, not lost, and nothing needs retyping."""
+    return plain(
+        f":hourglass_flowing_sand: Queued `{operation.id}`: Slack is busy, so the request for "
+        f"{escape(operation.target.name)} will be posted in about {max(1, round(seconds))} s. No need to retype it."
+    )

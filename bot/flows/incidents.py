@@ -1,0 +1,459 @@
+"""The incident flow: sightings from the watchers in, one card per incident out, kept true until it is over.
+
+A watcher of a context this replica holds reports `Sighting`s; `on_sighting` keeps each object's rule memory
+(`Observations`, in memory: a new holder rebuilds it from its watcher's relist), asks the pure judge, and turns
+the verdict into incident events decided by `bot.core.incidents.advance`. Every write is compare-and-set on
+the incident's version; writes caused by a watcher also carry the context lease's fencing token, so a replica
+that lost its context (paused, cut off) cannot open or change incidents any more. The effects are applied after
+the write: the card (URGENT), edits in place at most once per 10 s (PROGRESS; `sweep` makes the last one),
+timeline lines in the card's thread (NORMAL), the rollback request a button click asks for.
+
+Verification: when any single-target rollback succeeds, the flow records `verification: pending` on the
+operation and a pending verification in the store; the replica that watches the target's context judges it
+with fresh memory until it is healthy for `healthy_for` or failing again, and says so in the operation's thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bot.core.catalog import BackendKind, Catalog, DetectSettings, SlackUserId, Target, TargetName, WorkloadKind
+from bot.core.commands import TargetRef
+from bot.core.detected_targets import FoundWorkload, detect_settings_for, find_target, no_button_reason
+from bot.core.detection import Health, Observations, Sighting, Signal, verify_rollback
+from bot.core.effects import TellUser
+from bot.core.errors import BotError, ConcurrentUpdate, FencedOut, UserError
+from bot.core.incidents import (
+    CardPosted,
+    CardRefreshed,
+    Detected,
+    HealthyAgain,
+    Incident,
+    IncidentEvent,
+    IncidentId,
+    IncidentState,
+    IncidentTransition,
+    LastGood,
+    NewerRevision,
+    OperationFinished,
+    PostIncidentCard,
+    PostInIncidentThread,
+    RequestRollback,
+    RollbackClicked,
+    RollbackNotStarted,
+    RollbackStarted,
+    UpdateIncidentCard,
+    WorkloadDeleted,
+    WorkloadRef,
+    advance,
+    can_reopen,
+    incident_key,
+    next_refresh_at,
+    open_incident,
+    should_refresh,
+)
+from bot.core.messages import ChatMessage, plain
+from bot.core.messages.incidents import incident_card, incident_thread_line, incidents_list, verification_line
+from bot.core.operations import Operation, OperationId, Phase
+from bot.core.outbound import Priority
+from bot.core.rollouts import RevisionNumber
+from bot.core.targets import resolve_target
+from bot.core.watch_plan import current_revision, found_in, judge_sighting, target_workload, workload_ref
+from bot.flows.retrying import Sleep, compare_and_set
+from bot.ports import (
+    Backend,
+    Chat,
+    Clock,
+    ContextFence,
+    IncidentMetrics,
+    IncidentStore,
+    OperationStore,
+    PendingVerification,
+)
+
+log = logging.getLogger("rollbot.flows.incidents")
+
+
+class Rollbacks(Protocol):
+    """The rollback flow as the incident flow needs it: the normal request path, and bookkeeping."""
+
+    def request_for_incident(
+        self, target: Target, to_revision: RevisionNumber, user: SlackUserId, incident: Incident
+    ) -> Operation | None: ...
+
+    def record_verification(self, operation_id: OperationId, state: str) -> None: ...
+
+
+@dataclass
+class _Watched:
+    sighting: Sighting
+    found: FoundWorkload
+    settings: DetectSettings
+    memory: Observations
+    fence: ContextFence
+    last_health: Health | None = None
+
+
+class IncidentFlow:
+    """Thread-safe: watcher threads, the tick, the sweeper and Slack listeners call it concurrently."""
+
+    def __init__(
+        self,
+        *,
+        store: IncidentStore,
+        operations: OperationStore,
+        chat: Chat,
+        clock: Clock,
+        catalog: Catalog,
+        metrics: IncidentMetrics,
+        backend_of: Callable[[Target], Backend],
+        new_incident_id: Callable[[], IncidentId],
+        sleep: Sleep,
+    ) -> None:
+        self._store = store
+        self._operations = operations
+        self._chat = chat
+        self._clock = clock
+        self._catalog = catalog
+        self._metrics = metrics
+        self._backend_of = backend_of
+        self._new_id = new_incident_id
+        self._sleep = sleep
+        self._rollbacks: Rollbacks | None = None
+        self._mutex = threading.RLock()
+        self._watched: dict[str, _Watched] = {}
+        # Fresh rule memory per verified operation, from the moment its verification started here.
+        self._verifying: dict[OperationId, Observations] = {}
+        self._held: dict[str, ContextFence] = {}
+
+    def attach(self, rollbacks: Rollbacks) -> None:
+        self._rollbacks = rollbacks
+
+    # --- contexts ------------------------------------------------------------------------------------------------
+
+    def context_taken(self, fence: ContextFence) -> None:
+        with self._mutex:
+            self._held[fence.lease] = fence
+
+    def context_lost(self, lease: str) -> None:
+        """Forget the memory of a context's objects: its next holder rebuilds it from a relist."""
+        with self._mutex:
+            self._held.pop(lease, None)
+            for key in [k for k, w in self._watched.items() if w.fence.lease == lease]:
+                del self._watched[key]
+
+    # --- sightings -----------------------------------------------------------------------------------------------
+
+    def on_sighting(self, sighting: Sighting, backend: BackendKind, fence: ContextFence) -> None:
+        found = found_in(sighting, backend)
+        settings = detect_settings_for(self._catalog, found)
+        if settings is None or not settings.is_active:
+            return
+        workload = workload_ref(found)
+        if sighting.deleted:
+            with self._mutex:
+                self._watched.pop(workload.key, None)
+            latest = self._store.find_by_workload(workload.key)
+            if latest is not None and latest.state is not IncidentState.RESOLVED:
+                self._write(latest.id, WorkloadDeleted(), fence)
+            return
+        with self._mutex:
+            previous = self._watched.get(workload.key)
+            memory = previous.memory if previous is not None else Observations()
+            self._watched[workload.key] = _Watched(sighting, found, settings, memory, fence)
+        self._judge(workload.key)
+
+    def tick(self) -> None:
+        """Judge again what is not settled (rules hold for a while), and run pending verifications."""
+        with self._mutex:
+            keys = [key for key, watched in self._watched.items() if _is_unsettled(watched)]
+        for key in keys:
+            self._guarded(lambda key=key: self._judge(key))  # type: ignore[misc]
+        self._guarded(self._verify_pending)
+
+    def _judge(self, key: str) -> None:
+        now = self._clock.now()
+        with self._mutex:
+            watched = self._watched.get(key)
+            if watched is None:
+                return
+            verdict = judge_sighting(watched.sighting, now, watched.settings, watched.memory)
+            watched.memory = verdict.observations
+            watched.last_health = verdict.health
+        workload = workload_ref(watched.found)
+        current = current_revision(watched.sighting)
+        latest = self._store.find_by_workload(workload.key)
+        is_open = latest is not None and latest.state is not IncidentState.RESOLVED
+        if verdict.signal is not None:
+            if latest is not None and is_open and latest.revision != verdict.signal.revision:
+                self._write(latest.id, NewerRevision(verdict.signal.revision), watched.fence)
+            self._on_failing(watched, workload, verdict.signal)
+        elif latest is not None and is_open and current is not None:
+            if current != latest.revision:
+                self._write(latest.id, NewerRevision(current), watched.fence)
+            elif verdict.health is Health.HEALTHY:
+                self._write(latest.id, HealthyAgain(current), watched.fence)
+        if latest is not None and is_open and verdict.health is Health.HEALTHY and latest.is_ecs_rolling_back:
+            self._write(latest.id, HealthyAgain(current or latest.revision), watched.fence)
+
+    def _on_failing(self, watched: _Watched, workload: WorkloadRef, signal: Signal) -> None:
+        now = self._clock.now()
+        existing = self._store.find_by_key(incident_key(workload, signal.revision))
+        resolved_at = existing.resolved_at if existing is not None else None
+        if resolved_at is not None and watched.sighting.seen_at <= resolved_at:
+            return  # judged again on what was seen before it ended (a rollback the watcher has not seen yet)
+        if existing is not None and (existing.state is not IncidentState.RESOLVED or can_reopen(existing, now)):
+            self._write(existing.id, Detected(signal), watched.fence)
+            return
+        target_name = find_target(self._catalog, watched.found)
+        refusal = no_button_reason(self._catalog, watched.found)
+        assert watched.settings.channel is not None  # is_active
+        transition = open_incident(
+            self._new_id(),
+            workload,
+            signal,
+            watched.settings.channel,
+            now,
+            target=target_name,
+            last_good=None if refusal else self._last_good(self._target_of(target_name, workload), signal),
+            no_button_reason=refusal,
+        )
+        try:
+            self._store.create(transition.incident, fence=watched.fence)
+        except ConcurrentUpdate:  # someone opened it first (a click, another replica before a handover)
+            again = self._store.find_by_key(transition.incident.key)
+            if again is not None:
+                self._write(again.id, Detected(signal), watched.fence)
+            return
+        log.info("incident opened", extra={"incident_id": transition.incident.id, "key": transition.incident.key})
+        self._apply(transition, watched.fence)
+
+    # --- people and operations -------------------------------------------------------------------------------
+
+    def on_click(self, incident_id: IncidentId, user: SlackUserId) -> None:
+        """The card's button: one request for however many clicks; the others are told which operation exists."""
+        incident = self._store.get(incident_id)
+        if incident is None:
+            return
+        self._write(incident_id, RollbackClicked(user), None)
+
+    def on_operation_finished(self, operation: Operation) -> None:
+        """Every operation that reaches a terminal phase, on whichever replica finished it."""
+        if operation.incident_id is not None:
+            event = OperationFinished(operation.id, operation.phase, operation.outcome)
+            self._write(IncidentId(operation.incident_id), event, None)
+        if operation.phase is Phase.SUCCEEDED and not operation.is_batch:
+            self._start_verification(operation)
+
+    def listing(self) -> ChatMessage:
+        return incidents_list(self._store.live(), self._clock.now())
+
+    # --- the sweep: card edits not allowed earlier, cards never posted, operations finished unseen ------------------
+
+    def sweep(self) -> int:
+        now = self._clock.now()
+        done = 0
+        with self._mutex:
+            held = dict(self._held)
+        for incident in self._store.live():
+            fence = held.get(_lease_of(incident.workload))
+            if incident.state is IncidentState.ROLLING_BACK and incident.operation_id is not None:
+                operation = self._operations.get(incident.operation_id)
+                if operation is None or operation.phase.is_terminal:
+                    phase = operation.phase if operation else Phase.FAILED
+                    event = OperationFinished(incident.operation_id, phase, operation.outcome if operation else None)
+                    self._guarded(lambda i=incident, e=event: self._write(i.id, e, None))  # type: ignore[misc]
+                    done += 1
+            if fence is None:
+                continue  # the context's holder keeps its cards
+            if incident.card is None and incident.state is not IncidentState.RESOLVED:
+                self._guarded(lambda i=incident, f=fence: self._post_card(i, f))  # type: ignore[misc]
+                done += 1
+            due = next_refresh_at(incident)
+            if due is not None and due <= now:
+                self._guarded(lambda i=incident: self._refresh(i.id))  # type: ignore[misc]
+                done += 1
+        return done
+
+    # --- writing and applying ----------------------------------------------------------------------------------
+
+    def _write(self, incident_id: IncidentId, event: IncidentEvent, fence: ContextFence | None) -> Incident | None:
+        decided: tuple[Incident, IncidentTransition] | None = None
+        for attempt in compare_and_set(self._sleep):
+            with attempt:
+                current = self._store.get(incident_id)
+                if current is None:
+                    return None
+                transition = advance(current, event, self._clock.now())
+                if transition.changed:
+                    self._store.replace(transition.incident, current.version, fence=fence)
+                decided = (current, transition)
+        assert decided is not None  # tenacity re-raises the last error otherwise
+        before, transition = decided
+        if transition.changed:
+            self._count(before, transition.incident)
+        self._apply(transition, fence)
+        return transition.incident
+
+    def _apply(self, transition: IncidentTransition, fence: ContextFence | None) -> None:
+        incident = transition.incident
+        for effect in transition.effects:
+            match effect:
+                case PostIncidentCard():
+                    self._post_card(incident, fence)
+                case UpdateIncidentCard():
+                    self._refresh(incident.id)
+                case PostInIncidentThread() if incident.card is not None:
+                    line = plain(incident_thread_line(effect.text))
+                    self._quietly(self._chat.post, incident.channel, line, incident.card)
+                case RequestRollback():
+                    self._request_rollback(incident, effect)
+                case TellUser():
+                    self._quietly(self._chat.post_ephemeral, incident.channel, effect.user, plain(effect.text))
+
+    def _post_card(self, incident: Incident, fence: ContextFence | None) -> None:
+        # Slack has no fencing: check the token right before the post, so a replica that lost the context
+        # (paused past its lease) does not post a second card for an incident its successor posts.
+        if fence is not None and not self._store.holds(fence):
+            raise FencedOut(f"lost the watch lease {fence.lease}")
+        now = self._clock.now()
+        ref = self._chat.post(incident.channel, incident_card(incident, now), priority=Priority.URGENT)
+        self._metrics.incident_opened(incident.workload.backend.value, incident.signal.reason)
+        self._metrics.detection_latency(
+            incident.workload.backend.value, max(0.0, (now - incident.signal.since).total_seconds())
+        )
+        self._write(incident.id, CardPosted(ref), fence)
+
+    def _refresh(self, incident_id: IncidentId) -> None:
+        incident = self._store.get(incident_id)
+        now = self._clock.now()
+        if incident is None or incident.card is None or not should_refresh(incident, now):
+            return  # not yet: the sweep edits it once the 10 s are up
+        self._chat.update(incident.card, incident_card(incident, now), priority=Priority.PROGRESS)
+        self._write(incident_id, CardRefreshed(), None)
+
+    def _request_rollback(self, incident: Incident, effect: RequestRollback) -> None:
+        reason: str | None = None
+        operation: Operation | None = None
+        try:
+            if self._rollbacks is None:
+                raise UserError("rollbacks are not wired in this process")
+            target = self._target_of(incident.target, incident.workload)
+            operation = self._rollbacks.request_for_incident(target, effect.to_revision, effect.requester, incident)
+        except UserError as exc:
+            reason = str(exc)
+        if operation is not None:
+            self._write(incident.id, RollbackStarted(operation.id), None)
+        else:
+            self._write(incident.id, RollbackNotStarted(reason or "the request could not be posted"), None)
+
+    def _target_of(self, name: TargetName | None, workload: WorkloadRef) -> Target:
+        if name is not None:
+            target = self._catalog.get(name)
+            if target is not None:
+                return target
+        ref = TargetRef.workload(WorkloadKind(workload.kind), workload.name, workload.namespace)
+        return resolve_target(ref, self._catalog)
+
+    def _last_good(self, target: Target, signal: Signal) -> LastGood | None:
+        """The revision a rollback would return to: the newest one before the failed one, as history says."""
+        try:
+            history = self._backend_of(target).history(target)
+        except BotError:
+            log.warning("no history for the incident card", exc_info=True)
+            return None
+        earlier = [r for r in history if not r.is_current and str(r.number) != signal.revision]
+        if signal.revision_number is not None:
+            earlier = [r for r in earlier if r.number < signal.revision_number]
+        if not earlier:
+            return None
+        best = max(earlier, key=lambda r: r.number)
+        return LastGood(revision=best.number, images=best.images)
+
+    # --- verification --------------------------------------------------------------------------------------------
+
+    def _start_verification(self, operation: Operation) -> None:
+        workload = target_workload(operation.target, self._catalog)
+        if workload is None:
+            return
+        found = FoundWorkload(
+            backend=workload.backend,
+            location=workload.location,
+            kind=workload.kind,
+            namespace=workload.namespace,
+            name=workload.name,
+        )
+        settings = detect_settings_for(self._catalog, found)
+        if settings is None or not settings.is_active:
+            return  # nobody watches it: nothing could verify it
+        if self._rollbacks is not None:
+            self._rollbacks.record_verification(operation.id, "pending")
+        self._store.add_verification(
+            PendingVerification(operation_id=operation.id, workload_key=workload.key, started_at=self._clock.now())
+        )
+
+    def _verify_pending(self) -> None:
+        pending = self._store.pending_verifications()
+        if not pending:
+            return
+        now = self._clock.now()
+        for item in pending:
+            with self._mutex:
+                watched = self._watched.get(item.workload_key)
+                if watched is None:
+                    continue  # another replica watches that context (or nobody has seen it yet)
+                memory = self._verifying.get(item.operation_id, Observations())
+                verdict = judge_sighting(watched.sighting, now, watched.settings, memory)
+                self._verifying[item.operation_id] = verdict.observations
+                settings = watched.settings
+            verification = verify_rollback(verdict, item.started_at, now, settings)
+            if not verification.is_finished:
+                continue
+            operation = self._operations.get(item.operation_id)
+            self._store.finish_verification(item)
+            with self._mutex:
+                self._verifying.pop(item.operation_id, None)
+            if operation is None:
+                continue
+            if self._rollbacks is not None:
+                self._rollbacks.record_verification(operation.id, verification.state.value)
+            thread = operation.progress_message or operation.request_message
+            if thread is not None:
+                self._quietly(self._chat.post, operation.channel, plain(verification_line(verification)), thread)
+
+    # --- small things ------------------------------------------------------------------------------------------
+
+    def _count(self, before: Incident, after: Incident) -> None:
+        if after.state is IncidentState.RESOLVED and before.state is not IncidentState.RESOLVED:
+            resolution = after.resolution.value if after.resolution else "unknown"
+            self._metrics.incident_resolved(after.workload.backend.value, resolution)
+
+    def _guarded(self, work: Callable[[], object]) -> None:
+        try:
+            work()
+        except FencedOut:
+            log.info("lost a watch lease while acting on it; its new holder takes over")
+        except Exception:  # one object's trouble must not stop the others
+            log.exception("incident work failed")
+
+    @staticmethod
+    def _quietly(work: Callable[..., object], *args: Any) -> None:
+        try:
+            work(*args)
+        except BotError:
+            log.warning("a Slack call about an incident failed", exc_info=True)
+
+
+def _is_unsettled(watched: _Watched) -> bool:
+    return watched.last_health not in (Health.HEALTHY, Health.IGNORED)
+
+
+def _lease_of(workload: WorkloadRef) -> str:
+    return f"{workload.backend.value}:{workload.location or 'default'}"
+
+
+__all__ = ["IncidentFlow", "Rollbacks"]
