@@ -30,7 +30,8 @@ def served_version(spec: dict[str, Any]) -> dict[str, Any] | None:
     """The one version kubesim serves: the storage version if served, else the first served version."""
     versions = [v for v in spec.get("versions") or [] if isinstance(v, dict) and v.get("served")]
     storage = [v for v in versions if v.get("storage")]
-    return (storage or versions or [None])[0]
+    chosen = storage or versions
+    return chosen[0] if chosen else None
 
 
 def problems(crd: dict[str, Any]) -> list[tuple[str, str]]:
