@@ -16,7 +16,7 @@ HelmRelease needs no ConfigMap: its desired state is `spec.chart` plus `spec.val
   standing in for helm-controller's post-renderer).
 
 Each controller is a daemon thread polling kubesim over HTTP every `poll`; `stop()` ends it. Sources of the
-field and label names: docs/adr/0020-gitops-reconcilers.md.
+field and label names: docs/adr/0013-gitops-reconcilers.md.
 """
 
 from __future__ import annotations
