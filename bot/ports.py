@@ -83,15 +83,22 @@ class Chat(Protocol):
         *,
         priority: Priority = Priority.NORMAL,
         on_queued: Callable[[float], None] | None = None,
+        still_current: Callable[[], bool] | None = None,
     ) -> MessageRef:
         """Post in `channel` (in `thread`'s thread); waits for Slack's budget rather than failing on a 429.
 
-        `on_queued(seconds)` hears the estimated wait when the post cannot go at once.
+        `on_queued(seconds)` hears the estimated wait when the post cannot go at once. `still_current` is asked
+        right before the request leaves (after any wait): when it says no, nothing is sent and FencedOut is raised.
         """
         ...
 
     def update(
-        self, ref: MessageRef, message: ChatMessage, *, priority: Priority = Priority.NORMAL
+        self,
+        ref: MessageRef,
+        message: ChatMessage,
+        *,
+        priority: Priority = Priority.NORMAL,
+        still_current: Callable[[], bool] | None = None,
     ) -> MessageRef | None:
         """Replace the content of `ref`; returns the ref that now shows it.
 

@@ -321,7 +321,12 @@ class IncidentFlow:
         if fence is not None and not self._store.holds(fence):
             raise FencedOut(f"lost the watch lease {fence.lease}")
         now = self._clock.now()
-        ref = self._chat.post(incident.channel, incident_card(incident, now), priority=Priority.URGENT)
+        # Asked again at the last moment (after any wait for Slack's budget): a replica whose watch lease lapsed
+        # while its card waited must not post a second card next to the new holder's.
+        still_holds = None if fence is None else (lambda: self._store.holds(fence))
+        ref = self._chat.post(
+            incident.channel, incident_card(incident, now), priority=Priority.URGENT, still_current=still_holds
+        )
         self._metrics.incident_opened(incident.workload.backend.value, incident.signal.reason)
         self._metrics.detection_latency(
             incident.workload.backend.value, max(0.0, (now - incident.signal.since).total_seconds())
