@@ -66,6 +66,14 @@ class IncidentState(StrEnum):
     RESOLVED = "resolved"
 
 
+class IncidentSource(StrEnum):
+    """Who reported the failure (the card's metadata `source`; an automatic-rollback policy may select on it)."""
+
+    WATCH = "watch"
+    ALERTMANAGER = "alertmanager"
+    PIPELINE = "pipeline"
+
+
 class Resolution(StrEnum):
     ROLLED_BACK = "rolled_back"
     ROLLED_BACK_BY_ECS = "rolled_back_by_ecs"
@@ -139,6 +147,11 @@ class Incident(_Frozen):
     is_card_stale: bool = False
     card_refreshed_at: datetime | None = None
     timeline: tuple[TimelineEntry, ...] = ()
+    source: IncidentSource = IncidentSource.WATCH
+    # Where to read more: the pipeline run, or the alert's generator URL.
+    link: str | None = None
+    # Alertmanager alerts (by alertname) currently firing for this incident; the card notes each one's end.
+    alerts_firing: tuple[str, ...] = ()
 
     @property
     def target_label(self) -> str:
@@ -182,6 +195,7 @@ class Incident(_Frozen):
             "reason": self.signal.reason,
             "resolution": self.resolution.value if self.resolution else None,
             "operation_id": self.operation_id,
+            "source": self.source.value,
         }
 
 
@@ -252,6 +266,22 @@ class WorkloadDeleted:
 
 
 @dataclass(frozen=True)
+class AlertFiring:
+    """Alertmanager says this alert fires for the incident's workload (a redelivery changes nothing)."""
+
+    alertname: str
+
+
+@dataclass(frozen=True)
+class AlertResolved:
+    """Alertmanager says the alert ended. It ends the incident only when nobody watches the workload
+    (`resolves_incident`): a watched one resolves by its health rule, the card just notes the alert's end."""
+
+    alertname: str
+    resolves_incident: bool
+
+
+@dataclass(frozen=True)
 class CardPosted:
     card: MessageRef
 
@@ -292,6 +322,8 @@ IncidentEvent = (
     | HealthyAgain
     | NewerRevision
     | WorkloadDeleted
+    | AlertFiring
+    | AlertResolved
     | CardPosted
     | CardRefreshed
     | RollbackClicked
@@ -314,6 +346,9 @@ def open_incident(
     target: TargetName | None = None,
     last_good: LastGood | None = None,
     no_button_reason: str | None = None,
+    source: IncidentSource = IncidentSource.WATCH,
+    link: str | None = None,
+    alerts_firing: tuple[str, ...] = (),
 ) -> IncidentTransition:
     """A new incident for a key nobody has a card for (or whose card is too old to reopen)."""
     line = f"{signal.reason} on revision {signal.revision}"
@@ -330,6 +365,9 @@ def open_incident(
         no_button_reason=no_button_reason,
         card_refreshed_at=now,
         timeline=(TimelineEntry(at=now, text=line),),
+        source=source,
+        link=link,
+        alerts_firing=alerts_firing,
     )
     return IncidentTransition(incident, (PostIncidentCard(),), True)
 
@@ -391,6 +429,13 @@ def advance(incident: Incident, event: IncidentEvent, now: datetime) -> Incident
             return _resolve(incident, Resolution.SUPERSEDED, now, f"superseded by revision {event.revision}")
         case WorkloadDeleted():
             return _resolve(incident, Resolution.DELETED, now)
+        case AlertFiring():
+            if event.alertname in incident.alerts_firing:
+                return IncidentTransition(incident)
+            new = _next(incident, now, alerts_firing=(*incident.alerts_firing, event.alertname))
+            return _changed(new, f"alert {event.alertname} firing", now)
+        case AlertResolved():
+            return _on_alert_resolved(incident, event, now)
         case RollbackStarted():
             if incident.operation_id == event.operation_id:
                 return IncidentTransition(incident)
@@ -436,6 +481,19 @@ def _on_detected(incident: Incident, signal: Signal, now: datetime) -> IncidentT
     if signal.reason != old.reason:
         return _changed(new, f"now {signal.reason}", now)
     return IncidentTransition(new, (UpdateIncidentCard(),), True)
+
+
+def _on_alert_resolved(incident: Incident, event: AlertResolved, now: datetime) -> IncidentTransition:
+    if event.alertname not in incident.alerts_firing:
+        return IncidentTransition(incident)  # a redelivery, or an alert this incident never heard of
+    still_firing = tuple(name for name in incident.alerts_firing if name != event.alertname)
+    line = f"alert {event.alertname} resolved"
+    if event.resolves_incident and not still_firing and incident.state is IncidentState.OPEN:
+        ended = {"state": IncidentState.RESOLVED, "resolution": Resolution.RECOVERED, "resolved_at": now}
+        return _changed(_next(incident, now, alerts_firing=still_firing, **ended), f"resolved: {line}", now)
+    if not event.resolves_incident:
+        line += " (the incident ends when the workload is healthy again)"
+    return _changed(_next(incident, now, alerts_firing=still_firing), line, now)
 
 
 def _on_click(incident: Incident, user: SlackUserId, now: datetime) -> IncidentTransition:
