@@ -168,7 +168,13 @@ def serve(console: Console) -> int:
 
 def start_logging(settings: Settings) -> Redactor:
     """Logging as `rollbot serve` runs it: ROLLBOT_LOG_LEVEL, ROLLBOT_LOG_VENDOR, every configured secret hidden."""
-    slack_secrets = (settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token)
+    slack_secrets = (
+        settings.slack_bot_token,
+        settings.slack_signing_secret,
+        settings.slack_app_token,
+        settings.webhook_token,
+        settings.webhook_secret,
+    )
     return configure_logging(
         settings.log_level,
         vendor_debug=settings.log_vendor == "debug",
