@@ -117,7 +117,8 @@ class MatchedWorkload:
 
     @property
     def is_watched(self) -> bool:
-        """rollbot watches it itself: its health rule, not the alert, ends the incident."""
+        """rollbot watches it itself: its health rule, not the alert, ends the incident. A target with
+        `detect: {enabled: false, channel: …}` takes reports only: the alert's end ends its incident."""
         return self.settings.is_active
 
 
@@ -204,7 +205,7 @@ def _catalog_target(name: TargetName, catalog: Catalog) -> MatchedWorkload | Unm
     if workload is None:
         return Unmatched("unknown_target")
     settings = catalog.detect_settings(name)
-    if settings.channel is None or not settings.enabled:
+    if settings.channel is None:
         return Unmatched("no_channel")
     return MatchedWorkload(workload, name, settings)
 
@@ -212,7 +213,12 @@ def _catalog_target(name: TargetName, catalog: Catalog) -> MatchedWorkload | Unm
 def _found_workload(kind: WorkloadKind, namespace: str, name: str, catalog: Catalog) -> MatchedWorkload | Unmatched:
     context = catalog.defaults.kubernetes.kube_context
     found = FoundWorkload(
-        backend=BackendKind.KUBERNETES, location=context, kind=kind.value, namespace=namespace, name=name
+        backend=BackendKind.KUBERNETES,
+        location=context,
+        kind=kind.value,
+        namespace=namespace,
+        name=name,
+        default_location=context,
     )
     target = find_target(catalog, found)
     if target is not None:
@@ -220,7 +226,7 @@ def _found_workload(kind: WorkloadKind, namespace: str, name: str, catalog: Cata
     settings = detect_settings_for(catalog, found)
     if settings is None:
         return Unmatched("no_target")
-    if not settings.is_active:
+    if settings.channel is None:
         return Unmatched("no_channel")
     workload = WorkloadRef(backend=found.backend, location=context, kind=found.kind, namespace=namespace, name=name)
     return MatchedWorkload(workload, None, settings)
