@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything rollbot's demo and tests need on a fresh Debian machine:
-# redis-server and npm (apt, only when missing), a virtualenv with the locked dependencies, and the real
+# redis-server, npm and prometheus-alertmanager (apt, only when missing), a virtualenv with the locked dependencies, and the real
 # helm and kubectl binaries (scripts/setup-tools.sh; fetched, never committed).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -11,6 +11,11 @@ need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
+# A real Alertmanager for the webhook tests (tests/webhooks); Debian ships it as prometheus-alertmanager.
+if ! command -v prometheus-alertmanager >/dev/null 2>&1 \
+  && apt-cache policy prometheus-alertmanager 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+  need_apt+=(prometheus-alertmanager)
+fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
