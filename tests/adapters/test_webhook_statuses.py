@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from datetime import UTC, datetime
 
 import redis
@@ -12,9 +13,13 @@ from werkzeug.test import Client
 
 from bot.adapters.http_server import SlackWsgiApp
 from bot.adapters.redis_deliveries import RedisDeliveryLedger
+from bot.adapters.socket_mode import SocketModeRunner
 from bot.adapters.webhooks import WebhookEndpoints
 from bot.core.intake import AlertmanagerPayload, DeployReport, sign
 from bot.flows.intake import AlertsReceipt
+from sandbox.slack import seed
+from sandbox.slack.server import FakeSlack
+from tests.adapters.test_http_server import socket_app
 
 SECRET = "pipeline-secret"
 
@@ -79,4 +84,23 @@ def test_redis_down_answers_503_and_the_retry_is_handled_once_it_is_back(redis_u
         )
     )
     assert client.post("/webhooks/deploy", data=body, headers=headers).status_code == 200
+    assert [report.target for report in intake.reports] == ["bootcamp"]
+
+
+def test_socket_mode_serves_the_webhooks_on_its_probe_port(redis_url: str):
+    intake = _CountingIntake()
+    ledger = RedisDeliveryLedger(redis.Redis.from_url(redis_url))
+    endpoints = WebhookEndpoints(intake, token=None, secret=SECRET, ledger=ledger, clock=_SystemClock())
+    with FakeSlack() as fake:
+        runner = SocketModeRunner(socket_app(fake), seed.APP_TOKEN, host="127.0.0.1", port=0, webhooks=endpoints)
+        runner.server.start()  # the probe server alone: no WebSocket is needed to take a pipeline's report
+        try:
+            body = json.dumps({"target": "bootcamp", "status": "failed"}).encode()
+            request = urllib.request.Request(  # noqa: S310
+                runner.url + "/webhooks/deploy", data=body, method="POST", headers=_signed(body)
+            )
+            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+                assert response.status == 200
+        finally:
+            runner.server.stop()
     assert [report.target for report in intake.reports] == ["bootcamp"]
