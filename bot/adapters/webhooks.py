@@ -113,6 +113,8 @@ class WebhookEndpoints:
         payload = _parse(AlertmanagerPayload, raw)
         if isinstance(payload, str):
             return 400, {"error": payload}
+        if payload.truncatedAlerts:  # Alertmanager's max_alerts dropped some: they never reach rollbot
+            log.warning("alertmanager truncated the group", group_key=payload.groupKey, dropped=payload.truncatedAlerts)
         receipt = self._intake.on_alerts(payload)
         log.info("alertmanager delivery", group_key=payload.groupKey, **receipt.__dict__)
         return 200, {"status": "ok", **receipt.__dict__}

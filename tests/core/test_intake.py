@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -234,3 +235,15 @@ def test_an_unwatched_incident_stays_open_while_another_alert_fires():
     still = advance(incident, AlertResolved("KubeDeploymentRolloutStuck", resolves_incident=True), NOW).incident
     assert still.state is IncidentState.OPEN
     assert still.alerts_firing == ("HighErrorRate",)
+
+
+def test_the_card_says_who_reported_it_and_which_alerts_fire():
+    from bot.core.messages.incidents import incident_card
+
+    alert_card = json.dumps(incident_card(_alert_incident(), NOW).blocks)
+    assert "*Reported by:* Alertmanager" in alert_card
+    assert "firing: `KubeDeploymentRolloutStuck`" in alert_card
+    watched = open_incident(IncidentId("inc-2"), WORKLOAD, alert_signal(_alert(), "3"), ChannelId("C0INC"), NOW)
+    with_alert = advance(watched.incident, AlertFiring("HighErrorRate"), NOW).incident
+    assert "Reported by" not in json.dumps(incident_card(watched.incident, NOW).blocks)
+    assert "alerts `HighErrorRate`" in json.dumps(incident_card(with_alert, NOW).blocks)

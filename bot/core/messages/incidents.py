@@ -167,7 +167,11 @@ def _facts(incident: Incident) -> list[str]:
 def _reporter(incident: Incident) -> str:
     """Who told rollbot (not its own watch), with the link to read more and the alerts still firing."""
     if incident.source is IncidentSource.WATCH:
-        return ""
+        return (
+            "alerts " + ", ".join(f"`{escape(name)}`" for name in incident.alerts_firing)
+            if incident.alerts_firing
+            else ""
+        )
     words = "Alertmanager" if incident.source is IncidentSource.ALERTMANAGER else "the deploy pipeline"
     if incident.link:
         label = "pipeline run" if incident.source is IncidentSource.PIPELINE else "source"
