@@ -33,6 +33,23 @@ from pydantic import BaseModel, ConfigDict
 from bot.core.catalog import BackendKind, ChannelId, SlackUserId, TargetName, WorkloadKind
 from bot.core.detection import Signal
 from bot.core.effects import TellUser
+
+# The events live in their own module; callers keep importing them from here (re-exported).
+from bot.core.incident_events import (
+    AlertFiring,
+    AlertResolved,
+    CardPosted,
+    CardRefreshed,
+    Detected,
+    HealthyAgain,
+    IncidentEvent,
+    NewerRevision,
+    OperationFinished,
+    RollbackClicked,
+    RollbackNotStarted,
+    RollbackStarted,
+    WorkloadDeleted,
+)
 from bot.core.operations import MessageRef, OperationId, Phase
 from bot.core.rollouts import ContainerImage, RevisionNumber
 
@@ -234,103 +251,6 @@ class IncidentTransition:
     incident: Incident
     effects: tuple[IncidentEffect, ...] = ()
     changed: bool = False
-
-
-# --- events ----------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Detected:
-    """The rules still (or again) say this key is failing; the signal may carry new counts or messages."""
-
-    signal: Signal
-
-
-@dataclass(frozen=True)
-class HealthyAgain:
-    """The workload has been healthy for `healthy_for` (the verdict is HEALTHY), on `current_revision`."""
-
-    current_revision: str
-
-
-@dataclass(frozen=True)
-class NewerRevision:
-    """A revision newer than the failed one is now current (someone deployed a fix)."""
-
-    revision: str
-
-
-@dataclass(frozen=True)
-class WorkloadDeleted:
-    pass
-
-
-@dataclass(frozen=True)
-class AlertFiring:
-    """Alertmanager says this alert fires for the incident's workload (a redelivery changes nothing)."""
-
-    alertname: str
-
-
-@dataclass(frozen=True)
-class AlertResolved:
-    """Alertmanager says the alert ended. It ends the incident only when nobody watches the workload
-    (`resolves_incident`): a watched one resolves by its health rule, the card just notes the alert's end."""
-
-    alertname: str
-    resolves_incident: bool
-
-
-@dataclass(frozen=True)
-class CardPosted:
-    card: MessageRef
-
-
-@dataclass(frozen=True)
-class CardRefreshed:
-    pass
-
-
-@dataclass(frozen=True)
-class RollbackClicked:
-    user: SlackUserId
-
-
-@dataclass(frozen=True)
-class RollbackStarted:
-    """The flow created the operation the click asked for (awaiting approval)."""
-
-    operation_id: OperationId
-
-
-@dataclass(frozen=True)
-class RollbackNotStarted:
-    """The flow could not create the operation (the target is busy, not allowed…): the reason goes on the card."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class OperationFinished:
-    operation_id: OperationId
-    phase: Phase
-    outcome: str | None = None
-
-
-IncidentEvent = (
-    Detected
-    | HealthyAgain
-    | NewerRevision
-    | WorkloadDeleted
-    | AlertFiring
-    | AlertResolved
-    | CardPosted
-    | CardRefreshed
-    | RollbackClicked
-    | RollbackStarted
-    | RollbackNotStarted
-    | OperationFinished
-)
 
 
 # --- the lifecycle ---------------------------------------------------------------------------------------------
