@@ -316,7 +316,7 @@ def build_app(
                 renew_every=settings.detect_lease / 3,
             )
     register_listeners(bolt, flow, settings)
-    webhooks = _webhooks(settings, incidents, incident_store, ledger, catalog, clock, metrics)
+    webhooks = _webhooks(settings, incidents, incident_store, ledger, catalog, clock, metrics, flow)
     server: Server | None = None
     socket_runner: SocketModeRunner | None = None
     readiness = _readiness(store)
@@ -369,6 +369,7 @@ def _webhooks(
     catalog: Catalog,
     clock: Clock,
     metrics: PrometheusMetrics,
+    flow: RollbackFlow,
 ) -> WebhookEndpoints | None:
     """The failure webhooks, when a credential is set and there is an incident flow to feed (else 404)."""
     token = settings.webhook_token.get_secret_value() if settings.webhook_token else ""
@@ -376,7 +377,13 @@ def _webhooks(
     if not (token or secret) or incidents is None or incident_store is None or ledger is None:
         return None
     intake = WebhookIntake(
-        incidents=incidents, store=incident_store, ledger=ledger, catalog=catalog, clock=clock, metrics=metrics
+        incidents=incidents,
+        store=incident_store,
+        ledger=ledger,
+        catalog=catalog,
+        clock=clock,
+        metrics=metrics,
+        backend_of=flow.backend_of,
     )
     return WebhookEndpoints(intake, token=token, secret=secret, ledger=ledger, clock=clock, metrics=metrics)
 

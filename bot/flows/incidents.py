@@ -273,17 +273,6 @@ class IncidentFlow:
         self._apply(transition, None)
         return transition.incident
 
-    def current_revision(self, target: TargetName | None, workload: WorkloadRef) -> str | None:
-        """The workload's current revision as its backend's history says (an alert never names one)."""
-        try:
-            resolved = self._target_of(target, workload)
-            history = self._backend_of(resolved).history(resolved)
-        except BotError:
-            log.warning("no history for a reported incident", exc_info=True)
-            return None
-        current = [revision for revision in history if revision.is_current]
-        return str(current[0].number) if current else None
-
     # --- people and operations -------------------------------------------------------------------------------
 
     def on_click(self, incident_id: IncidentId, user: SlackUserId) -> None:

@@ -13,11 +13,13 @@ answer raises `StoreUnavailable`: the adapter answers 503 and the sender retries
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.core.catalog import Catalog
+from bot.core.catalog import Catalog, Target, WorkloadKind
+from bot.core.commands import TargetRef
 from bot.core.detection import Signal
-from bot.core.errors import UserError
+from bot.core.errors import BotError, UserError
 from bot.core.incidents import (
     AlertFiring,
     AlertResolved,
@@ -42,14 +44,11 @@ from bot.core.intake import (
     match_report,
     report_signal,
 )
+from bot.core.targets import resolve_target
 from bot.flows.incidents import IncidentFlow
-from bot.ports import Clock, DeliveryLedger, IncidentMetrics, IncidentStore, IntakeMetrics
+from bot.ports import Backend, Clock, DeliveryLedger, IncidentStore, IntakeMetrics
 
 log = logging.getLogger("rollbot.flows.intake")
-
-
-class IntakeMetricsAll(IncidentMetrics, IntakeMetrics):
-    """Both sets of counters (PrometheusMetrics implements both)."""
 
 
 @dataclass(frozen=True)
@@ -75,8 +74,10 @@ class WebhookIntake:
         catalog: Catalog,
         clock: Clock,
         metrics: IntakeMetrics,
+        backend_of: Callable[[Target], Backend],
     ) -> None:
         self._incidents = incidents
+        self._backend_of = backend_of
         self._store = store
         self._ledger = ledger
         self._catalog = catalog
@@ -118,7 +119,7 @@ class WebhookIntake:
         if live is not None:
             self._incidents.apply_event(live.id, AlertFiring(alert.alertname))
             return
-        revision = self._incidents.current_revision(match.target, match.workload)
+        revision = self._current_revision(match)
         self._open_or_reopen(
             match, alert_signal(alert, revision), IncidentSource.ALERTMANAGER, alert.link, alert.alertname
         )
@@ -150,6 +151,21 @@ class WebhookIntake:
         return f"incident {incident.id} opened" if incident is not None else "incident opened"
 
     # --- shared ----------------------------------------------------------------------------------------------
+
+    def _current_revision(self, match: MatchedWorkload) -> str | None:
+        """The workload's current revision as its backend's history says (an alert never names one)."""
+        workload = match.workload
+        try:
+            target = self._catalog.get(match.target) if match.target is not None else None
+            if target is None:
+                ref = TargetRef.workload(WorkloadKind(workload.kind), workload.name, workload.namespace)
+                target = resolve_target(ref, self._catalog)
+            history = self._backend_of(target).history(target)
+        except BotError:
+            log.warning("no history for an alert's incident", exc_info=True)
+            return None
+        current = [revision for revision in history if revision.is_current]
+        return str(current[0].number) if current else None
 
     def _live(self, match: MatchedWorkload) -> Incident | None:
         latest = self._store.find_by_workload(match.workload.key)

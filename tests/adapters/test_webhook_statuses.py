@@ -62,6 +62,16 @@ def test_an_endpoint_without_its_credential_answers_404(redis_url: str):
     assert client.get("/webhooks/deploy").status_code == 405
 
 
+def test_a_body_over_a_megabyte_is_refused_unread(redis_url: str):
+    intake = _CountingIntake()
+    ledger = RedisDeliveryLedger(redis.Redis.from_url(redis_url))
+    endpoints = WebhookEndpoints(intake, token="t", secret=SECRET, ledger=ledger, clock=_SystemClock())
+    client = Client(SlackWsgiApp(None, webhooks=endpoints))
+    answer = client.post("/webhooks/alertmanager", data=b"x" * ((1 << 20) + 1), headers={"Authorization": "Bearer t"})
+    assert answer.status_code == 413
+    assert intake.reports == []
+
+
 def test_redis_down_answers_503_and_the_retry_is_handled_once_it_is_back(redis_url: str):
     intake = _CountingIntake()
     body = json.dumps({"target": "bootcamp", "status": "failed"}).encode()
