@@ -85,12 +85,8 @@ def test_an_unwatched_workload_resolves_with_its_alert(
         lambda: [m for m in fake_slack.messages(card.channel, card.ts) if "resolved: alert" in m.text],
         "the resolution in the thread",
     )
-    incident = bot.incidents._store.find_by_workload("kubernetes::Deployment:shop/shop-1")  # type: ignore[union-attr]
-    assert incident is not None
-    assert (incident.state.value, incident.resolution.value if incident.resolution else None) == (
-        "resolved",
-        "recovered",
-    )
+    assert bot.incidents is not None
+    assert bot.incidents.listing().text == "No open incidents."  # what `/rollback incidents` answers
 
 
 def test_a_receiver_with_the_wrong_token_is_refused_and_posts_nothing(
