@@ -375,3 +375,23 @@ class IncidentMetrics(Protocol):
     def detection_latency(self, backend: str, seconds: float) -> None:
         """From the signal's `since` (the rule became true) to the card's post."""
         ...
+
+
+class DeliveryLedger(Protocol):
+    """What the webhooks remember: deliveries already handled and signatures already used (shared by replicas).
+
+    `claim` is atomic (first caller wins, for `ttl`); `release` forgets a claim whose work failed, so the sender's
+    retry is handled again instead of being mistaken for a redelivery. Raises StoreUnavailable when it cannot tell.
+    """
+
+    def claim(self, key: str, ttl: timedelta) -> bool: ...
+
+    def release(self, key: str) -> None: ...
+
+
+class IntakeMetrics(Protocol):
+    """What the webhooks count."""
+
+    def alert_unmatched(self, reason: str) -> None: ...
+
+    def webhook_handled(self, endpoint: str, status: int) -> None: ...
