@@ -154,6 +154,14 @@ def serve(console: Console) -> int:
         log.exception("rollbot could not start")
         console.error(f"rollbot serve: cannot start: {type(exc).__name__}: {exc}")
         return EXIT_FAILURE
+    # Before start(): a SIGTERM that arrives while it starts serving must still shut down cleanly.
+    stopping = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     try:
         rollbot.start()  # resumes what is in flight: the first Redis round trip
     except StoreUnavailable as exc:
@@ -167,13 +175,6 @@ def serve(console: Console) -> int:
         log.exception("rollbot could not start")
         console.error(f"rollbot serve: cannot start: {type(exc).__name__}: {exc}")
         return EXIT_FAILURE
-    stopping = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     try:
         stopping.wait()
     finally:
