@@ -84,11 +84,18 @@ class Journal:
         Raises FencedOut (the writer lost the execution), TargetBusy (another operation holds the target) and
         ConcurrentUpdate after `MAX_CAS_ATTEMPTS` lost compare-and-sets.
         """
+        stored: tuple[Transition, Callable[[], bool] | None] | None = None
         with self._serialised(operation_id, fence):
             for attempt in compare_and_set(self._sleep):
                 with attempt:
-                    return self._decide_once(operation_id, event, actor, fence, lock_ttl, told)
-        raise AssertionError("unreachable")  # pragma: no cover - tenacity re-raises the last error
+                    stored = self._decide_once(operation_id, event, actor, fence, lock_ttl)
+        if stored is None:
+            return None
+        transition, still_current = stored
+        # Outside the per-operation lock: Slack may make these wait for its budget, and the lease heartbeat of
+        # the same operation must not wait behind them (its lease would lapse while it is alive).
+        self._apply(transition, told, still_current)
+        return transition
 
     def write(
         self, operation_id: OperationId, change: Callable[[Operation], Operation], *, fence: int | None = None
@@ -114,8 +121,8 @@ class Journal:
         actor: SlackUserId | None,
         fence: int | None,
         lock_ttl: timedelta | None,
-        told: list[str] | None,
-    ) -> Transition | None:
+    ) -> tuple[Transition, Callable[[], bool] | None] | None:
+        """Store the event's transition; returns it with the check its reports must pass (executor writes)."""
         operation = self._store.get(operation_id)
         if operation is None:
             return None
@@ -138,8 +145,7 @@ class Journal:
         if reporting_fence is None and isinstance(event, ExecutionClaimed) and transition.changed:
             reporting_fence = transition.operation.fence  # the claim's own lines ("rolling back") are fenced too
         still_current = None if reporting_fence is None else partial(self._holds, operation_id, reporting_fence)
-        self._apply(transition, told, still_current)
-        return transition
+        return transition, still_current
 
     def _holds(self, operation_id: OperationId, fence: int) -> bool:
         operation = self._store.get(operation_id)
