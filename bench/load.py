@@ -388,27 +388,30 @@ def main() -> int:
     unknown = set(chosen) - {"separate", "batch"}
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(sorted(unknown))}: choose from separate, batch")
+    report = run(args.targets, args.scale, args.spread, chosen)
+    json.dump(report, sys.stdout, indent=2)
+    print()
+    return 0 if all("error" not in report[s] for s in chosen) else 1
+
+
+def run(targets: int, scale: float, spread: float, scenarios: list[str]) -> dict[str, Any]:
+    """Every scenario asked for, in one JSON-ready report; a scenario that did not finish says why."""
     report: dict[str, Any] = {
         "bench": "load",
-        "targets": args.targets,
-        "slack_scale": args.scale,
-        "spread_s": args.spread,
+        "targets": targets,
+        "slack_scale": scale,
+        "spread_s": spread,
         "replicas": len(REPLICAS),
         "backend": "scripted (Redis-backed MemoryBackend), 3 steps 0.2 s apart",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_before": os.getloadavg()},
     }
-    for scenario in chosen:
+    for scenario in scenarios:
         try:
-            if scenario == "separate":
-                report[scenario] = separate(args.targets, args.scale, args.spread)
-            else:
-                report[scenario] = batch(args.targets, args.scale)
+            report[scenario] = separate(targets, scale, spread) if scenario == "separate" else batch(targets, scale)
         except CampaignError as error:
             report[scenario] = {"scenario": scenario, "error": str(error)}
     report["machine"]["load_after"] = os.getloadavg()
-    json.dump(report, sys.stdout, indent=2)
-    print()
-    return 0 if all("error" not in report[s] for s in chosen) else 1
+    return report
 
 
 if __name__ == "__main__":
