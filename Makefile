@@ -59,7 +59,7 @@ bench: setup
 LOAD_REAL_TARGETS ?= 30
 bench-load: setup
 	mkdir -p $(BENCH_RESULTS)
-	$(BENCH_ENV) $(BIN)/python bench/load.py --targets $(LOAD_REAL_TARGETS) --scale 1 > $(BENCH_RESULTS)/load.json
+	$(BENCH_ENV) $(BIN)/python bench/load.py --targets $(LOAD_REAL_TARGETS) --scale 1 > $(BENCH_RESULTS)/load-real.json
 	$(BENCH_ENV) $(BIN)/python bench/load.py --targets 100 --scale 10 > $(BENCH_RESULTS)/load-scaled.json
 	$(BENCH_ENV) $(BIN)/python bench/report.py $(BENCH_RESULTS)
 

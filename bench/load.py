@@ -36,7 +36,7 @@ against their channel), and C = 50 `chat.update` per minute for the workspace (T
     batch             T_final ≥ (P − B) / R with P ≥ N + 1 (one request message, a final line per target).
 
 Usage: `python bench/load.py [--targets 100] [--scale 1] [--spread 10] [--scenarios separate,batch]`.
-Prints one JSON object. `make bench-load` runs it at real speed and scaled and writes bench/results/.
+Prints one JSON object. `make bench-load` runs it at real speed (30 targets) and scaled (100) and writes bench/results/.
 """
 
 from __future__ import annotations
@@ -177,8 +177,24 @@ def slack_figures(place: Arena, operations: int) -> dict[str, Any]:
     }
 
 
-def tracebacks(place: Arena) -> int:
-    return sum(r.log_path.read_text(errors="replace").count("Traceback") for r in place.replicas.values())
+def tracebacks(place: Arena) -> dict[str, Any]:
+    """How many tracebacks the replicas logged, and what the first few were about (event and last line)."""
+    lines = [
+        line
+        for replica in place.replicas.values()
+        for line in replica.log_path.read_text(errors="replace").splitlines()
+        if "Traceback" in line
+    ]
+    samples = []
+    for line in lines[:3]:
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            samples.append(line[-300:])
+            continue
+        trace = str(entry.get("exception", "")).strip().splitlines()
+        samples.append(f"{entry.get('event')}: {trace[-1] if trace else ''}"[:300])
+    return {"replica_tracebacks": len(lines), "replica_traceback_samples": samples}
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -329,7 +345,7 @@ def separate(count: int, scale: float, spread: float) -> dict[str, Any]:
             },
             **slack,
             **figures,
-            "replica_tracebacks": tracebacks(place),
+            **tracebacks(place),
         }
 
 
@@ -369,7 +385,7 @@ def batch(count: int, scale: float) -> dict[str, Any]:
             "batch_phase": payload(place.fake.message(INCIDENT, request.ts)).get("phase"),
             **slack,
             **figures,
-            "replica_tracebacks": tracebacks(place),
+            **tracebacks(place),
         }
 
 

@@ -118,6 +118,7 @@ def load_section(name: str, result: dict[str, Any], directory: Path) -> list[str
                 f"{separate['slack_calls']} ({separate['slack_calls_per_operation']}), {separate['slack_writes']}",
             ),
             ("Slack 429s", separate["slack_429s"]),
+            ("tracebacks in the replicas' logs", separate.get("replica_tracebacks", "?")),
             ("Redis commands per operation", separate["redis_commands_per_operation"]),
             ("bot CPU seconds per operation", separate["bot_cpu_seconds_per_operation"]),
             ("peak RSS per replica (MiB)", ", ".join(f"{v}" for v in separate["peak_rss_mib_by_replica"].values())),
