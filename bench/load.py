@@ -270,6 +270,7 @@ def separate(count: int, scale: float, spread: float) -> dict[str, Any]:
                         reacting.submit(driver.reaction_added, APPROVER, "white_check_mark", INCIDENT, message.ts)
                     time.sleep(0.02)
 
+        timed_out = ""
         approver = threading.Thread(target=approve_as_they_appear, daemon=True)
         started = time.time()
         approver.start()
@@ -288,8 +289,12 @@ def separate(count: int, scale: float, spread: float) -> dict[str, Any]:
             def final_lines() -> bool:
                 return all(any(FINAL in line.all_text() for line in thread(place, m)) for m in requests)
 
-            wait(f"{count} final lines", patience, final_lines)
-            finals_posted = time.time()
+            finals_posted: float | None = None
+            try:
+                wait(f"{count} final lines", patience, final_lines)
+                finals_posted = time.time()
+            except CampaignError as error:  # the figures still say what arrived and what was lost
+                timed_out = str(error)
         finally:
             finished.set()
             approver.join()
@@ -332,7 +337,8 @@ def separate(count: int, scale: float, spread: float) -> dict[str, Any]:
             "writes_lost_detail": lost[:20],
             "requests_posted_s": round(requests_posted - started, 2),
             "requests_floor_s": round(request_floor, 2),
-            "final_lines_posted_s": round(finals_posted - started, 2),
+            "final_lines_posted_s": round(finals_posted - started, 2) if finals_posted else None,
+            "timed_out": timed_out,
             "final_floor_s": round(final_floor, 2),
             "final_floor_two_posts_s": round(max(post_floor(2 * count, scale), update_floor(updates_needed, scale)), 2),
             "request_post_times_s": [round(t, 3) for t in request_times],
@@ -366,8 +372,13 @@ def batch(count: int, scale: float) -> dict[str, Any]:
         def done_lines() -> list[Message]:
             return [line for line in thread(place, request) if re.match(r"✅ t\d{3}: " + FINAL, line.all_text())]
 
-        wait(f"{count} final lines of the batch", patience, lambda: len(done_lines()) >= count)
-        last_final = time.time()
+        last_final: float | None = None
+        timed_out = ""
+        try:
+            wait(f"{count} final lines of the batch", patience, lambda: len(done_lines()) >= count)
+            last_final = time.time()
+        except CampaignError as error:  # the figures still say what arrived
+            timed_out = str(error)
         figures = meter.read(count)
         when = posted_at(place)
         final_times = sorted(when[line.ts] - started for line in done_lines() if line.ts in when)
@@ -377,7 +388,8 @@ def batch(count: int, scale: float) -> dict[str, Any]:
             "scenario": "batch",
             "targets": count,
             "request_posted_s": round(request_posted - started, 2),
-            "final_lines_posted_s": round(last_final - started, 2),
+            "final_lines_posted_s": round(last_final - started, 2) if last_final else None,
+            "timed_out": timed_out,
             "final_floor_s": round(post_floor(slack["channel_posts"], scale), 2),
             "final_floor_bare_s": round(post_floor(count + 1, scale), 2),
             "final_line_times_s": [round(t, 3) for t in final_times],

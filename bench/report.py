@@ -95,6 +95,8 @@ def load_section(name: str, result: dict[str, Any], directory: Path) -> list[str
     for scenario, run in (("separate", separate), ("batch", batch)):
         if "error" in run:
             lines += [f"**{scenario} did not finish:** {run['error']}", ""]
+        elif run.get("timed_out"):
+            lines += [f"**{scenario} timed out:** {run['timed_out']}; the figures say what arrived.", ""]
     rows: list[tuple[str, Any]] = []
     if "error" not in separate and separate:
         latency = separate["approval_to_first_write_ms"]
