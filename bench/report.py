@@ -111,7 +111,7 @@ def load_section(name: str, result: dict[str, Any], directory: Path) -> list[str
             ),
             (
                 "every final line posted (floor for these posts; for 2 a target)",
-                f"{separate['final_lines_posted_s']} s ({separate['final_floor_s']} s; "
+                f"{separate['final_lines_posted_s'] or 'not all, timed out'} s ({separate['final_floor_s']} s; "
                 f"{separate['final_floor_two_posts_s']} s)",
             ),
             ("approval → first backend write p50 / p99", f"{latency['p50']} / {latency['p99']} ms"),
