@@ -36,6 +36,7 @@ from bot.core.catalog import Catalog, Target, parse_catalog
 from bot.core.operations import METADATA_EVENT_TYPE, Operation, OperationId
 from sandbox.redis_server import RedisServer
 from sandbox.slack.driver import Ack, SlackDriver
+from sandbox.slack.ratelimits import RateLimitMode
 from sandbox.slack.records import Message
 from sandbox.slack.seed import ALICE, BOB, BOT_ID, BOT_SCOPES, BOT_USER_ID, CAROL, INCIDENT, SIGNING_SECRET, Token
 from sandbox.slack.server import FakeSlack
@@ -154,6 +155,10 @@ class Arena:
     world_redis: redis.Redis
     backend: MemoryBackend
     store_server: Any = None  # what `store_server(workdir)` returned, for scenarios that hurt it
+    # The fake enforces no rate limits by default, and Slack's real budget would only stretch the campaign;
+    # the load bench switches the fake's limits on and runs the replicas' budget at the fake's speed.
+    slack_budget_scale: float = 60.0
+    slack_replicas: int = 1
     replicas: dict[str, Replica] = field(default_factory=dict)
     drivers: dict[str, SlackDriver] = field(default_factory=dict)
 
@@ -177,8 +182,8 @@ class Arena:
             "ROLLBOT_ROLLOUT_TIMEOUT": "2m",
             "ROLLBOT_TEST_BACKEND_REDIS": self.world_url,
             "ROLLBOT_TEST_WRITE_LOG": WRITE_LOG_KEY,
-            # The fake Slack enforces no rate limits here; Slack's real budget would only stretch the campaign.
-            "ROLLBOT_SLACK_BUDGET_SCALE": "60",
+            "ROLLBOT_SLACK_BUDGET_SCALE": str(self.slack_budget_scale),
+            "ROLLBOT_SLACK_REPLICAS": str(self.slack_replicas),
         }
         log_path = self.workdir / f"{name}.log"
         with log_path.open("ab") as log:
@@ -327,15 +332,24 @@ def arena(
     lease: str = "1s",
     sweep_interval: str = "PT0.3S",
     store_server: Callable[[Path], Any] | None = None,
+    document: dict[str, Any] | None = None,
+    slack_rate_limits: RateLimitMode = "off",
+    slack_scale: float = 1.0,
+    slack_replicas: int = 1,
 ) -> Iterator[Arena]:
-    """Start the servers (the store Redis from `store_server(workdir)` if given), yield the arena, stop it all."""
+    """Start the servers (the store Redis from `store_server(workdir)` if given), yield the arena, stop it all.
+
+    `document` replaces the catalog made from `targets`; with `slack_rate_limits="strict"` the fake enforces
+    Slack's limits `slack_scale` times faster, and the replicas' budget runs at that speed too, split among
+    `slack_replicas` (set it to the number of replicas the scenario starts).
+    """
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rollbot-faults-")))
         world_server = stack.enter_context(RedisServer())
         started_store = stack.enter_context(RedisServer() if store_server is None else store_server(workdir))
         store_url = started_store.url()
-        fake = stack.enter_context(FakeSlack())
-        document = catalog_document(targets)
+        fake = stack.enter_context(FakeSlack(rate_limits=slack_rate_limits, rate_limit_scale=slack_scale))
+        document = document if document is not None else catalog_document(targets)
         catalog_path = workdir / "catalog.yaml"
         catalog_path.write_text(yaml.safe_dump(document), encoding="utf-8")
         store = RedisOperationStore.from_url(store_url, SystemClock())
@@ -355,6 +369,8 @@ def arena(
             world_redis=world_redis,
             backend=MemoryBackend(RedisWorld(world_redis)),
             store_server=started_store,
+            slack_budget_scale=slack_scale if slack_rate_limits == "strict" else 60.0,
+            slack_replicas=slack_replicas,
         )
         try:
             yield place

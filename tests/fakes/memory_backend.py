@@ -221,7 +221,7 @@ class MemoryBackend:
         return int(self._state(target).get("calls", 0))
 
     def roll_back_call_log(self, target: Target) -> list[dict[str, Any]]:
-        """Every `roll_back` call in the order the world saw it: `{"by": caller, "operation_id": …}`."""
+        """Every `roll_back` call in the order the world saw it: `{"by": caller, "operation_id": …, "at": epoch s}`."""
         return list(self._state(target).get("call_log", []))
 
     # --- ports.Backend ----------------------------------------------------------------------------------
@@ -274,7 +274,10 @@ class MemoryBackend:
             assert state is not None
             state["calls"] = state.get("calls", 0) + 1
             current = int(state["current"])
-            state.setdefault("call_log", []).append({"by": self._caller, "operation_id": operation_id})
+            # `at` (wall-clock seconds) lets a bench measure approval → first backend write across processes.
+            state.setdefault("call_log", []).append(
+                {"by": self._caller, "operation_id": operation_id, "at": time.time()}
+            )
             if operation_id in state["receipts"]:
                 if current != int(plan.to_revision):
                     raise RollbackRefused(
