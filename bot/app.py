@@ -84,13 +84,18 @@ def new_incident_id() -> IncidentId:
 
 
 def build_watchers(settings: Settings) -> dict[BackendKind, FailureWatcher]:
-    """The real failure watchers, one per technology.
+    """The real failure watchers, one per technology (each watches the scopes the watch plan gives it)."""
+    from bot.backends.ecs_watch import EcsFailureWatcher
+    from bot.backends.helm_watch import HelmFailureWatcher
+    from bot.backends.kubernetes_api import KubernetesClients
+    from bot.backends.kubernetes_watch import KubernetesFailureWatcher
 
-    They live in `bot.backends.kubernetes_watch`, `helm_watch` and `ecs_watch`, which land separately; until
-    then no watcher is wired and detection watches nothing (buttons, verification bookkeeping and
-    `/rollback incidents` still work). Completing this is one line per watcher.
-    """
-    return {}
+    kubernetes = KubernetesClients(settings.kubeconfig)
+    return {
+        BackendKind.KUBERNETES: KubernetesFailureWatcher(kubernetes),
+        BackendKind.HELM: HelmFailureWatcher(kubernetes),
+        BackendKind.ECS: EcsFailureWatcher(),
+    }
 
 
 def build_backends(settings: Settings) -> dict[BackendKind, Backend]:
@@ -292,9 +297,10 @@ def build_app(
         flow.on_finished(incidents.on_operation_finished)
         flow.on_incident_click(lambda incident_id, user: incidents.on_click(IncidentId(incident_id), user))
         flow.on_incidents_listing(incidents.listing)
-        if settings.detect and context_leases is not None:
+        scopes = watch_plan(catalog)
+        if settings.detect and context_leases is not None and scopes:
             watching = ContextWatching(
-                scopes=watch_plan(catalog),
+                scopes=scopes,
                 watchers=watchers if watchers is not None else build_watchers(settings),
                 leases=context_leases,
                 incidents=incidents,
