@@ -77,6 +77,7 @@ class RollbackFlow:
         command_name: str = "/rollback",
         rollout_timeout: timedelta = timedelta(minutes=10),
         lease: timedelta = timedelta(seconds=30),
+        # How often a batch's owner stores its members' progress (one writer, so one write per interval).
         publish_interval: timedelta = timedelta(seconds=1),
         sleep: Callable[[float], None] = time.sleep,
         inbox: Inbox | None = None,
@@ -135,7 +136,6 @@ class RollbackFlow:
             replica_id=replica_id,
             rollout_timeout=rollout_timeout,
             lease=lease,
-            publish_interval=publish_interval,
             sleep=sleep,
             stopping=self._stopping,
             run_batch=batches.run,

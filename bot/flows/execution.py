@@ -14,9 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Final
+from dataclasses import dataclass
+from datetime import timedelta
 
 from bot.core import messages
 from bot.core.catalog import BackendKind, Target
@@ -36,7 +35,8 @@ from bot.core.lifecycle import (
 )
 from bot.core.operations import Operation, OperationId, Phase
 from bot.core.outbound import Priority
-from bot.core.rollouts import RollbackReceipt, RolloutStatus, should_publish
+from bot.core.rollouts import RollbackReceipt, RolloutStatus
+from bot.core.thread_digest import ThreadDecision, ThreadMemory, decide_thread
 from bot.flows.journal import Journal
 from bot.flows.lease import Lease
 from bot.flows.reporting import Reporter
@@ -47,18 +47,12 @@ log = logging.getLogger("rollbot.flows")
 
 Submit = Callable[[Callable[[], None]], None]
 
-# How often the request message in the channel is re-rendered with the latest rollout summary.
-REQUEST_REFRESH_INTERVAL: Final = timedelta(seconds=10)
-
 
 @dataclass
 class _Watch:
-    """What one execution has already told the thread, so repeated observations stay quiet."""
+    """What one execution has already told the thread (kept across interrupted watches), so it stays bounded."""
 
-    last_published: datetime | None = None
-    last_request_refresh: datetime | None = None
-    seen_unhealthy: set[str] = field(default_factory=set)
-    seen_events: set[str] = field(default_factory=set)
+    memory: ThreadMemory | None = None
 
 
 class Executor:
@@ -75,7 +69,6 @@ class Executor:
         replica_id: str,
         rollout_timeout: timedelta,
         lease: timedelta,
-        publish_interval: timedelta,
         sleep: Sleep,
         stopping: threading.Event,
         run_batch: Callable[[Lease], None] | None = None,
@@ -91,7 +84,6 @@ class Executor:
         self.replica_id = replica_id
         self._rollout_timeout = rollout_timeout
         self._lease = lease
-        self._publish_interval = publish_interval
         self._sleep = sleep
         self._stopping = stopping
         self._mutex = threading.Lock()
@@ -241,17 +233,18 @@ class Executor:
                 return
             last = status
             operation = lease.confirm()
-            self._tell_news(operation, status, watch)
+            now = self._clock.now()
+            memory = watch.memory or ThreadMemory(watch_started_at=now)
+            decision = decide_thread(memory, status, now)
+            watch.memory = decision.memory
+            self._tell_news(operation, decision)
             if status.is_finished:
                 break
-            now = self._clock.now()
-            if should_publish(watch.last_published, now, status, self._publish_interval):
-                watch.last_published = now
+            if decision.publish_progress:
                 operation = lease.decide(RolloutObserved(status=status))
                 self._publish_progress(lease, operation, status)
-                if should_publish(watch.last_request_refresh, now, status, REQUEST_REFRESH_INTERVAL):
-                    # The channel message shows the latest summary too, but less often (chat.update is tier 3).
-                    watch.last_request_refresh = now
+                if decision.refresh_request:
+                    # The channel message shows the latest summary too, but rarely (chat.update is tier 3).
                     operation = lease.confirm()
                     self._reporter.quietly(operation.id, self._reporter.refresh_request, operation, Priority.PROGRESS)
         if lease.lost.is_set():
@@ -277,18 +270,14 @@ class Executor:
             )
         log.info("handed the rollout over on shutdown", extra={"operation_id": lease.operation_id})
 
-    def _tell_news(self, operation: Operation, status: RolloutStatus, watch: _Watch) -> None:
-        for unit in status.unhealthy:
-            key = f"{unit.name}:{unit.reason}"
-            if key not in watch.seen_unhealthy:
-                watch.seen_unhealthy.add(key)
-                line = messages.unhealthy_line(operation, unit)
-                self._reporter.quietly(operation.id, self._reporter.post_in_thread, operation, line, Priority.NORMAL)
-        for event in status.events:
-            if event not in watch.seen_events:
-                watch.seen_events.add(event)
-                line = messages.rollout_event_line(operation, event)
-                self._reporter.quietly(operation.id, self._reporter.post_in_thread, operation, line, Priority.NORMAL)
+    def _tell_news(self, operation: Operation, decision: ThreadDecision) -> None:
+        """At most one line per observation, and few per rollout: `thread_digest` decided which."""
+        if decision.digest is not None:
+            line = messages.digest_line(operation, decision.digest)
+            self._reporter.quietly(operation.id, self._reporter.post_in_thread, operation, line, Priority.NORMAL)
+        if decision.closing_notes:
+            line = messages.closing_notes_line(operation, decision.closing_notes)
+            self._reporter.quietly(operation.id, self._reporter.post_in_thread, operation, line, Priority.NORMAL)
 
     def _publish_progress(self, lease: Lease, operation: Operation, status: RolloutStatus) -> None:
         lease.confirm()  # not a line from a replica that was paused past its lease

@@ -6,6 +6,8 @@ from typing import Any
 
 from sandbox.kubesim.resources import RESOURCES, ResourceInfo, group_versions
 
+Infos = tuple[ResourceInfo, ...]
+
 AGGREGATED_CONTENT_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 
 VERSION_INFO = {
@@ -32,17 +34,17 @@ def wants_aggregated(accept: str) -> bool:
     return "as=APIGroupDiscoveryList" in accept and "v=v2" in accept
 
 
-def _resources_of(group: str, version: str) -> list[ResourceInfo]:
-    return [r for r in RESOURCES if r.group == group and r.version == version]
+def _resources_of(group: str, version: str, infos: Infos) -> list[ResourceInfo]:
+    return [r for r in infos if r.group == group and r.version == version]
 
 
 def api_versions() -> dict[str, Any]:
     return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": _SERVER_ADDRESSES}
 
 
-def api_group_list() -> dict[str, Any]:
+def api_group_list(infos: Infos = RESOURCES) -> dict[str, Any]:
     groups: dict[str, list[str]] = {}
-    for group, version in group_versions():
+    for group, version in group_versions(infos):
         if group:
             groups.setdefault(group, []).append(version)
     return {
@@ -59,8 +61,8 @@ def api_group_list() -> dict[str, Any]:
     }
 
 
-def api_group(group: str) -> dict[str, Any] | None:
-    for entry in api_group_list()["groups"]:
+def api_group(group: str, infos: Infos = RESOURCES) -> dict[str, Any] | None:
+    for entry in api_group_list(infos)["groups"]:
         if entry["name"] == group:
             return {"kind": "APIGroup", "apiVersion": "v1", **entry}
     return None
@@ -70,8 +72,8 @@ def _scale_kind() -> dict[str, str]:
     return {"group": "autoscaling", "version": "v1", "kind": "Scale"}
 
 
-def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
-    infos = _resources_of(group, version)
+def api_resource_list(group: str, version: str, all_infos: Infos = RESOURCES) -> dict[str, Any] | None:
+    infos = _resources_of(group, version, all_infos)
     if not infos:
         return None
     resources: list[dict[str, Any]] = []
@@ -129,16 +131,16 @@ def _aggregated_resource(info: ResourceInfo) -> dict[str, Any]:
     return entry
 
 
-def aggregated(*, legacy: bool) -> dict[str, Any]:
+def aggregated(*, legacy: bool, infos: Infos = RESOURCES) -> dict[str, Any]:
     """APIGroupDiscoveryList for /api (legacy=True, the core group) or /apis (named groups)."""
     groups: dict[str, list[dict[str, Any]]] = {}
-    for group, version in group_versions():
+    for group, version in group_versions(infos):
         if (group == "") != legacy:
             continue
         groups.setdefault(group, []).append(
             {
                 "version": version,
-                "resources": [_aggregated_resource(r) for r in _resources_of(group, version)],
+                "resources": [_aggregated_resource(r) for r in _resources_of(group, version, infos)],
                 "freshness": "Current",
             }
         )

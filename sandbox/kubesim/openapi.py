@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 from sandbox.kubesim.resources import RESOURCES, ResourceInfo, group_versions
@@ -73,10 +73,13 @@ def _paths_for(info: ResourceInfo) -> dict[str, Any]:
     return paths
 
 
-@cache
-def group_version_document(group: str, version: str) -> bytes:
+Infos = tuple[ResourceInfo, ...]
+
+
+@lru_cache(maxsize=64)  # keyed by the served types, which change with CRDs
+def group_version_document(group: str, version: str, infos: Infos = RESOURCES) -> bytes:
     paths: dict[str, Any] = {}
-    for info in RESOURCES:
+    for info in infos:
         if info.group == group and info.version == version:
             paths.update(_paths_for(info))
     doc = {
@@ -92,23 +95,24 @@ def _hash(body: bytes) -> str:
     return hashlib.sha512(body).hexdigest().upper()[:128]
 
 
-@cache
-def root_document() -> bytes:
+@lru_cache(maxsize=64)  # keyed by the served types, which change with CRDs
+def root_document(infos: Infos = RESOURCES) -> bytes:
     paths = {}
-    for group, version in group_versions():
+    for group, version in group_versions(infos):
         gv = _gv_path(group, version)
-        paths[gv] = {"serverRelativeURL": f"/openapi/v3/{gv}?hash={_hash(group_version_document(group, version))}"}
+        digest = _hash(group_version_document(group, version, infos))
+        paths[gv] = {"serverRelativeURL": f"/openapi/v3/{gv}?hash={digest}"}
     return json.dumps({"paths": paths}, separators=(",", ":")).encode()
 
 
-def document_for_path(path: str) -> bytes | None:
+def document_for_path(path: str, infos: Infos = RESOURCES) -> bytes | None:
     """The per-GV document for `/openapi/v3/<api/v1 | apis/g/v>`, or None."""
     rest = path.removeprefix("/openapi/v3/").strip("/")
     parts = rest.split("/")
     if parts == ["api", "v1"]:
-        return group_version_document("", "v1")
+        return group_version_document("", "v1", infos)
     if len(parts) == 3 and parts[0] == "apis":
-        for group, version in group_versions():
+        for group, version in group_versions(infos):
             if group == parts[1] and version == parts[2]:
-                return group_version_document(group, version)
+                return group_version_document(group, version, infos)
     return None

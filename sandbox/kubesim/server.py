@@ -13,15 +13,13 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
-
-import yaml
 
 from sandbox.faults import FAULTS_PATH, FaultTable, InvalidFault
-from sandbox.kubesim import discovery, fieldvalidation, openapi, protobuf, ssa, tables
+from sandbox.kubesim import discovery, fieldvalidation, openapi, ssa, tables
 from sandbox.kubesim.faults import KubeFault
 from sandbox.kubesim.patch import PatchError, json_patch, merge_patch, strategic_merge
-from sandbox.kubesim.resources import ResourceInfo, lookup
+from sandbox.kubesim.request import ApiRequest
+from sandbox.kubesim.resources import ResourceInfo
 from sandbox.kubesim.selectors import selector_to_string
 from sandbox.kubesim.store import ApiError, Store, clone
 
@@ -36,84 +34,6 @@ _RETURNS_DELETED_OBJECT = {"Pod", "Namespace", "Service"}
 
 def _dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-class _Request:
-    """The parsed parts of one API request."""
-
-    def __init__(self, handler: _Handler, method: str) -> None:
-        split = urlsplit(handler.path)
-        self.method = method
-        self.path = split.path
-        self.query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
-        self.accept = handler.headers.get("Accept", "") or ""
-        self.content_type = (handler.headers.get("Content-Type", "") or "").split(";")[0].strip().lower()
-        self.user_agent = handler.headers.get("User-Agent", "") or ""
-        if "chunked" in (handler.headers.get("Transfer-Encoding", "") or "").lower():
-            self.body = self._read_chunked(handler)
-        else:
-            length = int(handler.headers.get("Content-Length") or 0)
-            self.body = handler.rfile.read(length) if length > 0 else b""
-
-    @staticmethod
-    def _read_chunked(handler: _Handler) -> bytes:
-        parts: list[bytes] = []
-        while True:
-            size_line = handler.rfile.readline(1024)
-            size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
-            if size == 0:
-                # Skip optional trailers up to the blank line that ends the body.
-                while handler.rfile.readline(1024).strip():
-                    pass
-                return b"".join(parts)
-            parts.append(handler.rfile.read(size))
-            handler.rfile.readline(1024)  # the CRLF after each chunk
-
-    @property
-    def dry_run(self) -> bool:
-        return self.query.get("dryRun") == "All"
-
-    @property
-    def wants_table(self) -> bool:
-        return "as=Table" in self.accept
-
-    @property
-    def wants_partial_metadata(self) -> bool:
-        return "as=PartialObjectMetadata" in self.accept and "as=Table" not in self.accept
-
-    @property
-    def field_manager(self) -> str:
-        manager = self.query.get("fieldManager")
-        if manager:
-            return manager
-        # The API server defaults the manager to the user agent's program name.
-        return self.user_agent.split("/", 1)[0] or "unknown"
-
-    def json_body(self) -> Any:
-        if not self.body:
-            raise ApiError.bad_request("the request body is empty")
-        if self.content_type == "application/vnd.kubernetes.protobuf":
-            try:
-                return protobuf.decode(self.body)
-            except protobuf.UnsupportedKindError as exc:
-                raise ApiError(
-                    415,
-                    "UnsupportedMediaType",
-                    f"the body of the request was in an unknown format ({exc.kind} in protobuf) - accepted "
-                    "media types include: application/json, application/yaml",
-                ) from exc
-            except protobuf.ProtobufError as exc:
-                raise ApiError.bad_request(f"invalid protobuf body: {exc}") from exc
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            pass
-        if self.content_type in ("application/yaml", "application/apply-patch+yaml"):
-            try:
-                return yaml.safe_load(self.body)
-            except yaml.YAMLError as exc:
-                raise ApiError.bad_request(f"error decoding YAML: {exc}") from exc
-        raise ApiError.bad_request("the request body is not valid JSON")
 
 
 class _Route:
@@ -198,7 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         self._warnings: list[str] = []
         try:
-            req = _Request(self, method)
+            req = ApiRequest(self, method)
         except (ValueError, OSError):
             self.close_connection = True
             return
@@ -220,7 +140,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---------------------------------------------------------------- fault injection
 
-    def _fault_control(self, req: _Request) -> None:
+    def _fault_control(self, req: ApiRequest) -> None:
         faults = self.server.faults
         if req.method == "GET":
             self._send_json(200, {"faults": faults.describe()})
@@ -238,7 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             raise ApiError(405, "MethodNotAllowed", f"{FAULTS_PATH} accepts GET, POST and DELETE")
 
-    def _injected_fault(self, req: _Request) -> bool:
+    def _injected_fault(self, req: ApiRequest) -> bool:
         """Apply the fault armed for this request, if one fires; True when it answered in the request's place."""
         path = req.path.rstrip("/") or "/"
         is_watch = req.method == "GET" and req.query.get("watch") in ("true", "1")
@@ -257,7 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---------------------------------------------------------------- routing
 
-    def _route(self, req: _Request) -> None:
+    def _route(self, req: ApiRequest) -> None:
         path = req.path.rstrip("/") or "/"
         parts = [p for p in path.split("/") if p]
         if path in ("/healthz", "/livez", "/readyz"):
@@ -279,7 +199,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._resource_list(req, "", parts[1])
             return
         if len(parts) == 2 and parts[0] == "apis":
-            group = discovery.api_group(parts[1])
+            group = discovery.api_group(parts[1], self.store.catalog.resources)
             if group is None:
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
             self._send_json(200, group)
@@ -297,8 +217,7 @@ class _Handler(BaseHTTPRequestHandler):
         }[req.method]
         handler(req, route)
 
-    @staticmethod
-    def _resource_route(parts: list[str]) -> _Route:
+    def _resource_route(self, parts: list[str]) -> _Route:
         not_found = ApiError(404, "NotFound", "the server could not find the requested resource")
         if len(parts) >= 3 and parts[0] == "api":
             group, version, rest = "", parts[1], parts[2:]
@@ -312,7 +231,7 @@ class _Handler(BaseHTTPRequestHandler):
             rest = rest[2:]
         if len(rest) > 3:
             raise not_found
-        info = lookup((group, version, rest[0]))
+        info = self.store.catalog.lookup((group, version, rest[0]))
         if info is None:
             raise not_found
         name = rest[1] if len(rest) > 1 else None
@@ -327,26 +246,27 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---------------------------------------------------------------- discovery & openapi
 
-    def _discovery(self, req: _Request, *, legacy: bool) -> None:
+    def _discovery(self, req: ApiRequest, *, legacy: bool) -> None:
         if discovery.wants_aggregated(req.accept):
-            self._send_json(200, discovery.aggregated(legacy=legacy), discovery.AGGREGATED_CONTENT_TYPE)
+            infos = self.store.catalog.resources
+            self._send_json(200, discovery.aggregated(legacy=legacy, infos=infos), discovery.AGGREGATED_CONTENT_TYPE)
         elif legacy:
             self._send_json(200, discovery.api_versions())
         else:
-            self._send_json(200, discovery.api_group_list())
+            self._send_json(200, discovery.api_group_list(self.store.catalog.resources))
 
-    def _resource_list(self, req: _Request, group: str, version: str) -> None:
-        doc = discovery.api_resource_list(group, version)
+    def _resource_list(self, req: ApiRequest, group: str, version: str) -> None:
+        doc = discovery.api_resource_list(group, version, self.store.catalog.resources)
         if doc is None:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         self._send_json(200, doc)
 
-    def _openapi(self, req: _Request, path: str) -> None:
+    def _openapi(self, req: ApiRequest, path: str) -> None:
         if path == "/openapi/v3":
-            self._send(200, openapi.root_document())
+            self._send(200, openapi.root_document(self.store.catalog.resources))
             return
         if path.startswith("/openapi/v3/"):
-            doc = openapi.document_for_path(path)
+            doc = openapi.document_for_path(path, self.store.catalog.resources)
             if doc is not None:
                 self._send(200, doc)
                 return
@@ -359,7 +279,7 @@ class _Handler(BaseHTTPRequestHandler):
     def store(self) -> Store:
         return self.server.store
 
-    def _get(self, req: _Request, route: _Route) -> None:
+    def _get(self, req: ApiRequest, route: _Route) -> None:
         info = route.info
         if route.name is None:
             if req.query.get("watch") in ("true", "1"):
@@ -376,7 +296,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send_object(req, info, obj)
 
-    def _pod_log(self, req: _Request, pod: dict[str, Any]) -> None:
+    def _pod_log(self, req: ApiRequest, pod: dict[str, Any]) -> None:
         """Containers produce no output here, but a container that never started answers like the kubelet."""
         name = pod["metadata"]["name"]
         containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
@@ -399,7 +319,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError.bad_request(f'container "{wanted}" in pod "{name}" is waiting to start: {reason}')
         self._send(200, b"", "text/plain")
 
-    def _send_object(self, req: _Request, info: ResourceInfo, obj: dict[str, Any], code: int = 200) -> None:
+    def _send_object(self, req: ApiRequest, info: ResourceInfo, obj: dict[str, Any], code: int = 200) -> None:
         if req.wants_table:
             include = req.query.get("includeObject", "Metadata")
             self._send_json(
@@ -412,7 +332,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send_json(code, obj)
 
-    def _list(self, req: _Request, route: _Route) -> None:
+    def _list(self, req: ApiRequest, route: _Route) -> None:
         info = route.info
         items, rv = self.store.list_refs(
             info.key, route.namespace, req.query.get("labelSelector"), req.query.get("fieldSelector")
@@ -472,7 +392,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (OSError, ValueError):
             return True
 
-    def _watch(self, req: _Request, route: _Route) -> None:
+    def _watch(self, req: ApiRequest, route: _Route) -> None:
         info = route.info
         query = req.query
         send_initial = query.get("sendInitialEvents") == "true"
@@ -595,10 +515,10 @@ class _Handler(BaseHTTPRequestHandler):
             meta["name"] = route.name
         return body
 
-    def _validate_fields(self, req: _Request, info: ResourceInfo, obj: Any) -> None:
+    def _validate_fields(self, req: ApiRequest, info: ResourceInfo, obj: Any) -> None:
         """Unknown fields: Strict rejects them like the real strict decoder, Warn/Ignore drop them (Warn with
         a `Warning` header, which kubectl prints), as decoding into the typed object does."""
-        if not isinstance(obj, dict) or req.content_type == "application/vnd.kubernetes.protobuf":
+        if not isinstance(obj, dict) or req.content_type == "application/vnd.kubernetes.protobuf" or info.is_custom:
             return
         mode = req.query.get("fieldValidation", "Warn")
         unknown = fieldvalidation.unknown_fields(info.kind, obj, prune=mode != "Strict")
@@ -612,7 +532,7 @@ class _Handler(BaseHTTPRequestHandler):
         if mode == "Warn":
             self._warnings.extend(f'unknown field "{path}"' for path in unknown)
 
-    def _create(self, req: _Request, route: _Route) -> None:
+    def _create(self, req: ApiRequest, route: _Route) -> None:
         info = route.info
         if route.name is not None:
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
@@ -624,7 +544,7 @@ class _Handler(BaseHTTPRequestHandler):
                 ssa.record_update(self.store, info, None, created, req.field_manager)
         self._send_json(201, created)
 
-    def _update(self, req: _Request, route: _Route) -> None:
+    def _update(self, req: ApiRequest, route: _Route) -> None:
         info = route.info
         if route.name is None:
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
@@ -642,7 +562,7 @@ class _Handler(BaseHTTPRequestHandler):
                 ssa.record_update(self.store, info, old, updated, req.field_manager)
         self._send_json(200, updated)
 
-    def _patch(self, req: _Request, route: _Route) -> None:
+    def _patch(self, req: ApiRequest, route: _Route) -> None:
         info = route.info
         if route.name is None:
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
@@ -659,7 +579,8 @@ class _Handler(BaseHTTPRequestHandler):
             if route.sub is not None:
                 raise ApiError(415, "UnsupportedMediaType", "apply patches on subresources are not supported")
             # Server-side apply builds a typed object from the schema, so unknown fields always fail.
-            unknown = fieldvalidation.unknown_fields(info.kind, patch) if isinstance(patch, dict) else []
+            typed = isinstance(patch, dict) and not info.is_custom
+            unknown = fieldvalidation.unknown_fields(info.kind, patch) if typed else []
             if unknown:
                 raise ApiError.bad_request(
                     f"failed to create typed patch object ({route.namespace or ''}/{route.name}; "
@@ -682,9 +603,17 @@ class _Handler(BaseHTTPRequestHandler):
             current = self.store.get_ref(info.key, route.namespace, route.name)
             if route.sub == "scale":
                 scale = self._scale_of(info, current)
-                patched_scale = self._apply_patch(ctype, scale, patch, "Scale")
+                patched_scale = self._apply_patch(ctype, scale, patch, "Scale", strategic=False)
                 self._write_scale(req, route, patched_scale)
                 return
+            if ctype == "application/strategic-merge-patch+json" and info.is_custom:
+                # Custom resources have no patch strategy metadata: the real server refuses SMP for them.
+                raise ApiError(
+                    415,
+                    "UnsupportedMediaType",
+                    "the body of the request was in an unknown format - accepted media types include: "
+                    "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+                )
             patched = self._apply_patch(ctype, current, patch, info.kind)
             if not isinstance(patched, dict):
                 raise ApiError.bad_request("the patched object is not a JSON object")
@@ -705,14 +634,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, updated)
 
     @staticmethod
-    def _apply_patch(ctype: str, current: dict[str, Any], patch: Any, kind: str) -> Any:
+    def _apply_patch(ctype: str, current: dict[str, Any], patch: Any, kind: str, *, strategic: bool = True) -> Any:
         try:
             if ctype == "application/json-patch+json":
                 return json_patch(current, patch)
             if ctype == "application/merge-patch+json":
                 return merge_patch(current, patch)
             if ctype == "application/strategic-merge-patch+json":
-                if kind == "Scale":
+                if not strategic:
                     return merge_patch(current, patch)
                 return strategic_merge(current, patch, kind)
         except PatchError as exc:
@@ -745,7 +674,7 @@ class _Handler(BaseHTTPRequestHandler):
             "status": {"replicas": status.get("replicas", 0), "selector": selector_to_string(spec.get("selector"))},
         }
 
-    def _write_scale(self, req: _Request, route: _Route, scale: Any) -> None:
+    def _write_scale(self, req: ApiRequest, route: _Route, scale: Any) -> None:
         info = route.info
         if not isinstance(scale, dict) or not isinstance(scale.get("spec"), dict):
             raise ApiError.bad_request("invalid Scale object")
@@ -775,7 +704,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---------------------------------------------------------------- delete
 
-    def _delete_options(self, req: _Request) -> dict[str, Any]:
+    def _delete_options(self, req: ApiRequest) -> dict[str, Any]:
         options: dict[str, Any] = {}
         if req.body:
             try:
@@ -790,7 +719,7 @@ class _Handler(BaseHTTPRequestHandler):
             options["dryRun"] = ["All"]
         return options
 
-    def _delete(self, req: _Request, route: _Route) -> None:
+    def _delete(self, req: ApiRequest, route: _Route) -> None:
         info = route.info
         options = self._delete_options(req)
         dry_run = "All" in (options.get("dryRun") or [])
@@ -829,7 +758,7 @@ class _Handler(BaseHTTPRequestHandler):
             },
         )
 
-    def _delete_collection(self, req: _Request, route: _Route, propagation: str, dry_run: bool) -> None:
+    def _delete_collection(self, req: ApiRequest, route: _Route, propagation: str, dry_run: bool) -> None:
         info = route.info
         items, _ = self.store.list_refs(
             info.key, route.namespace, req.query.get("labelSelector"), req.query.get("fieldSelector")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sandbox.kubesim import defaults
-from sandbox.kubesim.resources import ResourceInfo, ResourceKey, lookup
+from sandbox.kubesim.resources import Catalog, ResourceInfo, ResourceKey
 from sandbox.kubesim.selectors import (
     FieldSelector,
     LabelSelector,
@@ -267,12 +267,16 @@ class Store:
         self._listeners: list[Listener] = []
         # Per-object side data kept by the server (server-side apply bookkeeping); dropped on delete.
         self.side: dict[tuple[ResourceKey, str, str], dict[str, Any]] = {}
+        # The types served: built-ins plus what this cluster's CRDs declare.
+        self.catalog = Catalog()
+        from sandbox.kubesim.crds import CustomResourceServing  # local: crds reads store helpers lazily
+
+        self.add_listener(CustomResourceServing(self))
 
     # ----------------------------------------------------------------- helpers
 
-    @staticmethod
-    def _info(res: ResourceKey) -> ResourceInfo:
-        info = lookup(res)
+    def _info(self, res: ResourceKey) -> ResourceInfo:
+        info = self.catalog.lookup(res)
         if info is None:
             raise _unknown_resource(res)
         return info
@@ -587,6 +591,15 @@ class Store:
             info = self._info(res)
             for name in list(objs):
                 self._remove(info, namespace, name, objs[name])
+
+    def purge_resource(self, res: ResourceKey) -> None:
+        """Delete every object of one type (what the API server does when a CRD goes away)."""
+        info = self._info(res)
+        with self.lock:
+            for namespace, objs in list(self._data.get(res, {}).items()):
+                for name in list(objs):
+                    self._remove(info, namespace, name, objs[name])
+            self._data.pop(res, None)
 
     # ----------------------------------------------------------------- watches
 

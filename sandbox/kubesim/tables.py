@@ -6,7 +6,8 @@ import datetime as _dt
 from collections.abc import Callable
 from typing import Any
 
-from sandbox.kubesim.resources import ResourceInfo
+from sandbox.kubesim import jsonpath
+from sandbox.kubesim.resources import PrinterColumn, ResourceInfo
 from sandbox.kubesim.selectors import selector_to_string
 
 Column = tuple[str, str, int, str]  # name, type, priority, format
@@ -56,11 +57,15 @@ def human_duration(seconds: float) -> str:
     return f"{hours // 24 // 365}y"
 
 
-def age(obj: dict[str, Any]) -> str:
-    created = _parse_time((obj.get("metadata") or {}).get("creationTimestamp"))
+def _age_of(timestamp: Any) -> str:
+    created = _parse_time(timestamp if isinstance(timestamp, str) else None)
     if created is None:
         return "<unknown>"
     return human_duration((_dt.datetime.now(_dt.UTC) - created).total_seconds())
+
+
+def age(obj: dict[str, Any]) -> str:
+    return _age_of((obj.get("metadata") or {}).get("creationTimestamp"))
 
 
 def _containers_images(spec: dict[str, Any]) -> tuple[str, str]:
@@ -521,7 +526,30 @@ _PRINTERS: dict[str, tuple[list[Column], Callable[[dict[str, Any]], Row]]] = {
 }
 
 
+def _custom_cell(obj: dict[str, Any], column: PrinterColumn) -> Any:
+    """What the CRD table convertor prints: nil when nothing matches, dates as an age, else the value."""
+    found = jsonpath.find(obj, column.json_path)
+    if not found or found[0] is None:
+        return None
+    if column.type == "date":
+        return _age_of(found[0])
+    if len(found) > 1:
+        return ",".join(str(v) for v in found)
+    return found[0]
+
+
+def _custom_columns(info: ResourceInfo) -> tuple[list[Column], Callable[[dict[str, Any]], Row]]:
+    columns = [_NAME, *((c.name, c.type, c.priority, c.format) for c in info.printer_columns)]
+
+    def render(obj: dict[str, Any]) -> Row:
+        return [obj["metadata"]["name"], *(_custom_cell(obj, c) for c in info.printer_columns)]
+
+    return columns, render
+
+
 def _columns(info: ResourceInfo) -> tuple[list[Column], Callable[[dict[str, Any]], Row]]:
+    if info.is_custom:
+        return _custom_columns(info)
     return _PRINTERS.get(info.kind, ([_NAME, _AGE], lambda o: [o["metadata"]["name"], age(o)]))
 
 

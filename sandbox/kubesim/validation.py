@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from sandbox.kubesim.crds import CRDS
+from sandbox.kubesim.crds import problems as crd_problems
 from sandbox.kubesim.resources import ResourceInfo
 from sandbox.kubesim.selectors import label_selector_from_dict, labels_match
 
@@ -52,6 +54,8 @@ def validate(info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None
             old_selector = (old.get("spec") or {}).get("selector")
             if selector and old_selector and selector != old_selector:
                 causes.append(("spec.selector", f"Invalid value: {_selector_repr(selector)}: field is immutable"))
+    if info.key == CRDS:
+        causes.extend(crd_problems(obj))
     if causes:
         raise ApiError.invalid(info, name, causes)
 

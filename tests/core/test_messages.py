@@ -24,6 +24,7 @@ from bot.core.rollouts import (
     TargetStatus,
     UnhealthyUnit,
 )
+from bot.core.thread_digest import Digest, ProblemCount
 from tests.fakes.operations import APPROVER, REQUESTER, make_operation, make_target
 
 NOW = datetime(2026, 11, 22, 14, 2, tzinfo=UTC)
@@ -201,8 +202,8 @@ def test_thread_lines_carry_the_metadata() -> None:
     unit = UnhealthyUnit(name="web-0", reason="OOMKilled")
     for message in (
         messages.thread_line(operation, "✅ approved"),
-        messages.unhealthy_line(operation, unit),
-        messages.rollout_event_line(operation, "service reached steady state"),
+        messages.digest_line(operation, Digest(problems=(ProblemCount(reason=unit.reason, count=3),))),
+        messages.closing_notes_line(operation, ("web:3 was not deregistered",)),
         messages.takeover_line(operation),
         messages.handover_line(operation),
     ):

@@ -63,6 +63,13 @@ class RolloutScript:
     unavailable_calls: int = 0
     # Cut this many watches with BackendUnavailable after their first observation.
     watch_interruptions: int = 0
+    # A big rollout in trouble: from `trouble_at_step` (or step 1) on, this many pods are unhealthy at every step
+    # (every fifth one CrashLoopBackOff, the others ImagePullBackOff; replaced by new pods every 10 steps)…
+    unhealthy_pods: int = 0
+    # …and every step brings this many service events (tasks started and stopped, each with its own id).
+    events_per_step: int = 0
+    # Time each step takes on the backend's `pass_time` clock (a ManualClock), so minutes pass without waiting.
+    simulated_step_seconds: float = 0.0
 
 
 class BackendWorld(Protocol):
@@ -141,12 +148,14 @@ class MemoryBackend:
         declared_options: Sequence[BackendOption] = (),
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         poll_interval: float = 0.02,
+        pass_time: Callable[[timedelta], object] | None = None,
         caller: str | None = None,
     ) -> None:
         self._world: BackendWorld = world if world is not None else MemoryWorld()
         self._options = tuple(declared_options)
         self._now = now
         self._poll = poll_interval
+        self._pass_time = pass_time
         # Who calls `roll_back` (a replica id), logged in the world so fault tests can tell replicas apart.
         self._caller = caller
 
@@ -328,6 +337,8 @@ class MemoryBackend:
                 continue
             if script.step_delay:
                 time.sleep(script.step_delay)
+            if script.simulated_step_seconds and self._pass_time is not None:
+                self._pass_time(timedelta(seconds=script.simulated_step_seconds))
             step = self._advance(target)
             if step < script.steps:
                 yield self._progress(script, step)
@@ -344,6 +355,8 @@ class MemoryBackend:
     # --- internals --------------------------------------------------------------------------------------
 
     def _progress(self, script: RolloutScript, step: int) -> RolloutStatus:
+        if script.unhealthy_pods or script.events_per_step:
+            return self._big_trouble(script, step)
         trouble = script.trouble_at_step == step
         return RolloutStatus(
             phase=RolloutPhase.PROGRESSING,
@@ -355,6 +368,31 @@ class MemoryBackend:
             if trouble
             else (),
             events=(f"pod web-{step} restarted",) if trouble else (),
+        )
+
+    def _big_trouble(self, script: RolloutScript, step: int) -> RolloutStatus:
+        troubled = step >= (script.trouble_at_step or 1)
+        generation = step // 10
+        unhealthy = tuple(
+            UnhealthyUnit(name=f"web-{generation}-{n}", reason="CrashLoopBackOff", message="exit code 1")
+            if n % 5 == 0
+            else UnhealthyUnit(
+                name=f"web-{generation}-{n}",
+                reason="ImagePullBackOff",
+                message='Back-off pulling image "ghcr.io/acme/web:broken"',
+            )
+            for n in range(script.unhealthy_pods if troubled else 0)
+        )
+        events = tuple(
+            f"(service web) has {'started 1 tasks' if n % 2 == 0 else 'stopped 1 running tasks'}: "
+            f"(task {step:08x}{n:08x}{'0' * 16})."
+            for n in range(script.events_per_step)
+        )
+        return RolloutStatus(
+            phase=RolloutPhase.PROGRESSING,
+            summary=f"{step}/{script.steps} steps",
+            unhealthy=unhealthy,
+            events=events,
         )
 
     def _finished(self, script: RolloutScript) -> RolloutStatus:

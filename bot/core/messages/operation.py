@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
+from bot.core.catalog import BackendKind
 from bot.core.messages.batch import batch_request_blocks, batch_request_text
 from bot.core.messages.blocks import (
     _PHASE_BADGES,
@@ -16,6 +18,7 @@ from bot.core.messages.blocks import (
     REJECT_EMOJI,
     ChatMessage,
     context,
+    cut,
     escape,
     format_elapsed,
     format_time,
@@ -31,6 +34,11 @@ from bot.core.rollouts import (
     RolloutStatus,
     UnhealthyUnit,
 )
+from bot.core.thread_digest import MAX_REASONS_SHOWN, Digest, EventTally
+
+# An example message or event quoted in a digest is cut here: the count is the news, the text a hint (long
+# enough for a registry's answer, "…manifest for nginx:x not found: manifest unknown").
+MAX_QUOTED: Final = 300
 
 
 def approvers_text(operation: Operation) -> str:
@@ -187,8 +195,36 @@ def progress_message(operation: Operation, status: RolloutStatus) -> ChatMessage
     )
     blocks = [section(f"{icon} *Rollout* to revision {operation.plan.to_revision}: {escape(status.summary)}{counts}")]
     if status.unhealthy:
-        blocks.append(context(*(unhealthy_text(unit) for unit in status.unhealthy[:10])))
+        blocks.append(context(*_problems_now(operation, status.unhealthy)))
     return message(text, blocks, operation)
+
+
+def _quote(text: str) -> str:
+    """A platform's message or event, on one line and cut short: the count is the news, the text only a hint."""
+    return escape(cut(" ".join(text.split()), MAX_QUOTED))
+
+
+def _units(operation: Operation, count: int, name: str | None = None) -> str:
+    """ "12 pods", "3 tasks"; a lone unit by its name, which is what people then look up."""
+    if count == 1 and name:
+        return f"`{escape(name)}`"
+    noun = "task" if operation.target.backend is BackendKind.ECS else "pod"
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _problems_now(operation: Operation, units: tuple[UnhealthyUnit, ...]) -> list[str]:
+    """The units unhealthy right now, counted per reason (a handful of lines for 100 tasks as for 1)."""
+    by_reason = Counter(unit.reason for unit in units)
+    example = {unit.reason: unit.message for unit in reversed(units) if unit.message}
+    named = {unit.reason: unit.name for unit in reversed(units)}
+    lines = []
+    for reason, count in by_reason.most_common(MAX_REASONS_SHOWN):
+        detail = f": {_quote(example[reason])}" if reason in example else ""
+        lines.append(f":warning: {_units(operation, count, named[reason])} {escape(reason)}{detail}")
+    hidden = by_reason.most_common()[MAX_REASONS_SHOWN:]
+    if hidden:
+        lines.append(f"…and {_units(operation, sum(n for _, n in hidden))} for {len(hidden)} more reasons")
+    return lines
 
 
 def unhealthy_text(unit: UnhealthyUnit) -> str:
@@ -201,12 +237,35 @@ def thread_line(operation: Operation, text: str) -> ChatMessage:
     return message(text, [section(text)], operation)
 
 
-def unhealthy_line(operation: Operation, unit: UnhealthyUnit) -> ChatMessage:
-    return thread_line(operation, unhealthy_text(unit))
+def _events_text(events: EventTally, window: str) -> str:
+    parts = []
+    if events.started_tasks or events.stopped_tasks:
+        parts.append(f"started {events.started_tasks} tasks, stopped {events.stopped_tasks} in the last {window}")
+    for event in reversed(events.others):
+        times = f" ({event.count}×)" if event.count > 1 else ""
+        parts.append(f"{_quote(event.latest)}{times}")
+    if events.other_omitted:
+        parts.append(f"and {events.other_omitted} more events")
+    return ":information_source: " + " · ".join(parts)
 
 
-def rollout_event_line(operation: Operation, event: str) -> ChatMessage:
-    return thread_line(operation, f":information_source: {escape(event)}")
+def digest_line(operation: Operation, digest: Digest) -> ChatMessage:
+    """News of the last while in one line: problems counted per reason, events summarised, never one per unit."""
+    lines = []
+    for problem in digest.problems:
+        detail = f": {_quote(problem.example)}" if problem.example else ""
+        who = _units(operation, problem.count, problem.first_unit)
+        lines.append(f":warning: {who} {escape(problem.reason)}{detail}")
+    if digest.more_reasons:
+        lines.append(f"…and {_units(operation, digest.more_units)} for {digest.more_reasons} more reasons")
+    if not digest.events.is_empty:
+        lines.append(_events_text(digest.events, format_elapsed(digest.window)))
+    return thread_line(operation, "\n".join(lines))
+
+
+def closing_notes_line(operation: Operation, notes: tuple[str, ...]) -> ChatMessage:
+    """What the backend said as the rollout ended (e.g. a task definition it did not deregister), in one line."""
+    return thread_line(operation, "\n".join(f":information_source: {escape(cut(note, 500))}" for note in notes))
 
 
 def takeover_line(operation: Operation) -> ChatMessage:
