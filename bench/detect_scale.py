@@ -138,6 +138,7 @@ def main() -> int:
     parser.add_argument("--failures", type=int, default=50)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--wait", type=float, default=300, help="how long to wait for the cards after injecting")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="detect-bench-"))
@@ -272,7 +273,7 @@ def main() -> int:
                     found.setdefault(f"{payload['namespace']}/{payload['name']}", call.t)
             return found
 
-        wait_until = time.time() + 60 + DEADLINE_SECONDS
+        wait_until = time.time() + args.wait
         while time.time() < wait_until and not set(broken) <= set(card_times()):
             time.sleep(0.5)
         time.sleep(5)  # any stray card for a healthy workload would show up by now
@@ -284,6 +285,7 @@ def main() -> int:
             for k in broken
             if k in cards and k in watch.seen and watch.seen[k][1]
         ]
+        result["deadlines_seen_by_own_watch"] = len(set(broken) & set(watch.seen))
         result["cards_for_failures"] = len(set(broken) & set(cards))
         result["injected_failures"] = len(broken)
         result["cards_for_healthy_workloads"] = len(set(cards) - set(broken))
