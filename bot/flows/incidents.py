@@ -383,9 +383,13 @@ class IncidentFlow:
         except BotError:
             log.warning("no history for the incident card", exc_info=True)
             return None
-        earlier = [r for r in history if not r.is_current and str(r.number) != signal.revision]
+        earlier = [r for r in history if str(r.number) != signal.revision]
         if signal.revision_number is not None:
+            # Older than the failed one, current or not: after a failed `helm upgrade` the revision helm still
+            # calls deployed (current) is exactly the last good one.
             earlier = [r for r in earlier if r.number < signal.revision_number]
+        else:
+            earlier = [r for r in earlier if not r.is_current]
         if not earlier:
             return None
         best = max(earlier, key=lambda r: r.number)
