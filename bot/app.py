@@ -27,24 +27,28 @@ from slack_bolt import App
 
 from bot.adapters.http_server import ReadinessAnswer, Server, serve
 from bot.adapters.prometheus_metrics import PrometheusMetrics
+from bot.adapters.redis_deliveries import RedisDeliveryLedger
 from bot.adapters.redis_inbox import RedisInbox
 from bot.adapters.redis_incidents import RedisContextLeases, RedisIncidentStore
 from bot.adapters.redis_store import RedisOperationStore
 from bot.adapters.slack_chat import SlackChat, build_web_client
 from bot.adapters.slack_outbox import Budget
 from bot.adapters.socket_mode import SocketModeRunner
+from bot.adapters.webhooks import WebhookEndpoints
 from bot.core.catalog import BackendKind, Catalog
 from bot.core.incidents import IncidentId
 from bot.core.operations import OperationId
 from bot.core.watch_plan import watch_plan
 from bot.flows import RollbackFlow
 from bot.flows.incidents import IncidentFlow
+from bot.flows.intake import WebhookIntake
 from bot.flows.watching import ContextWatching
 from bot.ports import (
     Backend,
     Chat,
     Clock,
     ContextLeases,
+    DeliveryLedger,
     FailureWatcher,
     Inbox,
     IncidentStore,
@@ -223,6 +227,7 @@ def build_app(
     incident_store: IncidentStore | None = None,
     context_leases: ContextLeases | None = None,
     new_incident: Callable[[], IncidentId] = new_incident_id,
+    ledger: DeliveryLedger | None = None,
 ) -> RollbotApp:
     """Wire a bot from settings; anything passed in replaces the production part of the same name."""
     clock = clock if clock is not None else SystemClock()
@@ -247,6 +252,8 @@ def build_app(
             )
         if context_leases is None:
             context_leases = RedisContextLeases(redis_store.client, key_prefix=settings.redis_key_prefix)
+        if ledger is None:
+            ledger = RedisDeliveryLedger(redis_store.client, key_prefix=settings.redis_key_prefix)
     web_client = build_web_client(
         settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url, observer=metrics
     )
@@ -309,6 +316,7 @@ def build_app(
                 renew_every=settings.detect_lease / 3,
             )
     register_listeners(bolt, flow, settings)
+    webhooks = _webhooks(settings, incidents, incident_store, ledger, catalog, clock, metrics, flow)
     server: Server | None = None
     socket_runner: SocketModeRunner | None = None
     readiness = _readiness(store)
@@ -323,6 +331,7 @@ def build_app(
             metrics_registry=metrics.registry,
             observer=metrics,
             clock=clock,
+            webhooks=webhooks,
         )
     else:
         server = serve(
@@ -333,6 +342,7 @@ def build_app(
             metrics_registry=metrics.registry,
             signing_secret=settings.slack_signing_secret.get_secret_value(),
             observer=metrics,
+            webhooks=webhooks,
         )
     return RollbotApp(
         settings=settings,
@@ -349,6 +359,33 @@ def build_app(
         watching=watching,
         _closers=closers,
     )
+
+
+def _webhooks(
+    settings: Settings,
+    incidents: IncidentFlow | None,
+    incident_store: IncidentStore | None,
+    ledger: DeliveryLedger | None,
+    catalog: Catalog,
+    clock: Clock,
+    metrics: PrometheusMetrics,
+    flow: RollbackFlow,
+) -> WebhookEndpoints | None:
+    """The failure webhooks, when a credential is set and there is an incident flow to feed (else 404)."""
+    token = settings.webhook_token.get_secret_value() if settings.webhook_token else ""
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
+    if not (token or secret) or incidents is None or incident_store is None or ledger is None:
+        return None
+    intake = WebhookIntake(
+        incidents=incidents,
+        store=incident_store,
+        ledger=ledger,
+        catalog=catalog,
+        clock=clock,
+        metrics=metrics,
+        backend_of=flow.backend_of,
+    )
+    return WebhookEndpoints(intake, token=token, secret=secret, ledger=ledger, clock=clock, metrics=metrics)
 
 
 def _join_workers(executor: ThreadPoolExecutor, timeout: float) -> None:

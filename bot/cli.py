@@ -1,4 +1,5 @@
-"""The `rollbot` command: `rollbot serve` runs the bot, `rollbot check-config` validates a catalog file.
+"""The `rollbot` command: `rollbot serve` runs the bot, `rollbot check-config` validates a catalog file,
+`rollbot report-deploy` tells a running bot that a pipeline's deploy failed or succeeded.
 
 Exit codes: 0 fine, 2 the configuration is wrong (operators script on this), 1 anything unexpected.
 
@@ -74,10 +75,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check-config", help="validate the YAML catalog and print every problem", console=console
     )
     check.add_argument("path", nargs="?", type=Path, help="catalog file (default: $ROLLBOT_CONFIG)")
+    report = commands.add_parser(
+        "report-deploy",
+        help="tell the bot a deploy failed or succeeded (signed with $ROLLBOT_WEBHOOK_SECRET, sent to $ROLLBOT_URL)",
+        console=console,
+    )
+    report.add_argument("--target", required=True, help="catalog target name")
+    report.add_argument("--status", required=True, choices=["failed", "succeeded"])
+    report.add_argument("--revision", help="the revision the pipeline deployed")
+    report.add_argument("--url", help="link to the pipeline run (shown on the incident card)")
+    report.add_argument("--summary", help="one line on what went wrong")
     args = parser.parse_args(argv)
     try:
         if args.command == "check-config":
             return check_config(args.path, console)
+        if args.command == "report-deploy":
+            from bot.deploy_report import report_deploy  # no Slack, Redis or cloud client needed
+
+            return report_deploy(args, console)
         return serve(console)
     except Exception as exc:  # a bug: say so in one redacted line rather than a traceback with secrets in it
         console.error(f"rollbot {args.command}: unexpected error: {type(exc).__name__}: {exc}")
@@ -155,6 +170,14 @@ def serve(console: Console) -> int:
         log.exception("rollbot could not start")
         console.error(f"rollbot serve: cannot start: {type(exc).__name__}: {exc}")
         return EXIT_FAILURE
+    # Before start(): a SIGTERM that arrives while it starts serving must still shut down cleanly.
+    stopping = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     try:
         rollbot.start()  # resumes what is in flight: the first Redis round trip
     except StoreUnavailable as exc:
@@ -168,13 +191,6 @@ def serve(console: Console) -> int:
         log.exception("rollbot could not start")
         console.error(f"rollbot serve: cannot start: {type(exc).__name__}: {exc}")
         return EXIT_FAILURE
-    stopping = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     try:
         stopping.wait()
     finally:
@@ -184,7 +200,13 @@ def serve(console: Console) -> int:
 
 def start_logging(settings: Settings) -> Redactor:
     """Logging as `rollbot serve` runs it: ROLLBOT_LOG_LEVEL, ROLLBOT_LOG_VENDOR, every configured secret hidden."""
-    slack_secrets = (settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token)
+    slack_secrets = (
+        settings.slack_bot_token,
+        settings.slack_signing_secret,
+        settings.slack_app_token,
+        settings.webhook_token,
+        settings.webhook_secret,
+    )
     return configure_logging(
         settings.log_level,
         vendor_debug=settings.log_vendor == "debug",

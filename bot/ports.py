@@ -83,15 +83,22 @@ class Chat(Protocol):
         *,
         priority: Priority = Priority.NORMAL,
         on_queued: Callable[[float], None] | None = None,
+        still_current: Callable[[], bool] | None = None,
     ) -> MessageRef:
         """Post in `channel` (in `thread`'s thread); waits for Slack's budget rather than failing on a 429.
 
-        `on_queued(seconds)` hears the estimated wait when the post cannot go at once.
+        `on_queued(seconds)` hears the estimated wait when the post cannot go at once. `still_current` is asked
+        right before the request leaves (after any wait): when it says no, nothing is sent and FencedOut is raised.
         """
         ...
 
     def update(
-        self, ref: MessageRef, message: ChatMessage, *, priority: Priority = Priority.NORMAL
+        self,
+        ref: MessageRef,
+        message: ChatMessage,
+        *,
+        priority: Priority = Priority.NORMAL,
+        still_current: Callable[[], bool] | None = None,
     ) -> MessageRef | None:
         """Replace the content of `ref`; returns the ref that now shows it.
 
@@ -368,3 +375,23 @@ class IncidentMetrics(Protocol):
     def detection_latency(self, backend: str, seconds: float) -> None:
         """From the signal's `since` (the rule became true) to the card's post."""
         ...
+
+
+class DeliveryLedger(Protocol):
+    """What the webhooks remember: deliveries already handled and signatures already used (shared by replicas).
+
+    `claim` is atomic (first caller wins, for `ttl`); `release` forgets a claim whose work failed, so the sender's
+    retry is handled again instead of being mistaken for a redelivery. Raises StoreUnavailable when it cannot tell.
+    """
+
+    def claim(self, key: str, ttl: timedelta) -> bool: ...
+
+    def release(self, key: str) -> None: ...
+
+
+class IntakeMetrics(Protocol):
+    """What the webhooks count."""
+
+    def alert_unmatched(self, reason: str) -> None: ...
+
+    def webhook_handled(self, endpoint: str, status: int) -> None: ...

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     # Set → Socket Mode (no public endpoint needed); unset → HTTP mode on `port`.
     slack_app_token: SecretStr | None = Field(default=None, validation_alias="SLACK_APP_TOKEN")
     slack_api_url: str = Field(default="https://slack.com/api/", validation_alias="SLACK_API_URL")
+    # Alertmanager's bearer token for POST /webhooks/alertmanager (unset: the endpoint answers 404).
+    webhook_token: SecretStr | None = Field(default=None, validation_alias="ROLLBOT_WEBHOOK_TOKEN")
+    # The HMAC secret pipelines sign POST /webhooks/deploy with (unset: the endpoint answers 404).
+    webhook_secret: SecretStr | None = Field(default=None, validation_alias="ROLLBOT_WEBHOOK_SECRET")
     redis_url: str = Field(default="redis://localhost:6379/0", validation_alias="REDIS_URL")
     config_path: Path | None = Field(default=None, validation_alias="ROLLBOT_CONFIG")
     # ROLLBOT_PORT wins; PORT is the platform convention (Heroku, Cloud Run) and is honoured when set.

@@ -48,7 +48,8 @@ def scenario_triple_delivery(quick: bool, seed: int) -> dict[str, Any]:
     waves = operations_total // width
     names = [f"svc-{n:02d}" for n in range(width)]
     rng = random.Random(seed)
-    with arena(dict.fromkeys(names, 2)) as place:
+    # No fault is injected here: a lease long enough that a loaded machine never makes a replica look dead.
+    with arena(dict.fromkeys(names, 2), lease="10s") as place:
         for name in names:
             place.arrange(name, revisions=waves + 1, script=RolloutScript(steps=2))
         replicas = [replica.name for replica in place.spawn_all([f"replica-{n}" for n in range(3)])]
@@ -69,7 +70,9 @@ def scenario_triple_delivery(quick: bool, seed: int) -> dict[str, Any]:
         deliveries_per_event=3,
         operations=len(operations),
         completed=sum(op.phase.value == "succeeded" for op in operations),
-        doubled=sum(n > 1 for n in per_operation_calls.values()) + sum(max(0, n - waves) for n in applied.values()),
+        # A rollback applied twice; `roll_back` called again after a takeover is idempotent and counted apart.
+        doubled=sum(max(0, n - waves) for n in applied.values()),
+        roll_back_called_again=sum(n > 1 for n in per_operation_calls.values()),
         approvals_acked=approvals_acked,
         approvals_counted=sum(counted),
         lost_approvals=sum(_lost(op, o["acked_by"]) for op, o in zip(operations, outcomes, strict=True)),

@@ -4,6 +4,7 @@
     GET  /healthz        liveness: answers while the process serves HTTP; no I/O
     GET  /readyz         200 when the readiness callable says so (e.g. Redis reachable), else 503 + reason
     GET  /metrics        Prometheus text format
+    POST /webhooks/*     failure reports from Alertmanager and pipelines (bot/adapters/webhooks.py), when enabled
 
 Served by waitress (a threaded, production WSGI server; Bolt's own `app.start()` is a single-threaded
 `http.server` with a listen backlog of 5, which made one in forty concurrent acks take a second, slack.md §2.2).
@@ -48,6 +49,9 @@ FORM = "application/x-www-form-urlencoded"
 
 StartResponse = Callable[..., Any]
 Environ = dict[str, Any]
+WsgiHandler = Callable[[Environ, StartResponse], Iterable[bytes]]
+# Everything under this prefix goes to the webhooks (which answer 404 for an endpoint that is not configured).
+WEBHOOK_PREFIX = "/webhooks/"
 # What a readiness check answers: ready or not, optionally with the reason it is not.
 ReadinessAnswer = bool | tuple[bool, str]
 
@@ -98,8 +102,10 @@ class SlackWsgiApp:
         metrics_registry: CollectorRegistry | None = None,
         observer: RequestObserver | None = None,
         clock: Callable[[], float] = time.time,
+        webhooks: WsgiHandler | None = None,
     ) -> None:
         self._bolt = bolt_app
+        self._webhooks = webhooks
         self._readiness = readiness
         self._registry = metrics_registry if metrics_registry is not None else REGISTRY
         self._observer = observer
@@ -117,6 +123,10 @@ class SlackWsgiApp:
             if method != "POST":
                 return _reply(start_response, 405, "method not allowed", headers=[("Allow", "POST")])
             return self._slack(environ, start_response)
+        if path.startswith(WEBHOOK_PREFIX):
+            if self._webhooks is None:
+                return _reply(start_response, 404, "not found")
+            return self._webhooks(environ, start_response)
         if method not in ("GET", "HEAD"):
             return _reply(start_response, 405, "method not allowed", headers=[("Allow", "GET")])
         if path == "/healthz":
@@ -326,6 +336,7 @@ def serve(
     signing_secret: str | None = None,
     observer: RequestObserver | None = None,
     threads: int = DEFAULT_THREADS,
+    webhooks: WsgiHandler | None = None,
 ) -> Server:
     """Build the server (bound, not yet serving): call `.start()` or `.serve_forever()`.
 
@@ -338,5 +349,6 @@ def serve(
         readiness=readiness,
         metrics_registry=metrics_registry,
         observer=observer,
+        webhooks=webhooks,
     )
     return Server(wsgi_app, host=host, port=port, threads=threads)

@@ -53,6 +53,18 @@ class PrometheusMetrics:
             ["backend", "resolution"],
             registry=registry,
         )
+        self.alerts_unmatched = Counter(
+            "rollbot_alerts_unmatched",
+            "Alertmanager alerts that name no target rollbot knows (logged, never posted), by why.",
+            ["reason"],
+            registry=registry,
+        )
+        self.webhook_requests = Counter(
+            "rollbot_webhook_requests",
+            "Requests to the webhooks (/webhooks/alertmanager, /webhooks/deploy), by endpoint and HTTP status.",
+            ["endpoint", "status"],
+            registry=registry,
+        )
         self.detection_latency_seconds = Histogram(
             "rollbot_detection_latency_seconds",
             "From the moment a failure rule became true to the incident card's post.",
@@ -136,6 +148,14 @@ class PrometheusMetrics:
 
     def detection_latency(self, backend: str, seconds: float) -> None:
         self.detection_latency_seconds.labels(backend=backend).observe(seconds)
+
+    # Webhooks (bot/ports.py: IntakeMetrics)
+
+    def alert_unmatched(self, reason: str) -> None:
+        self.alerts_unmatched.labels(reason=reason).inc()
+
+    def webhook_handled(self, endpoint: str, status: int) -> None:
+        self.webhook_requests.labels(endpoint=endpoint, status=str(status)).inc()
 
     # SlackChat (bot/adapters/slack_chat.py: SlackApiObserver)
 

@@ -52,7 +52,7 @@ from bot.adapters.slack_client import (
 )
 from bot.adapters.slack_outbox import DEFAULT_PROGRESS_PATIENCE, Budget, SlackOutbox
 from bot.core.catalog import ChannelId, SlackGroupId, SlackUserId
-from bot.core.errors import ChatUnavailable, PermanentError, UserError
+from bot.core.errors import ChatUnavailable, FencedOut, PermanentError, UserError
 from bot.core.messages import ChatMessage
 from bot.core.operations import MessageRef
 from bot.core.outbound import Priority
@@ -205,6 +205,7 @@ class SlackChat:
         *,
         priority: Priority = Priority.NORMAL,
         on_queued: Callable[[float], None] | None = None,
+        still_current: Callable[[], bool] | None = None,
     ) -> MessageRef:
         """Post in `channel` (in `thread`'s thread if given); returns the new message's ref.
 
@@ -213,6 +214,7 @@ class SlackChat:
         parent = self.current(thread) if thread is not None else None
 
         def send(msg: ChatMessage) -> SlackResponse:
+            _still_current_or_fenced(still_current)
             return self._client.chat_postMessage(
                 channel=channel,
                 thread_ts=parent.ts if parent is not None else None,
@@ -240,7 +242,12 @@ class SlackChat:
         return ref
 
     def update(
-        self, ref: MessageRef, message: ChatMessage, *, priority: Priority = Priority.NORMAL
+        self,
+        ref: MessageRef,
+        message: ChatMessage,
+        *,
+        priority: Priority = Priority.NORMAL,
+        still_current: Callable[[], bool] | None = None,
     ) -> MessageRef | None:
         """Show `message` in place of `ref`'s content; returns the ref that now shows it.
 
@@ -256,6 +263,7 @@ class SlackChat:
         target = self.current(ref)
 
         def send(msg: ChatMessage) -> SlackResponse:
+            _still_current_or_fenced(still_current)
             return self._client.chat_update(
                 channel=target.channel, ts=target.ts, **_message_args(msg, replace_blocks=True)
             )
@@ -511,3 +519,10 @@ def _message_args(message: ChatMessage, *, replace_blocks: bool = False) -> dict
     if message.metadata is not None:
         args["metadata"] = message.metadata
     return args
+
+
+def _still_current_or_fenced(still_current: Callable[[], bool] | None) -> None:
+    """Asked at the last moment, after any wait for Slack's budget: a write for an execution another replica took
+    over is not sent (Slack has no fencing; this leaves only the request's own flight time)."""
+    if still_current is not None and not still_current():
+        raise FencedOut("the execution belongs to another replica now; not sending")

@@ -2,7 +2,7 @@
 
 Nothing listens for Slack here: Bolt's `SocketModeHandler` calls `apps.connections.open` with the app-level
 token and acks envelopes on the socket (no signatures; the trust is the TLS connection). The HTTP port still
-serves `/healthz`, `/readyz` and `/metrics` (bot/adapters/http_server.py, without `/slack/events`).
+serves `/healthz`, `/readyz`, `/metrics` and the webhooks (bot/adapters/http_server.py, without `/slack/events`).
 
 Readiness is "the socket is connected" plus the bot's own check (Redis). Slack asks clients to reconnect every
 few hours; a short gap must not flap readiness, so a connection lost less than `reconnect_grace` ago still
@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from slack_bolt import App
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-from bot.adapters.http_server import ReadinessAnswer, Server, always_ready, serve
+from bot.adapters.http_server import ReadinessAnswer, Server, WsgiHandler, always_ready, serve
 from bot.ports import Clock
 
 log = structlog.get_logger(__name__)
@@ -91,6 +91,7 @@ class SocketModeRunner:
         observer: SocketObserver | None = None,
         reconnect_grace: timedelta = DEFAULT_RECONNECT_GRACE,
         clock: Clock | None = None,
+        webhooks: WsgiHandler | None = None,
     ) -> None:
         if not app_token.startswith("xapp-"):
             raise ValueError("SLACK_APP_TOKEN must be an app-level token (xapp-…) with connections:write")
@@ -98,7 +99,12 @@ class SocketModeRunner:
         self.handler = SocketModeHandler(bolt_app, app_token)
         self.readiness = ConnectionReadiness(self.is_connected, readiness, grace=reconnect_grace, clock=clock)
         self.server: Server = serve(
-            None, host=host, port=port, readiness=self.readiness, metrics_registry=metrics_registry
+            None,
+            host=host,
+            port=port,
+            readiness=self.readiness,
+            metrics_registry=metrics_registry,
+            webhooks=webhooks,
         )
         if observer is not None:
             observer.watch_socket_connection(self.is_connected)

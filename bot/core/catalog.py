@@ -257,6 +257,33 @@ class Catalog(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _alert_matches_are_per_target(self) -> Catalog:
+        # An alert must lead to one card in one channel: matchers name a single target, and it has a channel.
+        if self.defaults.detect.alert_match is not None:
+            raise ValueError("defaults.detect.alert_match: alert labels name one target; set it under targets.<name>")
+        for index, scope in enumerate(self.watch):
+            if scope.detect is not None and scope.detect.alert_match is not None:
+                raise ValueError(f"watch.{index}.detect.alert_match: set it under the target the alert names")
+        seen: dict[tuple[tuple[str, str], ...], str] = {}
+        for name in self.names:
+            settings = self.detect_settings(name)
+            if settings.alert_match is None:
+                continue
+            if settings.channel is None:
+                raise ValueError(
+                    f"targets.{name}.detect.alert_match: alerts need a channel for their card — "
+                    f"add targets.{name}.detect.channel or defaults.detect.channel"
+                )
+            labels = tuple(sorted(settings.alert_match.items()))
+            if labels in seen:
+                raise ValueError(
+                    f"targets.{name}.detect.alert_match: the same labels as targets.{seen[labels]} — "
+                    "an alert must name one target"
+                )
+            seen[labels] = name
+        return self
+
+    @model_validator(mode="after")
     def _groups_resolvable(self) -> Catalog:
         # Every problem is reported by path, so `rollbot check-config` tells the operator where to look.
         problems: list[str] = []

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, Literal
 
@@ -36,6 +37,7 @@ class DetectSettings(_Strict):
     healthy_for: PositiveDuration = timedelta(minutes=2)
     # A DaemonSet/StatefulSet update, or a helm pending-* release, that has not moved for this long is stuck.
     stall_after: PositiveDuration = timedelta(minutes=10)
+    alert_match: AlertMatch | None = None
 
     @property
     def is_active(self) -> bool:
@@ -55,6 +57,25 @@ class DetectOverrides(_Strict):
     failing_for: PositiveDuration | None = None
     healthy_for: PositiveDuration | None = None
     stall_after: PositiveDuration | None = None
+    # Per target only: the Alertmanager labels that name this target (a `watch` scope names no single target).
+    alert_match: AlertMatch | None = None
+
+
+# Prometheus label names (the data model's own rule); a typo'd name would silently never match.
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def _label_matchers(value: dict[str, str]) -> dict[str, str]:
+    if not value:
+        raise ValueError("list at least one label: an empty alert_match would match every alert")
+    for name in value:
+        if not _LABEL_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not a Prometheus label name (letters, digits and _, not first a digit)")
+    return value
+
+
+# Alertmanager labels that all must be equal for an alert to be about this target (`detect.alert_match`).
+AlertMatch = Annotated[dict[str, str], AfterValidator(_label_matchers)]
 
 
 def _namespace_list(value: tuple[str, ...]) -> tuple[str, ...]:

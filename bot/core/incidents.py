@@ -33,6 +33,23 @@ from pydantic import BaseModel, ConfigDict
 from bot.core.catalog import BackendKind, ChannelId, SlackUserId, TargetName, WorkloadKind
 from bot.core.detection import Signal
 from bot.core.effects import TellUser
+
+# The events live in their own module; callers keep importing them from here (re-exported).
+from bot.core.incident_events import (
+    AlertFiring,
+    AlertResolved,
+    CardPosted,
+    CardRefreshed,
+    Detected,
+    HealthyAgain,
+    IncidentEvent,
+    NewerRevision,
+    OperationFinished,
+    RollbackClicked,
+    RollbackNotStarted,
+    RollbackStarted,
+    WorkloadDeleted,
+)
 from bot.core.operations import MessageRef, OperationId, Phase
 from bot.core.rollouts import ContainerImage, RevisionNumber
 
@@ -64,6 +81,14 @@ class IncidentState(StrEnum):
     OPEN = "open"
     ROLLING_BACK = "rolling_back"
     RESOLVED = "resolved"
+
+
+class IncidentSource(StrEnum):
+    """Who reported the failure (the card's metadata `source`; an automatic-rollback policy may select on it)."""
+
+    WATCH = "watch"
+    ALERTMANAGER = "alertmanager"
+    PIPELINE = "pipeline"
 
 
 class Resolution(StrEnum):
@@ -139,6 +164,11 @@ class Incident(_Frozen):
     is_card_stale: bool = False
     card_refreshed_at: datetime | None = None
     timeline: tuple[TimelineEntry, ...] = ()
+    source: IncidentSource = IncidentSource.WATCH
+    # Where to read more: the pipeline run, or the alert's generator URL.
+    link: str | None = None
+    # Alertmanager alerts (by alertname) currently firing for this incident; the card notes each one's end.
+    alerts_firing: tuple[str, ...] = ()
 
     @property
     def target_label(self) -> str:
@@ -182,6 +212,7 @@ class Incident(_Frozen):
             "reason": self.signal.reason,
             "resolution": self.resolution.value if self.resolution else None,
             "operation_id": self.operation_id,
+            "source": self.source.value,
         }
 
 
@@ -222,85 +253,6 @@ class IncidentTransition:
     changed: bool = False
 
 
-# --- events ----------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Detected:
-    """The rules still (or again) say this key is failing; the signal may carry new counts or messages."""
-
-    signal: Signal
-
-
-@dataclass(frozen=True)
-class HealthyAgain:
-    """The workload has been healthy for `healthy_for` (the verdict is HEALTHY), on `current_revision`."""
-
-    current_revision: str
-
-
-@dataclass(frozen=True)
-class NewerRevision:
-    """A revision newer than the failed one is now current (someone deployed a fix)."""
-
-    revision: str
-
-
-@dataclass(frozen=True)
-class WorkloadDeleted:
-    pass
-
-
-@dataclass(frozen=True)
-class CardPosted:
-    card: MessageRef
-
-
-@dataclass(frozen=True)
-class CardRefreshed:
-    pass
-
-
-@dataclass(frozen=True)
-class RollbackClicked:
-    user: SlackUserId
-
-
-@dataclass(frozen=True)
-class RollbackStarted:
-    """The flow created the operation the click asked for (awaiting approval)."""
-
-    operation_id: OperationId
-
-
-@dataclass(frozen=True)
-class RollbackNotStarted:
-    """The flow could not create the operation (the target is busy, not allowed…): the reason goes on the card."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class OperationFinished:
-    operation_id: OperationId
-    phase: Phase
-    outcome: str | None = None
-
-
-IncidentEvent = (
-    Detected
-    | HealthyAgain
-    | NewerRevision
-    | WorkloadDeleted
-    | CardPosted
-    | CardRefreshed
-    | RollbackClicked
-    | RollbackStarted
-    | RollbackNotStarted
-    | OperationFinished
-)
-
-
 # --- the lifecycle ---------------------------------------------------------------------------------------------
 
 
@@ -314,6 +266,9 @@ def open_incident(
     target: TargetName | None = None,
     last_good: LastGood | None = None,
     no_button_reason: str | None = None,
+    source: IncidentSource = IncidentSource.WATCH,
+    link: str | None = None,
+    alerts_firing: tuple[str, ...] = (),
 ) -> IncidentTransition:
     """A new incident for a key nobody has a card for (or whose card is too old to reopen)."""
     line = f"{signal.reason} on revision {signal.revision}"
@@ -330,6 +285,9 @@ def open_incident(
         no_button_reason=no_button_reason,
         card_refreshed_at=now,
         timeline=(TimelineEntry(at=now, text=line),),
+        source=source,
+        link=link,
+        alerts_firing=alerts_firing,
     )
     return IncidentTransition(incident, (PostIncidentCard(),), True)
 
@@ -391,6 +349,13 @@ def advance(incident: Incident, event: IncidentEvent, now: datetime) -> Incident
             return _resolve(incident, Resolution.SUPERSEDED, now, f"superseded by revision {event.revision}")
         case WorkloadDeleted():
             return _resolve(incident, Resolution.DELETED, now)
+        case AlertFiring():
+            if event.alertname in incident.alerts_firing:
+                return IncidentTransition(incident)
+            new = _next(incident, now, alerts_firing=(*incident.alerts_firing, event.alertname))
+            return _changed(new, f"alert {event.alertname} firing", now)
+        case AlertResolved():
+            return _on_alert_resolved(incident, event, now)
         case RollbackStarted():
             if incident.operation_id == event.operation_id:
                 return IncidentTransition(incident)
@@ -436,6 +401,19 @@ def _on_detected(incident: Incident, signal: Signal, now: datetime) -> IncidentT
     if signal.reason != old.reason:
         return _changed(new, f"now {signal.reason}", now)
     return IncidentTransition(new, (UpdateIncidentCard(),), True)
+
+
+def _on_alert_resolved(incident: Incident, event: AlertResolved, now: datetime) -> IncidentTransition:
+    if event.alertname not in incident.alerts_firing:
+        return IncidentTransition(incident)  # a redelivery, or an alert this incident never heard of
+    still_firing = tuple(name for name in incident.alerts_firing if name != event.alertname)
+    line = f"alert {event.alertname} resolved"
+    if event.resolves_incident and not still_firing and incident.state is IncidentState.OPEN:
+        ended = {"state": IncidentState.RESOLVED, "resolution": Resolution.RECOVERED, "resolved_at": now}
+        return _changed(_next(incident, now, alerts_firing=still_firing, **ended), f"resolved: {line}", now)
+    if not event.resolves_incident:
+        line += " (the incident ends when the workload is healthy again)"
+    return _changed(_next(incident, now, alerts_firing=still_firing), line, now)
 
 
 def _on_click(incident: Incident, user: SlackUserId, now: datetime) -> IncidentTransition:

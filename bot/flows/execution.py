@@ -237,7 +237,7 @@ class Executor:
             memory = watch.memory or ThreadMemory(watch_started_at=now)
             decision = decide_thread(memory, status, now)
             watch.memory = decision.memory
-            self._tell_news(operation, decision)
+            self._tell_news(lease, operation, decision)
             if status.is_finished:
                 break
             if decision.publish_progress:
@@ -246,7 +246,9 @@ class Executor:
                 if decision.refresh_request:
                     # The channel message shows the latest summary too, but rarely (chat.update is tier 3).
                     operation = lease.confirm()
-                    self._reporter.quietly(operation.id, self._reporter.refresh_request, operation, Priority.PROGRESS)
+                    self._reporter.quietly(
+                        operation.id, self._reporter.refresh_request, operation, Priority.PROGRESS, lease.holds
+                    )
         if lease.lost.is_set():
             return
         if self._stopping.is_set() and (last is None or not last.is_finished):
@@ -270,14 +272,15 @@ class Executor:
             )
         log.info("handed the rollout over on shutdown", extra={"operation_id": lease.operation_id})
 
-    def _tell_news(self, operation: Operation, decision: ThreadDecision) -> None:
+    def _tell_news(self, lease: Lease, operation: Operation, decision: ThreadDecision) -> None:
         """At most one line per observation, and few per rollout: `thread_digest` decided which."""
+        post = self._reporter.post_in_thread
         if decision.digest is not None:
             line = messages.digest_line(operation, decision.digest)
-            self._reporter.quietly(operation.id, self._reporter.post_in_thread, operation, line, Priority.NORMAL)
+            self._reporter.quietly(operation.id, post, operation, line, Priority.NORMAL, lease.holds)
         if decision.closing_notes:
             line = messages.closing_notes_line(operation, decision.closing_notes)
-            self._reporter.quietly(operation.id, self._reporter.post_in_thread, operation, line, Priority.NORMAL)
+            self._reporter.quietly(operation.id, post, operation, line, Priority.NORMAL, lease.holds)
 
     def _publish_progress(self, lease: Lease, operation: Operation, status: RolloutStatus) -> None:
         lease.confirm()  # not a line from a replica that was paused past its lease
@@ -285,7 +288,7 @@ class Executor:
         def remember(ref: object) -> None:
             lease.write(lambda op: op.model_copy(update={"progress_message": ref}))
 
-        self._reporter.publish_progress(operation, status, remember)
+        self._reporter.publish_progress(operation, status, remember, lease.holds)
 
     def _finish(self, lease: Lease, status: RolloutStatus) -> None:
         operation = lease.decide(RolloutObserved(status=status))

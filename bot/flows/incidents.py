@@ -21,7 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bot.core.catalog import BackendKind, Catalog, DetectSettings, SlackUserId, Target, TargetName, WorkloadKind
+from bot.core.catalog import (
+    BackendKind,
+    Catalog,
+    ChannelId,
+    DetectSettings,
+    SlackUserId,
+    Target,
+    TargetName,
+    WorkloadKind,
+)
 from bot.core.commands import TargetRef
 from bot.core.detected_targets import FoundWorkload, detect_settings_for, find_target, no_button_reason
 from bot.core.detection import Health, Observations, Sighting, Signal, verify_rollback
@@ -235,6 +244,38 @@ class IncidentFlow:
         log.info("incident opened", extra={"incident_id": transition.incident.id, "key": transition.incident.key})
         self._apply(transition, watched.fence)
 
+    # --- reports from Alertmanager and pipelines (their decisions: bot/flows/intake.py) ------------------------
+
+    def apply_event(self, incident_id: IncidentId, event: IncidentEvent) -> Incident | None:
+        """An event about an incident from outside the watch (no context lease to fence with)."""
+        return self._write(incident_id, event, None)
+
+    def open_reported(
+        self, workload: WorkloadRef, target: TargetName | None, signal: Signal, channel: ChannelId, **origin: Any
+    ) -> Incident | None:
+        """Open a card for a failure someone else reported (`origin`: source, link, alerts_firing)."""
+        found = FoundWorkload(**workload.model_dump())
+        refusal = no_button_reason(self._catalog, found)
+        last_good = None if refusal else self._last_good(self._target_of(target, workload), signal)
+        transition = open_incident(
+            self._new_id(),
+            workload,
+            signal,
+            channel,
+            self._clock.now(),
+            target=target,
+            last_good=last_good,
+            no_button_reason=refusal,
+            **origin,
+        )
+        try:
+            self._store.create(transition.incident)
+        except ConcurrentUpdate:  # the watch (or another replica's webhook) opened it first: join that one
+            return self._store.find_by_key(transition.incident.key)
+        log.info("incident reported", extra={"incident_id": transition.incident.id, "key": transition.incident.key})
+        self._apply(transition, None)
+        return transition.incident
+
     # --- people and operations -------------------------------------------------------------------------------
 
     def on_click(self, incident_id: IncidentId, user: SlackUserId) -> None:
@@ -338,7 +379,12 @@ class IncidentFlow:
         if fence is not None and not self._store.holds(fence):
             raise FencedOut(f"lost the watch lease {fence.lease}")
         now = self._clock.now()
-        ref = self._chat.post(incident.channel, incident_card(incident, now), priority=Priority.URGENT)
+        # Asked again at the last moment (after any wait for Slack's budget): a replica whose watch lease lapsed
+        # while its card waited must not post a second card next to the new holder's.
+        still_holds = None if fence is None else (lambda: self._store.holds(fence))
+        ref = self._chat.post(
+            incident.channel, incident_card(incident, now), priority=Priority.URGENT, still_current=still_holds
+        )
         self._metrics.incident_opened(incident.workload.backend.value, incident.signal.reason)
         self._metrics.detection_latency(
             incident.workload.backend.value, max(0.0, (now - incident.signal.since).total_seconds())

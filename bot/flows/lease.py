@@ -72,6 +72,11 @@ class Lease:
             raise FencedOut(f"{self.operation_id} is executed by {operation.executor if operation else 'nobody'} now")
         return operation
 
+    def holds(self) -> bool:
+        """Whether the stored operation still carries this lease's token (asked right before a Slack write)."""
+        operation = self._store.get(self.operation_id)
+        return operation is not None and operation.fence == self.fence
+
     def keep(self) -> None:
         """Start renewing in the background until `release()`."""
         self._heartbeat = threading.Thread(target=self._renew, name=f"lease-{self.operation_id}", daemon=True)

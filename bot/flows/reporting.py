@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from bot.core import messages
 from bot.core.effects import PostInThread, RefreshRequestMessage, ReleaseTarget, StartExecution, TellUser
+from bot.core.errors import FencedOut
 from bot.core.lifecycle import Transition
 from bot.core.messages import ChatMessage
 from bot.core.operations import MessageRef, Operation, OperationId
@@ -57,6 +58,14 @@ class Reporter:
         `still_current` (executor writes) is asked before each effect; once it says no, the rest is left to the
         replica that took the operation over.
         """
+        try:
+            self._apply(transition, told, still_current)
+        except FencedOut:
+            log.warning(
+                "lost the lease while reporting; saying nothing more", extra={"operation_id": transition.operation.id}
+            )
+
+    def _apply(self, transition: Transition, told: list[str] | None, still_current: Callable[[], bool] | None) -> None:
         operation = transition.operation
         owed_lines: list[str] = []
         owe_refresh = False
@@ -76,10 +85,12 @@ class Reporter:
                 case PostInThread(text=text):
                     # Lifecycle lines (approvals, outcomes, final lines) are what people act on.
                     line = messages.thread_line(operation, text)
-                    if not self.quietly(operation.id, self.post_in_thread, operation, line, Priority.URGENT):
+                    if not self.quietly(
+                        operation.id, self.post_in_thread, operation, line, Priority.URGENT, still_current
+                    ):
                         owed_lines.append(text)
                 case RefreshRequestMessage():
-                    if not self.quietly(operation.id, self.refresh_request, operation, Priority.URGENT):
+                    if not self.quietly(operation.id, self.refresh_request, operation, Priority.URGENT, still_current):
                         owe_refresh = True
                 case StartExecution(operation_id=operation_id):
                     self.quietly(operation.id, self._start_execution, operation_id)
@@ -103,28 +114,46 @@ class Reporter:
             self.post_in_thread(operation, messages.thread_line(operation, text), Priority.URGENT)
 
     def post_in_thread(
-        self, operation: Operation, message: ChatMessage, priority: Priority = Priority.NORMAL
+        self,
+        operation: Operation,
+        message: ChatMessage,
+        priority: Priority = Priority.NORMAL,
+        still_current: Callable[[], bool] | None = None,
     ) -> MessageRef | None:
+        """`still_current` (an executor's lease) is asked again right before the message leaves for Slack."""
         if operation.request_message is None:
             return None
         request_message = operation.request_message
         return self.patiently(
-            lambda: self._chat.post(operation.channel, message, thread=request_message, priority=priority)
+            lambda: self._chat.post(
+                operation.channel, message, thread=request_message, priority=priority, still_current=still_current
+            )
         )
 
-    def refresh_request(self, operation: Operation, priority: Priority = Priority.URGENT) -> None:
+    def refresh_request(
+        self,
+        operation: Operation,
+        priority: Priority = Priority.URGENT,
+        still_current: Callable[[], bool] | None = None,
+    ) -> None:
         """Re-render the request message: URGENT for a phase change, PROGRESS for the periodic summary."""
         if operation.request_message is None:
             return
         request_message = operation.request_message
         rendered = messages.request_message(operation)
-        ref = self.patiently(lambda: self._chat.update(request_message, rendered, priority=priority))
+        ref = self.patiently(
+            lambda: self._chat.update(request_message, rendered, priority=priority, still_current=still_current)
+        )
         if ref is not None and ref != operation.request_message:
             # The original was deleted; the bot re-posted it. Votes on the new message must count too.
             self._store.link_message(operation.id, ref)
 
     def publish_progress(
-        self, operation: Operation, status: RolloutStatus, remember: Callable[[MessageRef], object]
+        self,
+        operation: Operation,
+        status: RolloutStatus,
+        remember: Callable[[MessageRef], object],
+        still_current: Callable[[], bool] | None = None,
     ) -> None:
         """Post the progress message once, then edit it in place; `remember` stores the ref of the first post.
 
@@ -135,11 +164,11 @@ class Reporter:
 
         def publish() -> None:
             if operation.progress_message is None:
-                ref = self.post_in_thread(operation, message, priority)
+                ref = self.post_in_thread(operation, message, priority, still_current)
                 if ref is not None:
                     remember(ref)
             else:
-                self._chat.update(operation.progress_message, message, priority=priority)
+                self._chat.update(operation.progress_message, message, priority=priority, still_current=still_current)
 
         self.quietly(operation.id, publish)
 
@@ -164,6 +193,8 @@ class Reporter:
         """
         try:
             action(*args)
+        except FencedOut:
+            raise  # not a failure to report: another replica owns the operation now, and says what happens
         except Exception:
             log.exception("side effect failed", extra={"operation_id": operation_id})
             return False

@@ -70,6 +70,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "rollbot.rendersSecret" -}}
 {{- if or (not .Values.slack.existingSecret) (and .Values.redis.url (not .Values.redis.existingSecret) (not .Values.redis.bundled.enabled)) -}}
 true
+{{- else if include "rollbot.rendersWebhookKeys" . -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{- /* The chart's Secret carries the webhook credentials when they are given inline. */ -}}
+{{- define "rollbot.rendersWebhookKeys" -}}
+{{- if and (not .Values.webhooks.existingSecret) (or .Values.webhooks.token .Values.webhooks.secret) -}}
+true
 {{- end -}}
 {{- end -}}
 

@@ -22,7 +22,7 @@ from bot.adapters.slack_chat import (
     build_web_client,
 )
 from bot.core.catalog import ChannelId, SlackGroupId, SlackUserId
-from bot.core.errors import ChatUnavailable, PermanentError, UserError
+from bot.core.errors import ChatUnavailable, FencedOut, PermanentError, UserError
 from bot.core.messages import ChatMessage
 from bot.core.operations import METADATA_EVENT_TYPE, MessageRef
 from bot.core.outbound import Priority
@@ -431,3 +431,22 @@ def test_an_archived_channel_is_explained(chat: SlackChat) -> None:
 
 def test_check_auth_returns_the_bot_identity(chat: SlackChat) -> None:
     assert chat.check_auth()["user_id"] == seed.BOT_USER_ID
+
+
+def test_a_write_whose_lease_was_lost_while_it_waited_is_never_sent(chat: SlackChat, fake: FakeSlack) -> None:
+    parent = chat.post(OPS, operation_message())
+    asked: list[str] = []
+
+    def lost() -> bool:
+        asked.append("asked")
+        return False
+
+    with pytest.raises(FencedOut):
+        chat.post(OPS, ChatMessage(text="⏪ rolling back"), thread=parent, still_current=lost)
+    with pytest.raises(FencedOut):
+        chat.update(parent, ChatMessage(text="stale"), priority=Priority.URGENT, still_current=lost)
+
+    assert asked == ["asked", "asked"]
+    assert [m for m in fake.thread(seed.OPS, parent.ts) if m.is_reply] == []
+    assert fake.message(seed.OPS, parent.ts).edit_count == 0
+    assert chat.post(OPS, ChatMessage(text="still mine"), thread=parent, still_current=lambda: True) is not None

@@ -113,6 +113,9 @@ def test_resync_first_then_changes_with_pods_only_for_the_broken_deployment(
         recorder.wait_for(of("db", WorkloadKind.STATEFULSET), what="the StatefulSet listed")
         for name in ("web", "api"):
             wait_settled(recorder, name)
+        # Everyone settled first: a workload still rolling out legitimately comes with its pods.
+        wait_settled(recorder, "agent", WorkloadKind.DAEMONSET)
+        wait_settled(recorder, "db", WorkloadKind.STATEFULSET)
         before = len(recorder.snapshot())
 
         set_image(apps, "web", MISSING)

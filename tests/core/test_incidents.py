@@ -114,6 +114,7 @@ def test_the_card_metadata_is_flat_and_follows_the_contract() -> None:
         "reason": "ImagePullBackOff",
         "resolution": None,
         "operation_id": "op-7",
+        "source": "watch",
     }
     assert all(isinstance(value, str | int | type(None)) for value in payload.values())
 

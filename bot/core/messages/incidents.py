@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from bot.core.catalog import format_duration
 from bot.core.detection import Signal, Verification, VerificationState
-from bot.core.incidents import INCIDENT_EVENT_TYPE, Incident, IncidentId, IncidentState, Resolution
+from bot.core.incidents import INCIDENT_EVENT_TYPE, Incident, IncidentId, IncidentSource, IncidentState, Resolution
 from bot.core.messages.blocks import (
     ChatMessage,
     context,
@@ -156,9 +156,29 @@ def _facts(incident: Incident) -> list[str]:
         facts.append(f"*Images:* {change}")
     if incident.last_good is not None:
         facts.append(f"*Last good revision:* {incident.last_good.revision}")
+    reporter = _reporter(incident)
+    if reporter:
+        facts.append(f"*Reported by:* {reporter}")
     if incident.reopened:
         facts.append(f"*Reopened* {incident.reopened}× (failing again within 30 minutes)")
     return facts
+
+
+def _reporter(incident: Incident) -> str:
+    """Who told rollbot (not its own watch), with the link to read more and the alerts still firing."""
+    if incident.source is IncidentSource.WATCH:
+        return (
+            "alerts " + ", ".join(f"`{escape(name)}`" for name in incident.alerts_firing)
+            if incident.alerts_firing
+            else ""
+        )
+    words = "Alertmanager" if incident.source is IncidentSource.ALERTMANAGER else "the deploy pipeline"
+    if incident.link:
+        label = "pipeline run" if incident.source is IncidentSource.PIPELINE else "source"
+        words += f" · <{incident.link}|{label}>"
+    if incident.alerts_firing:
+        words += " · firing: " + ", ".join(f"`{escape(name)}`" for name in incident.alerts_firing)
+    return words
 
 
 def _image_change(incident: Incident) -> str:
