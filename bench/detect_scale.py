@@ -293,6 +293,13 @@ def main() -> int:
         result["detection_latency_from_last_transition_time_s"] = figures(from_condition)
         result["kubectl_rollout_status_s"] = figures(list(kubectl_seconds.values()))
         result["bot_peak_rss_mb"] = round(peak_rss_mb(bot.pid), 1)
+        # What the bot itself said went wrong (the figures above mean little if it was busy failing).
+        troubles: list[str] = []
+        while not logs.empty():
+            _, record = logs.get()
+            if record.get("level") in ("warning", "error", "critical"):
+                troubles.append(f"{record.get('level')}: {record.get('event')} {record.get('exception', '')[-300:]}")
+        result["bot_warnings_and_errors"] = {"count": len(troubles), "first": troubles[:5]}
         result["kubesim_peak_rss_mb"] = round(peak_rss_mb(sim.pid), 1)
         result["targets"] = {"cold_sync_s": 60, "bot_rss_mb": 250, "p99_s": 2, "cards_for_healthy_workloads": 0}
     finally:
