@@ -24,8 +24,10 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
-from bot.core.catalog import describe_validation_errors
+from bot.core.catalog import Catalog, describe_validation_errors
+from bot.core.catalog_detect import EcsWatch
 from bot.core.errors import StoreUnavailable
+from bot.core.watch_plan import lease_name, watch_plan
 from bot.logging import Redactor, configure_logging, secrets_from_environment, url_passwords
 from bot.settings import CatalogFileError, Settings, load_catalog_file
 
@@ -120,9 +122,23 @@ def check_config(path: Path | None, console: Console) -> int:
     backends = sorted({spec.backend.value for spec in catalog.targets.values()})
     console.say(
         f"{path}: OK, {len(catalog.targets)} target(s) ({', '.join(catalog.names) or 'none'}); backends: "
-        f"{', '.join(backends) or 'none'}"
+        f"{', '.join(backends) or 'none'}; {detection_summary(catalog)}"
     )
     return EXIT_OK
+
+
+def detection_summary(catalog: Catalog) -> str:
+    """Where incident cards go and what is watched, so an operator sees at once whether detection is on."""
+    if not catalog.is_detection_on:
+        return "detection: off (no detect.channel anywhere)"
+    channels = {catalog.detect_settings(name).channel for name in catalog.names}
+    channels |= {catalog.scope_detect_settings(scope).channel for scope in catalog.watch}
+    watched = []
+    for scope in watch_plan(catalog):
+        where = scope.clusters if isinstance(scope, EcsWatch) else scope.namespaces
+        label = "every namespace" if where == ("*",) else ", ".join(where)
+        watched.append(f"{lease_name(scope)} ({label})")
+    return f"detection: cards to {', '.join(sorted(c for c in channels if c))}; watching {'; '.join(watched)}"
 
 
 def serve(console: Console) -> int:

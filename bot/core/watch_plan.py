@@ -41,15 +41,18 @@ from bot.core.incidents import ECS_SERVICE_KIND, HELM_RELEASE_KIND, WorkloadRef
 def watch_plan(catalog: Catalog) -> tuple[WatchScope, ...]:
     """One scope per (backend, location), covering every namespace (or ECS cluster) detection needs there."""
     wanted: dict[tuple[BackendKind, str | None], set[str]] = {}
+    # A Kubernetes or Helm target without `kube_context` lives in the default context, as `found_in` matches it.
+    default_context = catalog.defaults.kubernetes.kube_context
     for name in catalog.names:
         if not catalog.detect_settings(name).is_active:
             continue
         spec = catalog.targets[name]
         match spec:
             case KubernetesTarget():
-                wanted.setdefault((BackendKind.KUBERNETES, spec.kube_context), set()).add(spec.namespace)
+                context = spec.kube_context or default_context
+                wanted.setdefault((BackendKind.KUBERNETES, context), set()).add(spec.namespace)
             case HelmTarget():
-                wanted.setdefault((BackendKind.HELM, spec.kube_context), set()).add(spec.namespace)
+                wanted.setdefault((BackendKind.HELM, spec.kube_context or default_context), set()).add(spec.namespace)
             case EcsTarget():
                 wanted.setdefault((BackendKind.ECS, spec.region), set()).add(spec.cluster)
     for scope in catalog.watch:

@@ -138,6 +138,9 @@ class IncidentFlow:
         # Fresh rule memory per verified operation, from the moment its verification started here.
         self._verifying: dict[OperationId, Observations] = {}
         self._held: dict[str, ContextFence] = {}
+        # Incidents whose card this process is posting right now: the sweep and the watcher thread both post
+        # missing cards, and without this both would post one for the same new incident.
+        self._posting: set[IncidentId] = set()
 
     def attach(self, rollbacks: Rollbacks) -> None:
         self._rollbacks = rollbacks
@@ -357,6 +360,20 @@ class IncidentFlow:
                     self._quietly(self._chat.post_ephemeral, incident.channel, effect.user, plain(effect.text))
 
     def _post_card(self, incident: Incident, fence: ContextFence | None) -> None:
+        with self._mutex:
+            if incident.id in self._posting:
+                return  # the other thread is posting it
+            self._posting.add(incident.id)
+        try:
+            current = self._store.get(incident.id)
+            if current is None or current.card is not None:
+                return  # posted meanwhile
+            self._post_new_card(current, fence)
+        finally:
+            with self._mutex:
+                self._posting.discard(incident.id)
+
+    def _post_new_card(self, incident: Incident, fence: ContextFence | None) -> None:
         # Slack has no fencing: check the token right before the post, so a replica that lost the context
         # (paused past its lease) does not post a second card for an incident its successor posts.
         if fence is not None and not self._store.holds(fence):
@@ -412,9 +429,13 @@ class IncidentFlow:
         except BotError:
             log.warning("no history for the incident card", exc_info=True)
             return None
-        earlier = [r for r in history if not r.is_current and str(r.number) != signal.revision]
+        earlier = [r for r in history if str(r.number) != signal.revision]
         if signal.revision_number is not None:
+            # Older than the failed one, current or not: after a failed `helm upgrade` the revision helm still
+            # calls deployed (current) is exactly the last good one.
             earlier = [r for r in earlier if r.number < signal.revision_number]
+        else:
+            earlier = [r for r in earlier if not r.is_current]
         if not earlier:
             return None
         best = max(earlier, key=lambda r: r.number)
@@ -467,7 +488,9 @@ class IncidentFlow:
                 continue
             if self._rollbacks is not None:
                 self._rollbacks.record_verification(operation.id, verification.state.value)
-            thread = operation.progress_message or operation.request_message
+            # The request message is the thread's parent; the progress message is a reply in it, and Slack
+            # refuses a reply to a reply (the line would land in the channel instead).
+            thread = operation.request_message or operation.progress_message
             if thread is not None:
                 self._quietly(self._chat.post, operation.channel, plain(verification_line(verification)), thread)
 

@@ -93,6 +93,7 @@ true
 {{/* The catalog file exactly as the bot reads it (ROLLBOT_CONFIG). */}}
 {{- define "rollbot.catalogYaml" -}}
 {{- $catalog := dict "defaults" (.Values.catalog.defaults | default dict) "targets" (.Values.catalog.targets | default dict) -}}
+{{- with .Values.catalog.watch }}{{- $_ := set $catalog "watch" . -}}{{- end -}}
 {{- toYaml $catalog -}}
 {{- end -}}
 
@@ -103,9 +104,14 @@ rollbot.rbacPlan: what the bot needs in each namespace, computed from the catalo
     patch:   {deployments: [name, …], daemonsets: [...], statefulsets: [...]}   # kubernetes targets, by kind
     adhoc:   true                     # catalog.defaults.kubernetes.allowed_namespaces: any workload may be patched
     helm:    [{target, release, resources: [{apiGroup, resources}]}]           # helm targets
+    reads:   true                     # a target or ad-hoc namespace: read workloads, history, pods, events
+    detectWorkloads: true             # failure detection lists/watches the workloads here (a `watch` scope)
+    detectHelm: true                  # failure detection lists/watches the Helm release Secrets here
 
 Targets with a `kube_context` live in another cluster and get nothing here, unless the context is listed in
-rbac.localKubeContexts. ECS targets never need Kubernetes access.
+rbac.localKubeContexts. ECS targets never need Kubernetes access. A `watch` scope over every namespace
+(`namespaces: ["*"]`) is not a namespace: it is rendered by rollbot.detectClusterWide, and the namespaced
+detection flags it covers are dropped here.
 */}}
 {{- define "rollbot.rbacPlan" -}}
 {{- $plan := dict -}}
@@ -117,9 +123,13 @@ rbac.localKubeContexts. ECS targets never need Kubernetes access.
 {{- if and (or (eq $target.backend "kubernetes") (eq $target.backend "helm")) (or (not $context) (has $context $local)) -}}
 {{- $ns := $target.namespace | default "default" -}}
 {{- if not (hasKey $plan $ns) -}}
-{{- $_ := set $plan $ns (dict "patch" (dict) "helm" (list) "adhoc" false) -}}
+{{- $_ := set $plan $ns (dict "patch" (dict) "helm" (list) "adhoc" false "reads" true "detectWorkloads" false "detectHelm" false) -}}
 {{- end -}}
 {{- $entry := get $plan $ns -}}
+{{- $_ := set $entry "reads" true -}}
+{{- if and (eq $target.backend "helm") (include "rollbot.detectActive" (dict "root" $ "detect" $target.detect)) -}}
+{{- $_ := set $entry "detectHelm" true -}}
+{{- end -}}
 {{- if eq $target.backend "kubernetes" -}}
 {{- $resource := get $plural $target.kind -}}
 {{- $names := get $entry.patch $resource | default list -}}
@@ -135,12 +145,75 @@ rbac.localKubeContexts. ECS targets never need Kubernetes access.
 {{- if or (not $adhocContext) (has $adhocContext $local) -}}
 {{- range $ns := ($k8sDefaults.allowed_namespaces | default list) -}}
 {{- if not (hasKey $plan $ns) -}}
-{{- $_ := set $plan $ns (dict "patch" (dict) "helm" (list) "adhoc" false) -}}
+{{- $_ := set $plan $ns (dict "patch" (dict) "helm" (list) "adhoc" false "reads" true "detectWorkloads" false "detectHelm" false) -}}
 {{- end -}}
 {{- $_ := set (get $plan $ns) "adhoc" true -}}
 {{- end -}}
 {{- end -}}
+{{- $everywhere := fromYaml (include "rollbot.detectClusterWide" .) -}}
+{{- range $scope := (include "rollbot.localDetectScopes" . | fromYaml).scopes -}}
+{{- $flag := ternary "detectHelm" "detectWorkloads" (eq $scope.backend "helm") -}}
+{{- if not (get $everywhere $flag) -}}
+{{- range $ns := $scope.namespaces -}}
+{{- if not (hasKey $plan $ns) -}}
+{{- $_ := set $plan $ns (dict "patch" (dict) "helm" (list) "adhoc" false "reads" false "detectWorkloads" false "detectHelm" false) -}}
+{{- end -}}
+{{- $_ := set (get $plan $ns) $flag true -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $everywhere.detectHelm -}}
+{{- range $ns, $entry := $plan -}}
+{{- $_ := set $entry "detectHelm" false -}}
+{{- end -}}
+{{- end -}}
 {{- toYaml $plan -}}
+{{- end -}}
+
+{{/*
+rollbot.detectActive: "true" when failure detection is on for a target or scope whose `detect` block is .detect:
+the chart's detection.enabled, `enabled` (the block's, else catalog.defaults.detect's, else true), and a
+channel (the block's, else the default's). No channel anywhere means detection is off, as in the bot.
+*/}}
+{{- define "rollbot.detectActive" -}}
+{{- $defaults := (.root.Values.catalog.defaults | default dict).detect | default dict -}}
+{{- $own := .detect | default dict -}}
+{{- $enabled := true -}}
+{{- if hasKey $defaults "enabled" -}}{{- $enabled = $defaults.enabled -}}{{- end -}}
+{{- if hasKey $own "enabled" -}}{{- $enabled = $own.enabled -}}{{- end -}}
+{{- $channel := $own.channel | default $defaults.channel -}}
+{{- if and .root.Values.detection.enabled $enabled $channel -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+rollbot.localDetectScopes: the catalog's Kubernetes and Helm `watch` scopes that are active and live in this
+cluster (no kube_context, or one in rbac.localKubeContexts), as YAML `scopes: [{backend, namespaces}]`.
+*/}}
+{{- define "rollbot.localDetectScopes" -}}
+{{- $local := .Values.rbac.localKubeContexts | default list -}}
+{{- $scopes := list -}}
+{{- range $scope := (.Values.catalog.watch | default list) -}}
+{{- $context := $scope.kube_context | default "" -}}
+{{- if and (has $scope.backend (list "kubernetes" "helm")) (or (not $context) (has $context $local)) (include "rollbot.detectActive" (dict "root" $ "detect" $scope.detect)) -}}
+{{- $scopes = append $scopes (dict "backend" $scope.backend "namespaces" ($scope.namespaces | default (list "*"))) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml (dict "scopes" $scopes) -}}
+{{- end -}}
+
+{{/*
+rollbot.detectClusterWide: which watchers list+watch cluster-wide (a local, active `watch` scope with
+`namespaces: ["*"]`), as YAML `{detectWorkloads: bool, detectHelm: bool}`. Those need a ClusterRole: a Role
+cannot grant `list_deployment_for_all_namespaces`.
+*/}}
+{{- define "rollbot.detectClusterWide" -}}
+{{- $wide := dict "detectWorkloads" false "detectHelm" false -}}
+{{- range $scope := (include "rollbot.localDetectScopes" . | fromYaml).scopes -}}
+{{- if has "*" $scope.namespaces -}}
+{{- $_ := set $wide (ternary "detectHelm" "detectWorkloads" (eq $scope.backend "helm")) true -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $wide -}}
 {{- end -}}
 
 {{/*
@@ -154,8 +227,14 @@ Every rule carries a comment saying why it exists.
 {{- $adhoc := false -}}
 {{- $helmTargets := list -}}
 {{- $helmByGroup := dict -}}
+{{- $reads := false -}}
+{{- $detectWorkloads := false -}}
+{{- $detectHelm := false -}}
 {{- range $entry := .entries -}}
 {{- if $entry.adhoc -}}{{- $adhoc = true -}}{{- end -}}
+{{- if $entry.reads -}}{{- $reads = true -}}{{- end -}}
+{{- if $entry.detectWorkloads -}}{{- $detectWorkloads = true -}}{{- end -}}
+{{- if $entry.detectHelm -}}{{- $detectHelm = true -}}{{- end -}}
 {{- range $resource, $names := $entry.patch -}}
 {{- $_ := set $patch $resource (concat (get $patch $resource | default list) $names | uniq | sortAlpha) -}}
 {{- end -}}
@@ -172,8 +251,10 @@ Every rule carries a comment saying why it exists.
 {{- $_ := set $patch $resource (list) -}}
 {{- end -}}
 {{- end -}}
+{{- if $reads }}
 # Read the workloads and their revision history (ReplicaSets for Deployments, ControllerRevisions for
-# DaemonSets/StatefulSets): `/rollback history|status`, the preview, and watching the rollout.
+# DaemonSets/StatefulSets): `/rollback history|status`, the preview, and watching the rollout. Failure
+# detection's list+watch of the workloads here is part of this.
 - apiGroups: ["apps"]
   resources: ["controllerrevisions", "daemonsets", "deployments", "replicasets", "statefulsets"]
   verbs: ["get", "list", "watch"]
@@ -181,6 +262,12 @@ Every rule carries a comment saying why it exists.
 - apiGroups: [""]
   resources: ["events", "pods"]
   verbs: ["get", "list", "watch"]
+{{- else if $detectWorkloads }}
+{{- include "rollbot.detectWorkloadRules" . }}
+{{- end }}
+{{- if $detectHelm }}
+{{- include "rollbot.detectHelmRules" . }}
+{{- end }}
 {{- range $resource := keys $patch | sortAlpha }}
 {{- $names := get $patch $resource }}
 {{- if not $adhoc }}
@@ -213,3 +300,26 @@ Every rule carries a comment saying why it exists.
 {{- end }}
 {{- end }}
 {{- end -}}
+
+{{/* Failure detection of Deployments, DaemonSets and StatefulSets: list+watch, pods listed on demand. */}}
+{{- define "rollbot.detectWorkloadRules" }}
+# Failure detection (`watch` scope): one list+watch per kind; the newest ReplicaSet of a Deployment in trouble
+# names its update revision. No get, no patch: a workload found here is only reported.
+- apiGroups: ["apps"]
+  resources: ["daemonsets", "deployments", "replicasets", "statefulsets"]
+  verbs: ["list", "watch"]
+# Failure detection: the pods of a workload mid-rollout or short of replicas are listed (never watched) for
+# their waiting reasons (ImagePullBackOff, CrashLoopBackOff).
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
+{{- end }}
+
+{{/* Failure detection of Helm releases: their storage Secrets, by label owner=helm. */}}
+{{- define "rollbot.detectHelmRules" }}
+# Failure detection of Helm releases: list+watch of the release Secrets (label owner=helm; only their labels
+# are read). RBAC cannot select by label, so this reaches every Secret of its scope.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["list", "watch"]
+{{- end }}

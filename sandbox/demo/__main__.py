@@ -1,4 +1,4 @@
-"""`python -m sandbox.demo [bootcamp|workshop|myservice|all]`: an incident played end to end on embedded defaults.
+"""`python -m sandbox.demo [bootcamp|workshop|noticed|myservice|all]`: incidents played end to end, locally.
 
 Everything runs on this machine: kubesim (a simulated Kubernetes API server the real kubectl and helm accept),
 the fake Slack with its signed-request driver, a private redis-server, and the real rollbot app in HTTP mode.

@@ -22,6 +22,8 @@ import yaml
 
 from bot.app import RollbotApp, build_app
 from bot.core.catalog import ChannelId
+from bot.core.incidents import INCIDENT_EVENT_TYPE
+from bot.core.messages.incidents import INCIDENT_ROLLBACK_ACTION
 from bot.core.operations import MessageRef
 from bot.settings import Settings
 from sandbox.redis_server import RedisServer
@@ -155,6 +157,36 @@ class IncidentRoom:
         ref = MessageRef(channel=ChannelId(message.channel), ts=message.ts)
         self.wait_for("the request to be linked", lambda: bot.store.find_by_message(ref))
         return message
+
+    def incident_card(self, name: str, timeout: float = 60) -> Message:
+        """The incident card rollbot posted by itself for workload `name`."""
+
+        def find() -> Message | None:
+            for message in self.slack.messages(INCIDENT):
+                metadata = message.metadata or {}
+                if metadata.get("event_type") == INCIDENT_EVENT_TYPE and metadata["event_payload"].get("name") == name:
+                    return message
+            return None
+
+        card: Message = self.wait_for(f"rollbot's incident card for {name}", find, timeout=timeout)
+        return card
+
+    def click_rollback(self, user: str, card: Message) -> None:
+        """`user` clicks the card's "Roll back to revision N" button."""
+        assert self.driver is not None
+        print(f"\n@{self.slack.user_name(user)} clicks: Roll back", flush=True)
+        self.driver.block_action(user, INCIDENT, card.ts, INCIDENT_ROLLBACK_ACTION)
+
+    def incident_resolution(self, card: Message, timeout: float = 60) -> str:
+        """How the card's incident ended, once the card says it did (it is edited at most every 10 s)."""
+
+        def resolution() -> str | None:
+            current = self.slack.message_or_none(INCIDENT, card.ts)
+            payload = ((current.metadata if current else None) or {}).get("event_payload") or {}
+            return payload.get("resolution") if payload.get("state") == "resolved" else None
+
+        result: str = self.wait_for("the card to say how the incident ended", resolution, timeout=timeout)
+        return result
 
     def final_phase(self, message: Message, timeout: float = 120) -> str:
         def phase() -> str | None:

@@ -74,4 +74,26 @@ def workshop(world: DemoWorld) -> None:
     world.sh("helm", "status", "workshop")
 
 
-SCENARIOS: dict[str, Callable[[DemoWorld], None]] = {"bootcamp": bootcamp, "workshop": workshop}
+@timed("frontend (noticed by rollbot)")
+def noticed(world: DemoWorld) -> None:
+    world.say("frontend is deployed with an image that does not exist; nobody notices, rollbot does")
+    world.sh("kubectl", "create", "deployment", "frontend", "--image=nginx:1.27", "--replicas=2")
+    world.wait_until_rolled_out("deployment/frontend")
+    world.sh("kubectl", "set", "image", "deployment/frontend", "nginx=nginx:non-existing")
+    card = world.incident_card("frontend")
+
+    world.say("the on-call engineer clicks the card's button; a second engineer approves with ✅")
+    world.click_rollback(ALICE, card)
+    request = world.request_message("frontend")
+    world.react(BOB, request)
+    phase = world.final_phase(request)
+    if phase != "succeeded":
+        raise DemoFailed(f"the rollback ended {phase}")
+    resolution = world.incident_resolution(card)
+    if resolution != "rolled_back":
+        raise DemoFailed(f"the incident ended {resolution}")
+    world.say("the card now says how it ended: rolled back, with the operation that did it")
+    world.sh("kubectl", "get", "deployment/frontend", "-o", "jsonpath={.spec.template.spec.containers[0].image}")
+
+
+SCENARIOS: dict[str, Callable[[DemoWorld], None]] = {"bootcamp": bootcamp, "workshop": workshop, "noticed": noticed}

@@ -45,6 +45,15 @@ CATALOG: dict[str, Any] = {
             "kube_context": "sandbox",
         },
         "workshop": {"backend": "helm", "release": "workshop", "namespace": "default", "kube_context": "sandbox"},
+        # The "noticed" scene: only this target has a detect channel, so the other scenes post no incident card.
+        "frontend": {
+            "backend": "kubernetes",
+            "kind": "Deployment",
+            "name": "frontend",
+            "namespace": "default",
+            "kube_context": "sandbox",
+            "detect": {"channel": INCIDENT, "failing_for": "3s", "healthy_for": "3s"},
+        },
     },
 }
 

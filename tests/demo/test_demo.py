@@ -29,4 +29,7 @@ def test_demo_plays_every_seed_incident_to_a_healthy_end() -> None:
     # seed 002: ECS is on the target revision and the rolled-back-from one is deregistered.
     assert "PRIMARY myservice:3 desired:2 running:2 COMPLETED" in output
     assert "1:ACTIVE 2:INACTIVE 3:ACTIVE 4:INACTIVE" in output
+    # noticed: rollbot posted the card by itself, and the rollback from its button resolved it.
+    assert "Failing · *frontend* · ErrImagePull" in output
+    assert "Resolved · *frontend* · ErrImagePull: rolled back by `op-" in output
     assert "demo finished" in output

@@ -243,7 +243,7 @@ def test_approval_rolls_back_resolves_the_card_and_verifies_health(bot: Bot) -> 
     verified = bot.operations.get(operation.id)
     assert verified is not None
     assert verified.verification == "healthy"
-    thread = finished.progress_message or finished.request_message
+    thread = finished.request_message
     assert any("healthy for 2m" in line for line in bot.chat.thread(thread))
 
 
