@@ -1,12 +1,18 @@
-"""Events API listeners: reactions are votes; every other subscribed event is acknowledged and ignored."""
+"""Events API listeners: reactions are votes; every other subscribed event is acknowledged and ignored.
+
+Slack's `app_rate_limited` notice (it dropped events for this app: more than 30,000 in an hour) is not an
+`event_callback`, so no event listener sees it; a middleware answers it 200 and logs it, where Bolt would answer
+404 "unhandled request".
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import App
+from slack_bolt import App, BoltResponse
 
 from bot.core.catalog import ChannelId, SlackUserId
 from bot.core.operations import MessageRef
@@ -29,6 +35,15 @@ def register_events(app: App, flow: RollbackFlow) -> None:
     @app.event(re.compile(".*"))
     def on_other_event() -> None:
         return None
+
+    @app.middleware
+    def on_rate_limited(body: dict[str, Any], next: Callable[[], BoltResponse]) -> BoltResponse:
+        if body.get("type") != "app_rate_limited":
+            return next()
+        log.warning(
+            "Slack dropped events for this app (rate limited)", extra={"minute": body.get("minute_rate_limited")}
+        )
+        return BoltResponse(status=200, body="")
 
 
 def _vote(flow: RollbackFlow, body: dict[str, Any], event: dict[str, Any], *, added: bool) -> None:
