@@ -13,7 +13,9 @@ schema of Slack's payloads; what the bot itself needs from them is read by the l
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
+from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from slack_bolt.request.internals import parse_body
@@ -29,6 +31,12 @@ _REQUIRED_BY_TYPE: Final = {
     "view_submission": "view",
     "view_closed": "view",
 }
+# Slack's payloads nest about a dozen levels (a message's blocks inside an interactivity payload). Far deeper JSON is
+# refused before parsing: `json.loads` recurses in C, and 100,000 levels overflowed the stack of a waitress
+# thread and killed the whole process ("Fatal Python error: Cannot recover from stack overflow").
+MAX_NESTING: Final = 64
+_JSON_STRING: Final = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_A_BRACKET: Final = str.maketrans("", "", "".join(chr(c) for c in range(128) if chr(c) not in "[]{}"))
 # One line in the log is enough to find the sender; the rest of a fuzzed value is noise.
 _SHOWN_LENGTH: Final = 120
 
@@ -112,6 +120,8 @@ def malformed_reason(body: str, content_type: str | None) -> str | None:
     """
     if not body:
         return "empty body"
+    if _nesting_depth(_json_text(body, content_type)) > MAX_NESTING:
+        return f"JSON nested deeper than {MAX_NESTING} levels"
     try:
         parsed = parse_body(body, content_type)
     except (ValueError, RecursionError) as error:  # JSONDecodeError is a ValueError
@@ -127,3 +137,27 @@ def malformed_reason(body: str, content_type: str | None) -> str | None:
     except RecursionError:
         return "nested too deeply"
     return None
+
+
+def _json_text(body: str, content_type: str | None) -> str:
+    """The part of `body` Bolt will hand to `json.loads`, chosen exactly as Bolt's `parse_body` chooses."""
+    if content_type == "application/json" or body.startswith("{"):
+        return body
+    if "payload" in body:
+        return dict(parse_qsl(body, keep_blank_values=True)).get("payload") or ""
+    return ""
+
+
+def _nesting_depth(text: str) -> int:
+    """How deep brackets nest outside JSON strings; linear, and without recursing itself."""
+    if text.count("[") + text.count("{") <= MAX_NESTING:
+        return 0
+    brackets = _JSON_STRING.sub("", text).translate(_NOT_A_BRACKET)
+    depth = deepest = 0
+    for bracket in brackets:
+        if bracket in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif bracket in "]}":
+            depth -= 1
+    return deepest

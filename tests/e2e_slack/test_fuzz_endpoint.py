@@ -115,6 +115,9 @@ ONCE_CRASHED = {
     "an interactive_message without actions": _form({"type": "interactive_message", "callback_id": "x"}),
     "Slack's app_rate_limited notice": _json({"type": "app_rate_limited", "minute_rate_limited": 1518467820}),
     "an empty form": FuzzRequest("raw", b"", FORM),
+    # This one killed the whole process: json.loads overflowed a waitress thread's stack.
+    "JSON nested 100,000 levels deep": FuzzRequest("raw", b"[" * 100_000 + b"]" * 100_000, JSON),
+    "a payload nested 100,000 levels deep": FuzzRequest("raw", b"payload=" + b"%5B" * 100_000, FORM),
 }
 
 
