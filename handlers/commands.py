@@ -22,6 +22,11 @@ def register_commands(app: App, flow: RollbackFlow, command_name: str) -> None:
         user = SlackUserId(str(command.get("user_id", "")))
         channel = ChannelId(str(command.get("channel_id", "")))
         text = str(command.get("text") or "")
+        if not user or not channel:
+            # Slack always names both; without them there is nowhere to answer or to post a request.
+            log.warning("ignored a slash command without user_id or channel_id")
+            ack()
+            return
         try:
             has_response_url = bool(command.get("response_url"))
             answer = flow.accept_command(

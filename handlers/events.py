@@ -49,7 +49,8 @@ def register_events(app: App, flow: RollbackFlow) -> None:
 def _vote(flow: RollbackFlow, body: dict[str, Any], event: dict[str, Any], *, added: bool) -> None:
     try:
         item = event.get("item") or {}
-        if item.get("type") != "message" or not item.get("channel") or not item.get("ts"):
+        # Slack always names who reacted; a vote from nobody cannot be counted (and users.info refuses "").
+        if item.get("type") != "message" or not item.get("channel") or not item.get("ts") or not event.get("user"):
             return
         flow.accept_reaction(
             MessageRef(channel=ChannelId(str(item["channel"])), ts=str(item["ts"])),

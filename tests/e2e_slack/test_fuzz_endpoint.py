@@ -160,6 +160,31 @@ def test_an_unreachable_response_url_or_unknown_channel_is_a_warning_not_a_trace
     assert bot_log.count("Slack refused the command's answer") == 1
 
 
+def test_a_command_without_user_or_channel_is_acked_and_ignored(
+    bot_log: LogLines, bot: RollbotApp, sender: FuzzSender, fake_slack: FakeSlack
+) -> None:
+    # The flow posted a request message to channel "": Slack refused it, logged as an internal error.
+    body = urlencode({"command": "/rollback", "text": "shop-1 1", "user_id": ALICE})
+    assert sender.send(FuzzRequest("command", body.encode(), FORM)).status == 200
+    bot.request_executor.shutdown(wait=True)
+    assert fake_slack.calls("chat.postMessage") == []
+    assert bot_log.crashes() == []
+
+
+def test_a_reaction_from_nobody_is_not_counted(
+    bot_log: LogLines, bot: RollbotApp, slack: SlackDriver, fake_slack: FakeSlack, sender: FuzzSender
+) -> None:
+    # users.info("") is refused by Slack; the flow logged it as an internal error.
+    request = request_rollback(slack, fake_slack, bot, "shop-1 1")
+    event = {"type": "reaction_added", "user": "", "reaction": "white_check_mark"}
+    event |= {"item": {"type": "message", "channel": request.channel, "ts": request.ts}}
+    body = json.dumps({"type": "event_callback", "event_id": "Ev1", "event": event}).encode()
+    assert sender.send(FuzzRequest("event", body, JSON)).status == 200
+    bot.request_executor.shutdown(wait=True)
+    assert bot.store.get(request.operation.id).approvals == ()
+    assert bot_log.crashes() == []
+
+
 def test_log_lines_with_an_exception_are_crashes() -> None:
     # The verdict itself: a test that cannot fail proves nothing.
     lines = LogLines()
