@@ -1,8 +1,13 @@
-"""The buttons: Approve and Reject on a request (the same votes as ✅ and ❌), and an incident card's rollback."""
+"""The buttons: Approve and Reject on a request (the same votes as ✅ and ❌), and an incident card's rollback.
+
+Any other action id (a button of a message an older version of the bot posted, another app's element) is acked and
+ignored: Bolt would answer 404 "unhandled request", which Slack shows the clicking user as an error.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from slack_bolt import Ack, App
@@ -32,18 +37,29 @@ def register_actions(app: App, flow: RollbackFlow) -> None:
         ack()
         _press(flow, body, REJECT_ACTION)
 
+    @app.action(re.compile(".*"))
+    def on_other_action(ack: Ack) -> None:
+        ack()
+
 
 def _press(flow: RollbackFlow, body: dict[str, Any], action_id: str) -> None:
     try:
-        container = body.get("container") or {}
-        channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
-        ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
-        user = (body.get("user") or {}).get("id")
+        container = _object(body, "container")
+        channel = container.get("channel_id") or _object(body, "channel").get("id")
+        ts = container.get("message_ts") or _object(body, "message").get("ts")
+        user = _object(body, "user").get("id")
         if not channel or not ts or not user or container.get("is_ephemeral"):
             return
-        actions = body.get("actions") or [{}]
-        value = str(actions[0].get("value") or "")
+        actions = body.get("actions")
+        first = actions[0] if isinstance(actions, list) and actions and isinstance(actions[0], dict) else {}
+        value = str(first.get("value") or "")
         ref = MessageRef(channel=ChannelId(str(channel)), ts=str(ts))
         flow.accept_button(ref, SlackUserId(str(user)), action_id, value=value)
     except Exception:  # Pitfall B: after ack() nothing may escape
         log.exception("handling a button failed")
+
+
+def _object(body: dict[str, Any], name: str) -> dict[str, Any]:
+    """`body[name]` when it is an object; Slack always sends one, anything else reads as empty."""
+    value = body.get(name)
+    return value if isinstance(value, dict) else {}

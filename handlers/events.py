@@ -1,12 +1,18 @@
-"""Events API listeners: reactions are votes; every other subscribed event is acknowledged and ignored."""
+"""Events API listeners: reactions are votes; every other subscribed event is acknowledged and ignored.
+
+Slack's `app_rate_limited` notice (it dropped events for this app: more than 30,000 in an hour) is not an
+`event_callback`, so no event listener sees it; a middleware answers it 200 and logs it, where Bolt would answer
+404 "unhandled request".
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import App
+from slack_bolt import App, BoltResponse
 
 from bot.core.catalog import ChannelId, SlackUserId
 from bot.core.operations import MessageRef
@@ -30,11 +36,21 @@ def register_events(app: App, flow: RollbackFlow) -> None:
     def on_other_event() -> None:
         return None
 
+    @app.middleware
+    def on_rate_limited(body: dict[str, Any], next: Callable[[], BoltResponse]) -> BoltResponse:
+        if body.get("type") != "app_rate_limited":
+            return next()
+        log.warning(
+            "Slack dropped events for this app (rate limited)", extra={"minute": body.get("minute_rate_limited")}
+        )
+        return BoltResponse(status=200, body="")
+
 
 def _vote(flow: RollbackFlow, body: dict[str, Any], event: dict[str, Any], *, added: bool) -> None:
     try:
         item = event.get("item") or {}
-        if item.get("type") != "message" or not item.get("channel") or not item.get("ts"):
+        # Slack always names who reacted; a vote from nobody cannot be counted (and users.info refuses "").
+        if item.get("type") != "message" or not item.get("channel") or not item.get("ts") or not event.get("user"):
             return
         flow.accept_reaction(
             MessageRef(channel=ChannelId(str(item["channel"])), ts=str(item["ts"])),

@@ -35,6 +35,8 @@ from waitress import wasyncore
 from waitress.server import create_server
 from waitress.trigger import trigger as WaitressTrigger  # noqa: N812 (waitress names its class in lowercase)
 
+from bot.adapters.slack_request_shape import malformed_reason
+
 log = structlog.get_logger(__name__)
 
 SLACK_PATH = "/slack/events"
@@ -179,6 +181,12 @@ class SlackWsgiApp:
                     self._verifier.generate_signature(timestamp=timestamp, body=protected) or ""
                 ]
                 body = protected
+            reason = malformed_reason(body, content_type.split(";")[0] or None)
+            if reason is not None:
+                # Signed, so not an attacker; not Slack either. 200 so nobody retries it (slack_request_shape).
+                log.warning("ignored a malformed Slack request", kind=kind, reason=reason)
+                status = 200
+                return _reply(start_response, 200, "")
             request = BoltRequest(body=body, query=environ.get("QUERY_STRING", ""), headers=headers)
             response = self._bolt.dispatch(request)
             status = response.status
@@ -200,7 +208,8 @@ class SlackWsgiApp:
             return False
         try:
             return self._verifier.is_valid(body=raw, timestamp=timestamp, signature=signature)
-        except (ValueError, UnicodeDecodeError):
+        # OverflowError: slack_sdk compares the timestamp as a float, and a 400-digit one does not fit.
+        except (ValueError, UnicodeDecodeError, OverflowError):
             return False
 
 
