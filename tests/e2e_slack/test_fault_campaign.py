@@ -80,11 +80,11 @@ def test_a_paused_executor_woken_after_the_takeover_writes_nothing_and_the_targe
     assert figures["second_requests_accepted"] == 0
 
 
-@pytest.mark.flaky(
-    reruns=2,
-    reason="the SIGSTOP lands right after the claim, while the replica reports it; if it lands between the last "
-    "lease check and the HTTP request that check allowed, that one request still leaves when the replica thaws: "
-    "Slack has no fencing, so the window is narrowed to one request's flight, not closed",
-)
-def test_a_paused_executor_woken_after_the_takeover_posts_nothing_to_slack(sigstop: dict[str, Any]) -> None:
-    assert sigstop["stale_slack_writes"] == 0, sigstop["stale_slack_writes_by_method"]
+def test_a_paused_executor_woken_after_the_takeover_sends_slack_at_most_the_request_it_was_sending(
+    sigstop: dict[str, Any],
+) -> None:
+    # Nothing is sent once the replica could know its lease is gone: the token is asked right before every request.
+    # What Slack cannot fence is the one request already allowed when the SIGSTOP landed (the scenario pauses the
+    # replica right after its claim, while it reports it): at most that one per round, never a second.
+    assert sigstop["stale_slack_writes"] <= sigstop["rounds"], sigstop["stale_slack_writes_by_method"]
+    assert sigstop["stale_store_writes"] == 0
