@@ -22,7 +22,7 @@ test: setup
 	$(MAKE) --no-print-directory check
 
 check: lint typecheck
-	PATH="$(CURDIR)/.tools/bin:$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -r aR --rerun-show-tracebacks
+	PATH="$(CURDIR)/.tools/bin:$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -r aR --rerun-show-tracebacks -n 2 --dist loadfile
 
 test-fast: setup
 	PATH="$(CURDIR)/.tools/bin:$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q tests/core tests/contracts

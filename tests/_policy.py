@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
@@ -109,6 +109,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if problems:
         raise pytest.UsageError("flaky marker not allowed:\n" + "\n".join(problems))
     config.stash[_FLAKY_KEY] = flaky
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On a pytest-xdist worker: hand this worker's flaky-marked tests to the controller, which reports them."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["flaky_marked"] = [[t.nodeid, t.reruns, t.reason] for t in session.config.stash.get(_FLAKY_KEY, [])]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """On the pytest-xdist controller: gather what each worker found (the controller collects nothing itself)."""
+    found = getattr(node, "workeroutput", {}).get("flaky_marked", [])
+    known = node.config.stash.get(_FLAKY_KEY, [])
+    seen = {test.nodeid for test in known}
+    known.extend(FlakyTest(n, r, why) for n, r, why in found if n not in seen)
+    node.config.stash[_FLAKY_KEY] = known
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

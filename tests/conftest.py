@@ -13,7 +13,9 @@ from tests._policy import (  # pytest finds the run's honesty rules by their hoo
     missing_tool,
     pytest_collection_modifyitems,  # noqa: F401
     pytest_configure,  # noqa: F401
+    pytest_sessionfinish,  # noqa: F401
     pytest_terminal_summary,  # noqa: F401
+    pytest_testnodedown,  # noqa: F401
 )
 from tests.fakes.clock import ManualClock
 from tests.fakes.memory_store import InMemoryOperationStore
