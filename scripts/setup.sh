@@ -19,7 +19,9 @@ if [ "${#need_apt[@]}" -gt 0 ] || [ -n "$need_alertmanager" ]; then
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   # Only where the distribution packages it; elsewhere its tests skip (and fail under CI=true).
-  if [ -n "$need_alertmanager" ] && apt-cache policy prometheus-alertmanager 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+  # Read the policy into a variable first: `grep -q` closing the pipe early fails the pipeline under pipefail.
+  alertmanager_policy="$(apt-cache policy prometheus-alertmanager 2>/dev/null || true)"
+  if [ -n "$need_alertmanager" ] && [[ "$alertmanager_policy" == *"Candidate: "[0-9]* ]]; then
     need_apt+=(prometheus-alertmanager)
   fi
 fi
