@@ -1,0 +1,204 @@
+"""Batch rollbacks on the real backends, through the signed Slack driver (issue [load], acceptance).
+
+`/rollback storefront` names a Kubernetes Deployment (kubesim, read back with kubectl), a Helm release (the real
+helm against kubesim) and an ECS service (moto with the rollout driver). One approval rolls all three back; each
+backend's own view must then show its previous revision. A busy member starts nothing, a member that really
+fails does not stop the others, and a dry run or an explicit revision changes nothing anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bot.app import RollbotApp, build_app
+from sandbox.aws import FAIL, AwsWorld
+from sandbox.slack.driver import SlackDriver
+from sandbox.slack.seed import ALICE, BOB, INCIDENT, SIGNING_SECRET
+from sandbox.slack.server import FakeSlack
+from tests.e2e_slack.conftest import (
+    bot_settings,
+    request_messages,
+    request_rollback,
+    wait_for_phase,
+    wait_for_thread_line,
+)
+from tests.e2e_slack.real_world import CATALOG, MEMBERS, ROLLOUT_WAIT, BrokenStorefront, DeploymentView
+from tests.e2e_slack.test_commands import _reply_to
+
+pytestmark = [pytest.mark.needs_helm]
+
+
+@pytest.fixture(scope="module")
+def aws() -> Iterator[AwsWorld]:
+    with AwsWorld() as running:
+        yield running
+
+
+@pytest.fixture
+def world(tmp_path: Path, aws: AwsWorld, monkeypatch: pytest.MonkeyPatch) -> Iterator[BrokenStorefront]:
+    world = BrokenStorefront(tmp_path, aws, monkeypatch)
+    try:
+        yield world
+    finally:
+        world.close()
+
+
+@pytest.fixture
+def catalog_path(tmp_path: Path) -> Path:
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump(CATALOG), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def make_bot(
+    fake_slack: FakeSlack, redis_url: str, catalog_path: Path, world: BrokenStorefront
+) -> Iterator[Callable[..., RollbotApp]]:
+    """Bots built by `build_app` exactly as in production: the real backends, pointed at this world."""
+    started: list[RollbotApp] = []
+
+    def make(**overrides: Any) -> RollbotApp:
+        settings = bot_settings(fake_slack, redis_url, catalog_path, **(world.bot_settings() | overrides))
+        app = build_app(settings)
+        started.append(app)
+        return app.start()
+
+    yield make
+    for app in reversed(started):
+        app.stop()
+
+
+@pytest.fixture
+def bot(make_bot: Callable[..., RollbotApp]) -> RollbotApp:
+    return make_bot()
+
+
+@pytest.fixture
+def slack(bot: RollbotApp, fake_slack: FakeSlack) -> Iterator[SlackDriver]:
+    with SlackDriver(bot.events_url, SIGNING_SECRET, fake_slack) as driver:
+        yield driver
+
+
+def members_of(message: Any) -> list[tuple[str, str, int, int]]:
+    members = message.metadata["event_payload"]["members"]
+    return [(m["target"], m["phase"], m["from_revision"], m["to_revision"]) for m in members]
+
+
+def test_a_group_across_kubernetes_helm_and_ecs_rolls_back_with_one_approval(slack, fake_slack, bot, world) -> None:
+    world.break_everything()
+    request = request_rollback(slack, fake_slack, bot, "storefront --reason 'bad base image'")
+    payload = request.message.metadata["event_payload"]
+    assert payload["batch"] is True
+    assert payload["targets"] == MEMBERS
+    assert members_of(request.message) == [
+        ("bootcamp", "awaiting_approval", 2, 1),
+        ("workshop", "awaiting_approval", 2, 1),
+        ("myservice", "awaiting_approval", 4, 3),
+    ]
+    shown = request.message.all_text()
+    assert "kubernetes-bootcamp:v10` → `gcr.io/google-samples/kubernetes-bootcamp:v1" in shown
+    assert "registry.example.com/myservice:1.3.0` → `registry.example.com/myservice:1.2.0" in shown
+
+    slack.reaction_added(BOB, "white_check_mark", INCIDENT, request.ts)
+
+    final = wait_for_phase(fake_slack, request, "succeeded", timeout=ROLLOUT_WAIT)
+    assert members_of(final) == [
+        ("bootcamp", "succeeded", 2, 1),
+        ("workshop", "succeeded", 2, 1),
+        ("myservice", "succeeded", 4, 3),
+    ]
+    # Each backend's own view: kubectl, helm and ECS all show the previous revision running.
+    assert world.bootcamp() == DeploymentView(revision=3, image="v1", generation=3)
+    assert world.bootcamp_rolled_out()
+    assert world.workshop()[-1] == (3, "deployed", "Rollback to 1")
+    assert world.myservice_primary() == "myservice:3 COMPLETED"
+    thread = wait_for_thread_line(fake_slack, request, "all 3 targets rolled back")
+    for name, revision in (("bootcamp", 1), ("workshop", 1), ("myservice", 3)):
+        finals = [line for line in thread if line.startswith(f"✅ {name}: rolled back to revision {revision}")]
+        assert len(finals) == 1, thread
+    assert sum("Batch rollout" in line for line in thread) == 1, thread
+    assert len(request_messages(fake_slack)) == 1
+    for name in MEMBERS:
+        assert bot.store.lock_holder(bot.flow.catalog.get(name).lock_key) is None
+    fake_slack.assert_no_errors()
+
+
+def test_a_busy_member_starts_nothing_on_any_backend_and_names_its_holder(slack, fake_slack, bot, world) -> None:
+    world.break_everything()
+    holder = request_rollback(slack, fake_slack, bot, "workshop", user=BOB)
+    before = world.snapshot()
+
+    slack.slash_command("storefront", user=ALICE, channel=INCIDENT)
+
+    reply = _reply_to(fake_slack, ALICE, "Nothing was started")[-1]
+    assert f"workshop is locked by `{holder.operation.id}` requested by <@{BOB}>" in reply
+    assert "bootcamp" not in reply
+    assert "myservice" not in reply
+    assert len(request_messages(fake_slack)) == 1
+    for name in ("bootcamp", "myservice"):
+        assert bot.store.lock_holder(bot.flow.catalog.get(name).lock_key) is None
+    assert world.snapshot() == before
+
+
+def test_a_member_failing_for_real_leaves_the_others_rolled_back_and_the_batch_failed(
+    slack, fake_slack, bot, world
+) -> None:
+    world.break_everything()
+    # Revision 3's tasks never start: ECS's circuit breaker fails the rollback (and puts revision 4 back).
+    world.aws.driver.plan_task_definition("myservice:3", FAIL)
+    request = request_rollback(slack, fake_slack, bot, "storefront")
+
+    slack.reaction_added(BOB, "white_check_mark", INCIDENT, request.ts)
+
+    final = wait_for_phase(fake_slack, request, "failed", timeout=ROLLOUT_WAIT)
+    assert members_of(final) == [
+        ("bootcamp", "succeeded", 2, 1),
+        ("workshop", "succeeded", 2, 1),
+        ("myservice", "failed", 4, 3),
+    ]
+    assert world.bootcamp().image == "v1"
+    assert world.workshop()[-1] == (3, "deployed", "Rollback to 1")
+    assert world.myservice_primary().startswith("myservice:4 ")  # the circuit breaker put the bad build back
+    thread = wait_for_thread_line(fake_slack, request, "not rolled back: myservice")
+    failed = [line for line in thread if line.startswith("❌ myservice: rollback failed")]
+    assert len(failed) == 1, thread
+    assert "circuit breaker" in failed[0]
+    outcome = "❌ 2 of 3 rolled back (bootcamp, workshop); not rolled back: myservice"
+    assert any(line.startswith(outcome) for line in thread), thread
+    for name in MEMBERS:
+        assert bot.store.lock_holder(bot.flow.catalog.get(name).lock_key) is None
+
+
+def test_a_dry_run_batch_previews_every_member_and_changes_nothing(slack, fake_slack, bot, world) -> None:
+    world.break_everything()
+    before = world.snapshot()
+
+    slack.slash_command("storefront --dry-run", user=ALICE, channel=INCIDENT)
+
+    reply = _reply_to(fake_slack, ALICE, "Dry run")[-1]
+    for name, revisions in (("bootcamp", "2 → 1"), ("workshop", "2 → 1"), ("myservice", "4 → 3")):
+        rows = [line for line in reply.splitlines() if line.startswith(f"*{name}* · ")]
+        assert rows, reply
+        assert rows[0].endswith(f"revision {revisions}")
+    assert "registry.example.com/myservice:1.2.0" in reply
+    assert request_messages(fake_slack) == []
+    assert world.snapshot() == before
+    for name in MEMBERS:
+        assert bot.store.lock_holder(bot.flow.catalog.get(name).lock_key) is None
+
+
+def test_an_explicit_revision_in_a_batch_is_refused_and_changes_nothing(slack, fake_slack, bot, world) -> None:
+    world.break_everything()
+    before = world.snapshot()
+
+    slack.slash_command("bootcamp workshop myservice 1", user=ALICE, channel=INCIDENT)
+
+    reply = _reply_to(fake_slack, ALICE, "a batch rolls every target back to its previous revision")[-1]
+    assert "drop `1`" in reply
+    assert request_messages(fake_slack) == []
+    assert world.snapshot() == before
