@@ -17,10 +17,12 @@ import yaml
 
 from bot.app import RollbotApp, build_app
 from sandbox.aws import FAIL, AwsWorld
+from sandbox.faults import FaultClient
 from sandbox.slack.driver import SlackDriver
 from sandbox.slack.seed import ALICE, BOB, INCIDENT, SIGNING_SECRET
 from sandbox.slack.server import FakeSlack
 from tests.e2e_slack.conftest import (
+    WAIT,
     bot_settings,
     request_messages,
     request_rollback,
@@ -84,6 +86,22 @@ def slack(bot: RollbotApp, fake_slack: FakeSlack) -> Iterator[SlackDriver]:
         yield driver
 
 
+def progress_message(fake: FakeSlack, request: Any) -> str:
+    """The batch's one progress message in the thread, as it reads now."""
+    found = [m for m in fake.messages(request.channel, thread_ts=request.ts) if "Batch rollout" in m.all_text()]
+    assert len(found) == 1, [m.all_text() for m in found]
+    return fake.message(request.channel, found[0].ts).all_text()
+
+
+def wait_for_progress(fake: FakeSlack, request: Any, containing: str) -> str:
+    shown: str = fake.wait_for(
+        lambda: containing in (text := progress_message(fake, request)) and text,
+        WAIT,
+        description=f"the batch progress message showing {containing!r}",
+    )
+    return shown
+
+
 def members_of(message: Any) -> list[tuple[str, str, int, int]]:
     members = message.metadata["event_payload"]["members"]
     return [(m["target"], m["phase"], m["from_revision"], m["to_revision"]) for m in members]
@@ -121,7 +139,9 @@ def test_a_group_across_kubernetes_helm_and_ecs_rolls_back_with_one_approval(sla
     for name, revision in (("bootcamp", 1), ("workshop", 1), ("myservice", 3)):
         finals = [line for line in thread if line.startswith(f"✅ {name}: rolled back to revision {revision}")]
         assert len(finals) == 1, thread
-    assert sum("Batch rollout" in line for line in thread) == 1, thread
+    progress = wait_for_progress(fake_slack, request, "3/3 finished")
+    for name in MEMBERS:
+        assert f":large_green_circle: *{name}* → revision" in progress
     assert len(request_messages(fake_slack)) == 1
     for name in MEMBERS:
         assert bot.store.lock_holder(bot.flow.catalog.get(name).lock_key) is None
@@ -202,3 +222,32 @@ def test_an_explicit_revision_in_a_batch_is_refused_and_changes_nothing(slack, f
     assert "drop `1`" in reply
     assert request_messages(fake_slack) == []
     assert world.snapshot() == before
+
+
+def test_a_helm_failure_fails_its_member_only_and_helm_records_it(slack, fake_slack, bot, world) -> None:
+    world.break_everything()
+    # The API server refuses helm's every read and write of its Deployment, as a broken RBAC binding would.
+    deployment = "/apis/apps/v1/namespaces/default/deployments/workshop"
+    FaultClient(world.sim.url).add(method="*", path=deployment, status=403, watch=False)
+    request = request_rollback(slack, fake_slack, bot, "storefront")
+
+    slack.reaction_added(BOB, "white_check_mark", INCIDENT, request.ts)
+
+    final = wait_for_phase(fake_slack, request, "failed", timeout=ROLLOUT_WAIT)
+    assert members_of(final) == [
+        ("bootcamp", "succeeded", 2, 1),
+        ("workshop", "failed", 2, 1),
+        ("myservice", "succeeded", 4, 3),
+    ]
+    statuses = world.workshop()
+    assert statuses[:2] == [(1, "superseded", "Install complete"), (2, "superseded", "Upgrade complete")]
+    assert statuses[2][:2] == (3, "failed")
+    assert world.bootcamp().image == "v1"
+    assert world.myservice_primary() == "myservice:3 COMPLETED"
+    thread = wait_for_thread_line(fake_slack, request, "not rolled back: workshop")
+    failed = [line for line in thread if line.startswith("❌ workshop: rollback failed: helm rollback of `workshop`")]
+    assert len(failed) == 1, thread
+    assert "injected fault" in failed[0]
+    progress = wait_for_progress(fake_slack, request, "3/3 finished")
+    assert ":red_circle: *workshop* → revision 1: rollback failed" in progress
+    assert ":large_green_circle: *myservice* → revision 3: rolled back to revision 3" in progress
