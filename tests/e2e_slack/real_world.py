@@ -8,6 +8,13 @@ with the same tools, so a test checks each backend's own view, not the bot's.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +38,7 @@ POD_READY_SECONDS = 0.1
 ECS_TICK_SECONDS = 0.1
 # Generous for a loaded machine; every wait returns as soon as its condition holds.
 ROLLOUT_WAIT = 45.0
+REPO = Path(__file__).resolve().parents[2]
 
 MEMBERS = ["bootcamp", "workshop", "myservice"]
 
@@ -170,3 +178,49 @@ class BrokenStorefront:
         service = self.myservice()
         deployments = sorted((d["id"], d["taskDefinition"]) for d in service["deployments"])
         return (self.bootcamp(), self.workshop(), service["taskDefinition"], deployments)
+
+
+class ServedReplica:
+    """`rollbot serve` as a real process, with the real backends, in a session of its own so that `kill()` takes
+    its helm and kubectl children with it, as a container's death would."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        with socket.socket() as probe:  # a free port: `rollbot serve` does not print the one it was given
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bot"],
+            cwd=REPO,
+            env=env | {"ROLLBOT_HOST": "127.0.0.1", "ROLLBOT_PORT": str(port)},
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + ROLLOUT_WAIT
+        while not self._ready():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"rollbot serve did not start (exit code {self.process.returncode})")
+            time.sleep(0.05)
+
+    @property
+    def events_url(self) -> str:
+        return f"{self.url}/slack/events"
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as answer:  # noqa: S310 - http to loopback
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()

@@ -8,28 +8,40 @@ fails does not stop the others, and a dry run or an explicit revision changes no
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from bot.adapters.redis_store import RedisOperationStore
 from bot.app import RollbotApp, build_app
-from sandbox.aws import FAIL, AwsWorld
+from bot.core.operations import BatchMember, Phase
+from sandbox.aws import FAIL, HANG, SUCCEED, AwsWorld
 from sandbox.faults import FaultClient
 from sandbox.slack.driver import SlackDriver
-from sandbox.slack.seed import ALICE, BOB, INCIDENT, SIGNING_SECRET
+from sandbox.slack.seed import ALICE, BOB, BOT_TOKEN, INCIDENT, SIGNING_SECRET
 from sandbox.slack.server import FakeSlack
 from tests.e2e_slack.conftest import (
     WAIT,
     bot_settings,
+    eventually,
     request_messages,
     request_rollback,
     wait_for_phase,
     wait_for_thread_line,
 )
-from tests.e2e_slack.real_world import CATALOG, MEMBERS, ROLLOUT_WAIT, BrokenStorefront, DeploymentView
+from tests.e2e_slack.real_world import (
+    CATALOG,
+    MEMBERS,
+    ROLLOUT_WAIT,
+    BrokenStorefront,
+    DeploymentView,
+    ServedReplica,
+)
 from tests.e2e_slack.test_commands import _reply_to
 
 pytestmark = [pytest.mark.needs_helm]
@@ -84,6 +96,22 @@ def bot(make_bot: Callable[..., RollbotApp]) -> RollbotApp:
 def slack(bot: RollbotApp, fake_slack: FakeSlack) -> Iterator[SlackDriver]:
     with SlackDriver(bot.events_url, SIGNING_SECRET, fake_slack) as driver:
         yield driver
+
+
+class StoreView:
+    """Just enough of a RollbotApp for `request_rollback` when the bot is another process: the shared Redis."""
+
+    def __init__(self, redis_url: str) -> None:
+        from bot.app import SystemClock
+
+        self.store = RedisOperationStore.from_url(redis_url, SystemClock())
+
+    def member(self, name: str, request: Any) -> BatchMember:
+        operation = self.store.get(request.operation.id)
+        assert operation is not None
+        found = operation.member(name)
+        assert found is not None
+        return found
 
 
 def progress_message(fake: FakeSlack, request: Any) -> str:
@@ -251,3 +279,63 @@ def test_a_helm_failure_fails_its_member_only_and_helm_records_it(slack, fake_sl
     progress = wait_for_progress(fake_slack, request, "3/3 finished")
     assert ":red_circle: *workshop* → revision 1: rollback failed" in progress
     assert ":large_green_circle: *myservice* → revision 3: rolled back to revision 3" in progress
+
+
+def test_a_replica_killed_mid_batch_is_taken_over_and_nothing_rolls_back_twice(
+    fake_slack, redis_url, catalog_path, make_bot, world
+) -> None:
+    world.break_everything()
+    # myservice's rollback starts but does not move until the executing replica is dead.
+    world.aws.driver.plan_task_definition("myservice:3", HANG)
+    env = {key: value for key, value in os.environ.items() if not key.lower().endswith("_proxy")} | {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": fake_slack.api_url,
+        "REDIS_URL": redis_url,
+        "ROLLBOT_CONFIG": str(catalog_path),
+        "ROLLBOT_REPLICA_ID": "replica-doomed",
+        "ROLLBOT_LEASE": "1s",
+        "ROLLBOT_SWEEP_INTERVAL": "1",
+        "ROLLBOT_SLACK_BUDGET_SCALE": "60",
+        "KUBECONFIG": str(world.kubeconfig),
+        "ROLLBOT_HELM": str(world.helm.binary),
+    }
+    doomed = ServedReplica(env)
+    try:
+        view = StoreView(redis_url)
+        with SlackDriver(doomed.events_url, SIGNING_SECRET, fake_slack) as slack:
+            request = request_rollback(slack, fake_slack, view, "storefront")
+            slack.reaction_added(BOB, "white_check_mark", INCIDENT, request.ts)
+            wait_for_thread_line(fake_slack, request, "✅ bootcamp: rolled back", timeout=ROLLOUT_WAIT)
+            wait_for_thread_line(fake_slack, request, "✅ workshop: rolled back", timeout=ROLLOUT_WAIT)
+            eventually(lambda: view.member("myservice", request).receipt is not None, ROLLOUT_WAIT, "myservice started")
+        doomed.kill()
+    finally:
+        doomed.stop()
+    assert [m.phase for m in view.store.get(request.operation.id).members] == [
+        Phase.SUCCEEDED,
+        Phase.SUCCEEDED,
+        Phase.ROLLING_BACK,
+    ]
+
+    heir = make_bot(replica_id="replica-heir", lease=timedelta(seconds=1))
+    world.aws.driver.plan_task_definition("myservice:3", SUCCEED)
+
+    wait_for_thread_line(fake_slack, request, "took over", timeout=ROLLOUT_WAIT)
+    final = wait_for_phase(fake_slack, request, "succeeded", timeout=ROLLOUT_WAIT)
+    assert members_of(final) == [
+        ("bootcamp", "succeeded", 2, 1),
+        ("workshop", "succeeded", 2, 1),
+        ("myservice", "succeeded", 4, 3),
+    ]
+    assert heir.store.get(request.operation.id).executor == "replica-heir"
+    # Each backend rolled back exactly once: no fourth Deployment revision, no second helm rollback, one ECS
+    # deployment of revision 3.
+    assert world.bootcamp() == DeploymentView(revision=3, image="v1", generation=3)
+    assert [status for status in world.workshop() if status[2] == "Rollback to 1"] == [(3, "deployed", "Rollback to 1")]
+    assert len(world.workshop()) == 3
+    assert [c.task_definition.rsplit("/", 1)[-1] for c in world.aws.driver.completions] == ["myservice:3"]
+    thread = wait_for_thread_line(fake_slack, request, "all 3 targets rolled back")
+    for name in MEMBERS:
+        assert sum(line.startswith(f"✅ {name}: rolled back") for line in thread) == 1, thread
+    wait_for_progress(fake_slack, request, "3/3 finished")
