@@ -33,6 +33,8 @@ from tests.conformance.conftest import KUBECTL, CliRunner
 
 # The bad builds: bootcamp's v10 and helm's non-existing tag are missing from kubesim's registry.
 MISSING_IMAGES = ["*:v10", "*non-existing*"]
+# Pulled fine, but the container exits 1 right after starting (CrashLoopBackOff).
+CRASHING_IMAGES = ["*/crasher:*"]
 POD_READY_SECONDS = 0.1
 # The ECS rollout driver moves the services this often (in real time, in the background).
 ECS_TICK_SECONDS = 0.1
@@ -102,7 +104,10 @@ class BrokenStorefront:
 
     def __init__(self, workdir: Path, aws: AwsWorld, monkeypatch: pytest.MonkeyPatch) -> None:
         require_tool("kubectl", KUBECTL.exists(), f"the real kubectl at {KUBECTL}")
-        self.sim = KubeSim(pod_ready_seconds=POD_READY_SECONDS, registry=RegistryConfig(missing=MISSING_IMAGES))
+        self.sim = KubeSim(
+            pod_ready_seconds=POD_READY_SECONDS,
+            registry=RegistryConfig(missing=MISSING_IMAGES, crashloop=CRASHING_IMAGES),
+        )
         self.sim.start()
         self.kubeconfig = workdir / "kubeconfig"
         self.sim.write_kubeconfig(self.kubeconfig)
