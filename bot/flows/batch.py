@@ -193,6 +193,11 @@ class BatchRunner:
     ) -> None:
         backend = self._backend(member.target)
         if member.receipt is None:
+            if self._stopping.is_set():
+                # A member still waiting for a worker when the replica is told to stop is not started here: a
+                # rollback begun now (helm's waits for its pods) would hold the shutdown up or be cut off halfway.
+                # The replica that takes the batch over starts it.
+                return
             receipt = None
             try:
                 for attempt in backend_calls(self._sleep, MAX_ROLL_BACK_ATTEMPTS):
