@@ -46,6 +46,8 @@ MAX_DIGEST_LINES: Final = 2
 # Distinct problem reasons and distinct other events a line names; the rest are counted ("and 2 more reasons").
 MAX_REASONS_SHOWN: Final = 3
 MAX_EVENTS_SHOWN: Final = 3
+# Notes in the line that closes a rollout: its last events and the backend's own notes, each kind once.
+MAX_CLOSING_NOTES: Final = 5
 # How many unit keys are remembered as told; a service replacing tasks forever must not grow memory forever.
 MAX_TOLD_UNITS: Final = 5000
 
@@ -179,6 +181,21 @@ def _count_problems(known: tuple[ProblemCount, ...], units: Iterable[UnhealthyUn
     return tuple(counts.values())
 
 
+def _is_task_event(event: str) -> bool:
+    return bool(_STARTED.search(event) or _STOPPED.search(event))
+
+
+def _distinct_notes(notes: Iterable[str]) -> tuple[str, ...]:
+    """Each kind of note once, as last written, in order; the newest `MAX_CLOSING_NOTES` (the backend's own
+    notes come last)."""
+    latest: dict[str, str] = {}
+    for note in notes:
+        shape = _VOLATILE.sub("#", note)
+        latest.pop(shape, None)
+        latest[shape] = note
+    return tuple(latest.values())[-MAX_CLOSING_NOTES:]
+
+
 def _is_news(event: str, status: RolloutStatus) -> bool:
     """An event repeating the summary, or naming a unit already counted as unhealthy, adds nothing."""
     if event == status.summary:
@@ -217,17 +234,31 @@ def decide_thread(memory: ThreadMemory, status: RolloutStatus, now: datetime) ->
     news = [event for event in status.events if _is_news(event, status)]
     if status.is_finished:
         # Problems never told (a rollout that failed within seconds) get their line now if the budget allows:
-        # the pod's own reason ("manifest unknown") is what people need next. Events are history by now, except
-        # the backend's closing notes (e.g. what was not deregistered), which get one line.
+        # the pod's own reason ("manifest unknown") is what people need next; tasks started and stopped since the
+        # last line are counted in it. Otherwise events are history by now (the progress message shows the final
+        # counts), except the rollout's last words and the backend's closing notes (e.g. what was not
+        # deregistered), which get one line: each kind once, never a task by task list (a service of a hundred
+        # tasks ends with dozens of "has started 1 tasks" events since the last poll).
         problems = _count_problems(memory.pending_problems, new_units)
         finished = memory.model_copy(update={"told_units": told, "last_progress_at": now, "pending_problems": problems})
+        tasks = EventTally(
+            started_tasks=memory.pending_events.started_tasks, stopped_tasks=memory.pending_events.stopped_tasks
+        )
+        notes: list[str] = []
+        for event in news:
+            if _is_task_event(event):
+                tasks = tasks.add(event)
+            else:
+                notes.append(event)
         last_word: Digest | None = None
         if problems and finished.digest_lines < MAX_DIGEST_LINES:
-            last_word = _digest(finished.model_copy(update={"pending_events": EventTally()}), now)
+            last_word = _digest(finished.model_copy(update={"pending_events": tasks}), now)
             finished = finished.model_copy(
                 update={"digest_lines": finished.digest_lines + 1, "pending_problems": (), "last_digest_at": now}
             )
-        return ThreadDecision(memory=finished, publish_progress=True, digest=last_word, closing_notes=tuple(news))
+        return ThreadDecision(
+            memory=finished, publish_progress=True, digest=last_word, closing_notes=_distinct_notes(notes)
+        )
     tally = memory.pending_events
     for event in news:
         tally = tally.add(event)

@@ -28,7 +28,7 @@ from typing import Final
 from bot.core import messages
 from bot.core.batches import MemberErrored, MemberEvent, MemberObserved, MemberReceiptRecorded
 from bot.core.catalog import Target
-from bot.core.errors import PermanentError, TemporaryError, UserError
+from bot.core.errors import FencedOut, PermanentError, TemporaryError, UserError
 from bot.core.operations import BatchMember, Operation, OperationId
 from bot.core.outbound import Priority
 from bot.core.rollouts import RolloutStatus
@@ -91,7 +91,8 @@ class BatchRunner:
             if self._stopping.is_set():
                 self._hand_over(lease)
             return
-        self._publish(lease, operation)
+        if not pending:
+            self._publish(lease, operation)  # otherwise the owner published the last member's ending already
         self._count(operation)
         log.info("batch finished", extra={"operation_id": operation.id, "phase": operation.phase.value})
 
@@ -131,19 +132,32 @@ class BatchRunner:
         return lease.decide(event)
 
     def _publish(self, lease: Lease, operation: Operation) -> None:
-        """The batch's one progress message: posted once in the thread, then edited in place."""
+        """The batch's one progress message: posted once in the thread, then edited in place.
+
+        Refreshes are PROGRESS (coalesced; under Slack's limits they slow down or give way to a newer one); the
+        batch's final state is URGENT, so the message never stays behind showing a member still running.
+        """
         message = messages.batch_progress_message(operation)
+        is_final = operation.phase.is_terminal
+        priority = Priority.URGENT if is_final else Priority.PROGRESS
 
         def publish() -> None:
             ref = operation.progress_message
             if ref is None:
-                posted = self._reporter.post_in_thread(operation, message)
+                first = Priority.URGENT if is_final else Priority.NORMAL
+                posted = self._reporter.post_in_thread(operation, message, first, lease.holds)
                 if posted is not None:
                     lease.write(lambda op: op.model_copy(update={"progress_message": posted}))
             else:
-                self._chat.update(ref, message, priority=Priority.PROGRESS)
+                self._chat.update(ref, message, priority=priority, still_current=lease.holds)
 
-        self._reporter.quietly(operation.id, publish)
+        try:
+            self._reporter.quietly(operation.id, publish)
+        except FencedOut:
+            # Another replica took the batch over while this one waited for Slack: the workers stop, the
+            # owner drains quietly, and the new owner's progress message is the one that counts.
+            log.warning("lost the batch while publishing its progress", extra={"operation_id": operation.id})
+            lease.lost.set()
 
     def _hand_over(self, lease: Lease) -> None:
         transition = lease.hand_over()
@@ -179,6 +193,11 @@ class BatchRunner:
     ) -> None:
         backend = self._backend(member.target)
         if member.receipt is None:
+            if self._stopping.is_set():
+                # A member still waiting for a worker when the replica is told to stop is not started here: a
+                # rollback begun now (helm's waits for its pods) would hold the shutdown up or be cut off halfway.
+                # The replica that takes the batch over starts it.
+                return
             receipt = None
             try:
                 for attempt in backend_calls(self._sleep, MAX_ROLL_BACK_ATTEMPTS):

@@ -11,6 +11,7 @@ from bot.core.catalog import ApprovalPolicy, SlackUserId, strictest_policy
 from bot.core.commands import RollbackCommand, TargetRef, parse_command, render_command
 from bot.core.errors import CommandSyntaxError
 from bot.core.lifecycle import ClaimRefused, ExecutionClaimed, RollbackErrored, advance
+from bot.core.messages.batch import batch_progress_message
 from bot.core.operations import Approval, Phase
 from bot.core.rollouts import RollbackReceipt, RolloutPhase, RolloutStatus
 from tests.fakes.clock import DEFAULT_START
@@ -118,6 +119,18 @@ def test_the_batch_ends_with_its_last_member_and_fails_unless_all_succeeded() ->
     assert done.version == operation.version + 3
     lines = [effect.text for effect in last.effects if hasattr(effect, "text")]
     assert lines == ["✅ workshop: rolled back to revision 2 — 3/3 ready", f"❌ {done.outcome}"]
+
+
+def test_the_progress_message_of_an_ended_batch_says_how_it_ended() -> None:
+    running = advance(running_batch().operation, MemberObserved("bootcamp", succeeded()), NOW).operation
+    assert batch_progress_message(running).blocks[0]["text"]["text"] == (
+        ":arrows_counterclockwise: *Batch rollout* 1/3 finished"
+    )
+    failed = advance(running, MemberErrored("api", "service not found"), NOW).operation
+    done = advance(failed, MemberObserved("workshop", succeeded()), NOW).operation
+    assert batch_progress_message(done).blocks[0]["text"]["text"] == ":red_circle: *Batch rollout* 3/3 finished"
+    rows = batch_progress_message(done).blocks[1]["text"]["text"].splitlines()
+    assert rows[2] == ":red_circle: *api* → revision 2: rollback failed: service not found"
 
 
 def test_events_for_a_finished_member_change_nothing() -> None:

@@ -129,6 +129,38 @@ def test_ecs_service_events_are_summarised_as_tasks_started_and_stopped() -> Non
     assert "task 0000" not in text
 
 
+def test_a_finished_service_closes_with_its_last_words_once_never_task_by_task() -> None:
+    churn = [f"(service web) has started 1 tasks: (task {n:032x})." for n in range(12)]
+    churn += [f"(service web) has stopped 1 running tasks: (task {n:032x})." for n in range(12)]
+    last = (
+        *churn,
+        "(service web) (deployment ecs-svc/7) deployment completed.",
+        "(service web) has reached a steady state.",
+        "(service web) has reached a steady state.",
+        "web:4 was not deregistered: a deployment still uses it",
+    )
+    done = RolloutStatus(phase=RolloutPhase.SUCCEEDED, summary="web:3 COMPLETED", events=last)
+    decision = run([(1, progressing(events=tuple(churn))), (40, done)])[-1]
+    assert decision.closing_notes == (
+        "(service web) (deployment ecs-svc/7) deployment completed.",
+        "(service web) has reached a steady state.",
+        "web:4 was not deregistered: a deployment still uses it",
+    )
+    assert decision.digest is None  # no problem to tell: the progress message shows the final counts
+
+
+def test_a_failed_service_counts_its_last_tasks_with_the_problems_it_tells() -> None:
+    churn = tuple(f"(service web) has started 1 tasks: (task {n:032x})." for n in range(7))
+    failed = UnhealthyUnit(name="deployment ecs-svc/7", reason="7 task(s) failed to start")
+    done = RolloutStatus(phase=RolloutPhase.FAILED, summary="web:3 FAILED", unhealthy=(failed,), events=churn)
+    decision = run([(1, progressing(events=churn[:3])), (5, done)])[-1]
+    assert decision.digest is not None
+    assert decision.digest.events.started_tasks == 10
+    assert decision.closing_notes == ()
+    text = messages.digest_line(operation(), decision.digest).text
+    assert "started 10 tasks, stopped 0 in the last 5s" in text
+
+
 def test_many_distinct_events_are_counted_beyond_the_few_shown() -> None:
     tally = EventTally()
     for n in range(10):

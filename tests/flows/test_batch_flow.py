@@ -3,12 +3,15 @@ the truth at the end — on the in-memory store and the scripted backend (Kubern
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
 
 from bot.core.catalog import parse_catalog
 from bot.core.operations import Operation, Phase
+from bot.flows.batch_requests import BATCH_CONCURRENCY
 from tests.fakes.memory_backend import RolloutScript
 from tests.flows.conftest import APPROVER, CHANNEL, GROUP_MEMBER, OTHER_APPROVER, REQUESTER, World
 
@@ -217,3 +220,53 @@ def test_a_rejected_batch_runs_nothing_and_frees_every_target(batch_world: World
     assert [member.phase for member in operation.members] == [Phase.REJECTED] * 3
     assert lock_holders(batch_world) == [None, None, None]
     assert all(batch_world.backend.roll_back_calls(batch_world.catalog.get(name)) == 0 for name in SHOP)
+
+
+def test_a_replica_shutting_down_mid_batch_starts_no_more_members_and_hands_the_batch_over(world: World) -> None:
+    # More members than run at once: some are still waiting for a worker when the replica is told to stop.
+    names = [f"svc-{n}" for n in range(BATCH_CONCURRENCY + 2)]
+    catalog = parse_catalog(
+        {
+            "defaults": {"approvals": {"required": 1, "approvers": [REQUESTER, APPROVER]}},
+            "targets": {
+                name: {"backend": "kubernetes", "kind": "Deployment", "name": name, "namespace": "shop"}
+                for name in names
+            },
+            "groups": {"fleet": names},
+        }
+    )
+    for name in names:
+        world.backend.arrange(catalog.get(name), revisions=2, script=RolloutScript(steps=3, hold=True))
+    flow = world.make_flow(catalog=catalog)
+    world.flow, world.catalog = flow, catalog
+    operation = request(world, "fleet")
+    running = threading.Thread(target=approve, args=(world, operation))
+    running.start()
+    first_wave = [catalog.get(name) for name in names[:BATCH_CONCURRENCY]]
+    deadline = time.monotonic() + 10
+    while not all(world.backend.roll_back_calls(target) for target in first_wave):
+        assert time.monotonic() < deadline, "the first members never started"
+        time.sleep(0.01)
+
+    flow.stop()
+    running.join(timeout=10)
+
+    assert not running.is_alive()
+    queued = [catalog.get(name) for name in names[BATCH_CONCURRENCY:]]
+    assert [world.backend.roll_back_calls(target) for target in queued] == [0, 0]
+    handed_over = world.store.get(operation.id)
+    assert handed_over is not None
+    assert handed_over.phase is Phase.ROLLING_BACK
+    assert handed_over.lease_until is not None
+    assert handed_over.lease_until <= world.clock.now()  # another replica may take it over at once
+    assert any("restarting" in line for line in world.chat.thread(operation.request_message))
+
+    for name in names:
+        world.backend.release(catalog.get(name))
+    world.make_flow(replica_id="replica-b", catalog=catalog).sweep()
+
+    finished = world.store.get(operation.id)
+    assert finished is not None
+    assert finished.phase is Phase.SUCCEEDED
+    assert finished.executor == "replica-b"
+    assert [world.backend.rollbacks_applied(catalog.get(name)) for name in names] == [1] * len(names)

@@ -64,7 +64,9 @@ def batch_request_text(operation: Operation) -> str:
 def batch_progress_message(operation: Operation, now: datetime | None = None) -> ChatMessage:
     """One message for the whole batch, updated in place: a row per member with its latest status."""
     done = sum(1 for member in operation.members if member.phase.is_terminal)
-    head = f":arrows_counterclockwise: *Batch rollout* {done}/{len(operation.members)} finished"
+    # Once the batch has ended, its icon says how (as its members' rows do), not that it is still moving.
+    icon = _MEMBER_ICONS.get(operation.phase, ":arrows_counterclockwise:")
+    head = f"{icon} *Batch rollout* {done}/{len(operation.members)} finished"
     rows = [_progress_row(member) for member in operation.members]
     blocks = [section(head), *(section(text) for text in _packed(rows))]
     text = f"Batch rollout of {operation.target.name}: {done}/{len(operation.members)} finished"
