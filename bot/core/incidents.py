@@ -23,6 +23,7 @@ update; the flow applies it only when `should_refresh` allows (at most once per 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -43,6 +44,7 @@ from bot.core.incident_events import (
     Detected,
     HealthyAgain,
     IncidentEvent,
+    JoinedGroup,
     NewerRevision,
     OperationFinished,
     RollbackClicked,
@@ -51,7 +53,7 @@ from bot.core.incident_events import (
     WorkloadDeleted,
 )
 from bot.core.operations import MessageRef, OperationId, Phase
-from bot.core.rollouts import ContainerImage, RevisionNumber
+from bot.core.rollouts import ContainerImage, Revision, RevisionNumber
 
 IncidentId = NewType("IncidentId", str)
 
@@ -169,6 +171,14 @@ class Incident(_Frozen):
     link: str | None = None
     # Alertmanager alerts (by alertname) currently firing for this incident; the card notes each one's end.
     alerts_firing: tuple[str, ...] = ()
+    # The mass failure this incident belongs to (`bot.core.incident_groups`), and where its summary card is.
+    group_id: str | None = None
+    group_card: MessageRef | None = None
+
+    @property
+    def is_grouped(self) -> bool:
+        """Part of a mass failure: humans decide from the summary card; no automatic rollback, no own button."""
+        return self.group_id is not None
 
     @property
     def target_label(self) -> str:
@@ -192,6 +202,7 @@ class Incident(_Frozen):
             and not self.signal.is_stuck
             and self.no_button_reason is None
             and self.last_good is not None
+            and not self.is_grouped
         )
 
     @property
@@ -200,7 +211,7 @@ class Incident(_Frozen):
 
     def metadata_payload(self) -> dict[str, str | int | None]:
         """The flat `rollbot_incident` metadata every version of the card carries (Slack allows flat values only)."""
-        return {
+        payload: dict[str, str | int | None] = {
             "incident_id": self.id,
             "state": self.state.value,
             "target": self.target_label,
@@ -214,6 +225,9 @@ class Incident(_Frozen):
             "operation_id": self.operation_id,
             "source": self.source.value,
         }
+        if self.group_id is not None:
+            payload["group_id"] = self.group_id  # part of a mass failure (its summary's `rollbot_incident_group`)
+        return payload
 
 
 # --- effects ---------------------------------------------------------------------------------------------------
@@ -292,6 +306,21 @@ def open_incident(
     return IncidentTransition(incident, (PostIncidentCard(),), True)
 
 
+def last_good_in(history: Sequence[Revision], signal: Signal) -> LastGood | None:
+    """The revision a rollback would return to: the newest one before the failed one, as history says."""
+    earlier = [r for r in history if str(r.number) != signal.revision]
+    if signal.revision_number is not None:
+        # Older than the failed one, current or not: after a failed `helm upgrade` the revision helm still
+        # calls deployed (current) is exactly the last good one.
+        earlier = [r for r in earlier if r.number < signal.revision_number]
+    else:
+        earlier = [r for r in earlier if not r.is_current]
+    if not earlier:
+        return None
+    best = max(earlier, key=lambda r: r.number)
+    return LastGood(revision=best.number, images=best.images)
+
+
 def can_reopen(incident: Incident, now: datetime) -> bool:
     """A resolved incident whose key fails again this soon reopens (same card); otherwise a new one opens."""
     return incident.state is IncidentState.RESOLVED and (
@@ -330,6 +359,8 @@ def advance(incident: Incident, event: IncidentEvent, now: datetime) -> Incident
             return _on_detected(incident, event.signal, now)
         case RollbackClicked():
             return _on_click(incident, event.user, now)
+        case JoinedGroup():
+            return _on_joined_group(incident, event, now)
     if incident.state is IncidentState.RESOLVED:
         return IncidentTransition(incident)
     match event:
@@ -416,9 +447,21 @@ def _on_alert_resolved(incident: Incident, event: AlertResolved, now: datetime) 
     return _changed(_next(incident, now, alerts_firing=still_firing), line, now)
 
 
+def _on_joined_group(incident: Incident, event: JoinedGroup, now: datetime) -> IncidentTransition:
+    if incident.group_id == event.group_id and (event.summary is None or incident.group_card == event.summary):
+        return IncidentTransition(incident)
+    new = _next(incident, now, group_id=event.group_id, group_card=event.summary or incident.group_card)
+    if incident.group_id == event.group_id:  # the summary card is posted now: the card links to it
+        return IncidentTransition(new.model_copy(update={"is_card_stale": True}), (UpdateIncidentCard(),), True)
+    return _changed(new, f"part of mass failure `{event.group_id}`: one summary card speaks for it", now)
+
+
 def _on_click(incident: Incident, user: SlackUserId, now: datetime) -> IncidentTransition:
     if incident.state is IncidentState.RESOLVED:
         return IncidentTransition(incident, (TellUser(user, "This incident is over; no rollback needed."),))
+    if incident.is_grouped:
+        text = "This incident is part of a mass failure: roll them all back from its summary card."
+        return IncidentTransition(incident, (TellUser(user, text),))
     if incident.operation_id is not None:
         text = f"A rollback is already requested: `{incident.operation_id}` — approve it in its thread."
         return IncidentTransition(incident, (TellUser(user, text),))
