@@ -23,7 +23,6 @@ update; the flow applies it only when `should_refresh` allows (at most once per 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -53,7 +52,7 @@ from bot.core.incident_events import (
     WorkloadDeleted,
 )
 from bot.core.operations import MessageRef, OperationId, Phase
-from bot.core.rollouts import ContainerImage, Revision, RevisionNumber
+from bot.core.rollouts import ContainerImage, RevisionNumber
 
 IncidentId = NewType("IncidentId", str)
 
@@ -306,21 +305,6 @@ def open_incident(
     return IncidentTransition(incident, (PostIncidentCard(),), True)
 
 
-def last_good_in(history: Sequence[Revision], signal: Signal) -> LastGood | None:
-    """The revision a rollback would return to: the newest one before the failed one, as history says."""
-    earlier = [r for r in history if str(r.number) != signal.revision]
-    if signal.revision_number is not None:
-        # Older than the failed one, current or not: after a failed `helm upgrade` the revision helm still
-        # calls deployed (current) is exactly the last good one.
-        earlier = [r for r in earlier if r.number < signal.revision_number]
-    else:
-        earlier = [r for r in earlier if not r.is_current]
-    if not earlier:
-        return None
-    best = max(earlier, key=lambda r: r.number)
-    return LastGood(revision=best.number, images=best.images)
-
-
 def can_reopen(incident: Incident, now: datetime) -> bool:
     """A resolved incident whose key fails again this soon reopens (same card); otherwise a new one opens."""
     return incident.state is IncidentState.RESOLVED and (
@@ -426,7 +410,7 @@ def _on_detected(incident: Incident, signal: Signal, now: datetime) -> IncidentT
         return IncidentTransition(incident)
     # Keep the first sighting: the card says how long it has been failing, not since the last observation.
     signal = signal.model_copy(update={"since": min(old.since, signal.since)})
-    new = _next(incident, now, signal=signal, is_card_stale=True)
+    new = _next(incident, now, signal=signal, is_card_stale=_has_card(incident))
     if signal.is_rolling_back_by_itself and not old.is_rolling_back_by_itself:
         return _changed(new, "ECS is rolling it back by itself", now)
     if signal.reason != old.reason:
@@ -452,7 +436,9 @@ def _on_joined_group(incident: Incident, event: JoinedGroup, now: datetime) -> I
         return IncidentTransition(incident)
     new = _next(incident, now, group_id=event.group_id, group_card=event.summary or incident.group_card)
     if incident.group_id == event.group_id:  # the summary card is posted now: the card links to it
-        return IncidentTransition(new.model_copy(update={"is_card_stale": True}), (UpdateIncidentCard(),), True)
+        return IncidentTransition(
+            new.model_copy(update={"is_card_stale": _has_card(new)}), (UpdateIncidentCard(),), True
+        )
     return _changed(new, f"part of mass failure `{event.group_id}`: one summary card speaks for it", now)
 
 
@@ -503,7 +489,12 @@ def _next(incident: Incident, now: datetime, **update: object) -> Incident:
     return incident.model_copy(update={**update, "version": incident.version + 1, "updated_at": now})
 
 
+def _has_card(incident: Incident) -> bool:
+    """Whether a change leaves a card to edit: a grouped incident that never posted one never will."""
+    return incident.card is not None or not incident.is_grouped
+
+
 def _changed(incident: Incident, line: str, now: datetime) -> IncidentTransition:
     timeline = (*incident.timeline, TimelineEntry(at=now, text=line))[-MAX_TIMELINE:]
-    new = incident.model_copy(update={"timeline": timeline, "is_card_stale": True})
+    new = incident.model_copy(update={"timeline": timeline, "is_card_stale": _has_card(incident)})
     return IncidentTransition(new, (UpdateIncidentCard(), PostInIncidentThread(line)), True)
