@@ -329,6 +329,7 @@ def build_app(
                 chat=chat,
                 clock=clock,
                 catalog=catalog,
+                metrics=metrics,
                 new_group_id=new_group_id,
                 replica_id=settings.replica_id,
                 sleep=time.sleep,

@@ -42,6 +42,7 @@ from bot.core.incident_groups import (
     IncidentGroup,
     JoinGroup,
     MembersSeen,
+    Placement,
     PostGroupCard,
     RequestGroupRollback,
     StandAlone,
@@ -67,7 +68,7 @@ from bot.core.outbound import Priority
 from bot.core.rollouts import RevisionNumber
 from bot.core.watch_plan import incident_target
 from bot.flows.retrying import Sleep, compare_and_set
-from bot.ports import Chat, Clock, ContextFence, IncidentGroupStore, IncidentStore, OperationStore
+from bot.ports import Chat, Clock, ContextFence, IncidentGroupStore, IncidentMetrics, IncidentStore, OperationStore
 
 log = logging.getLogger("rollbot.flows.incident_groups")
 
@@ -102,6 +103,7 @@ class MassFailures:
         chat: Chat,
         clock: Clock,
         catalog: Catalog,
+        metrics: IncidentMetrics,
         new_group_id: Callable[[], GroupId],
         replica_id: str,
         sleep: Sleep,
@@ -112,6 +114,7 @@ class MassFailures:
         self._chat = chat
         self._clock = clock
         self._catalog = catalog
+        self._metrics = metrics
         self._new_id = new_group_id
         self._replica = replica_id
         self._sleep = sleep
@@ -131,6 +134,7 @@ class MassFailures:
             return True
         group: IncidentGroup | None = None
         transition: GroupTransition | None = None
+        placement: Placement = StandAlone()
         for attempt in compare_and_set(self._sleep):
             with attempt:
                 now = self._clock.now()
@@ -152,6 +156,7 @@ class MassFailures:
                         log.info("mass failure", extra={"group_id": group.id, "incidents": len(members)})
         if group is None:
             return False  # the group expired meanwhile: the incident stands alone
+        self._count_opened(placement, incident)
         self._mark_members(group)
         if transition is not None:
             self._apply(transition, fence)
@@ -292,6 +297,22 @@ class MassFailures:
             self._member_events(member.incident_id, RollbackStarted(operation.id))
 
     # --- small things ------------------------------------------------------------------------------------------
+
+    def _count_opened(self, placement: Placement, incident: Incident) -> None:
+        """Incidents shown on the summary count as opened too, detected when they joined (no card of their own):
+        the one joining, or, when a group forms, every member that has not posted a card."""
+        match placement:
+            case FormGroup(incidents=members):
+                counted = [member for member in members if member.card is None]
+            case JoinGroup():
+                counted = [incident]
+            case _:
+                return
+        now = self._clock.now()
+        for member in counted:
+            backend = member.workload.backend.value
+            self._metrics.incident_opened(backend, member.signal.reason)
+            self._metrics.detection_latency(backend, max(0.0, (now - member.signal.since).total_seconds()))
 
     @staticmethod
     def _guarded(work: Callable[[], object]) -> None:

@@ -10,6 +10,7 @@ card of their own.
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -89,6 +90,13 @@ def buttons(fake: FakeSlack, message: Message) -> list[dict[str, Any]]:
     return [e for b in blocks if b.get("type") == "actions" for e in b.get("elements", [])]
 
 
+def metric_total(bot: RollbotApp, name: str) -> float:
+    """The sum of a metric's samples as `/metrics` shows it."""
+    with urllib.request.urlopen(f"{bot.url}/metrics", timeout=5) as response:  # noqa: S310 - http to loopback
+        text = response.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
 def image_of(cluster: KubeCluster, name: str) -> str:
     jsonpath = "jsonpath={.spec.template.spec.containers[0].image}"
     return cluster.kubectl("get", f"deployment/{name}", "-o", jsonpath).stdout.strip()
@@ -121,6 +129,8 @@ def test_eight_broken_deployments_make_one_summary_card_whose_button_rolls_all_b
     assert button["text"]["text"] == "Roll back all 8"
     assert "*new image tag `v10`* (8)" in now_shown(fake_slack, summary).all_text()
 
+    assert metric_total(bot, "rollbot_incidents_opened_total") == len(BROKEN)  # on a card or on the summary
+    assert metric_total(bot, "rollbot_detection_latency_seconds_count") == len(BROKEN)
     # The five that opened before the threshold keep their card, edited (within 10 s) to link to the summary.
     cards = posted(fake_slack, "rollbot_incident")
     assert len(cards) == 5
