@@ -432,14 +432,15 @@ def _on_alert_resolved(incident: Incident, event: AlertResolved, now: datetime) 
 
 
 def _on_joined_group(incident: Incident, event: JoinedGroup, now: datetime) -> IncidentTransition:
-    if incident.group_id == event.group_id and (event.summary is None or incident.group_card == event.summary):
+    summary = event.summary or incident.group_card
+    if incident.group_id == event.group_id and incident.group_card == summary:
         return IncidentTransition(incident)
-    new = _next(incident, now, group_id=event.group_id, group_card=event.summary or incident.group_card)
-    if incident.group_id == event.group_id:  # the summary card is posted now: the card links to it
+    new = _next(incident, now, group_id=event.group_id, group_card=summary)
+    if summary is None:  # grouped at once (no button, no automatic rollback); the thread hears once it can link
         return IncidentTransition(
             new.model_copy(update={"is_card_stale": _has_card(new)}), (UpdateIncidentCard(),), True
         )
-    return _changed(new, f"part of mass failure `{event.group_id}`: one summary card speaks for it", now)
+    return _changed(new, f"part of mass failure `{event.group_id}`: see its summary card", now)
 
 
 def _on_click(incident: Incident, user: SlackUserId, now: datetime) -> IncidentTransition:

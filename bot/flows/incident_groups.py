@@ -63,7 +63,7 @@ from bot.core.incidents import (
 )
 from bot.core.messages import plain
 from bot.core.messages.incident_groups import group_card
-from bot.core.operations import Operation
+from bot.core.operations import MessageRef, Operation
 from bot.core.outbound import Priority
 from bot.core.rollouts import RevisionNumber
 from bot.core.watch_plan import incident_target
@@ -157,9 +157,13 @@ class MassFailures:
         if group is None:
             return False  # the group expired meanwhile: the incident stands alone
         self._count_opened(placement, incident)
-        self._mark_members(group)
+        marked = (incident.id,) if isinstance(placement, JoinGroup) else group.incident_ids
+        self._mark(marked, group.id, None)  # at once, before any Slack call: no own button, no automatic rollback
         if transition is not None:
-            self._apply(transition, fence)
+            self._apply(transition, fence)  # the summary card first (posting it links every member to it)
+        card = (self._groups.get(group.id) or group).card
+        if card is not None:
+            self._mark(marked, group.id, card)
         return True
 
     # --- people and operations -------------------------------------------------------------------------------
@@ -233,10 +237,10 @@ class MassFailures:
                 case TellUser():
                     self._quietly(self._chat.post_ephemeral, group.channel, effect.user, plain(effect.text))
 
-    def _mark_members(self, group: IncidentGroup) -> None:
-        """Every member carries the group (and, once posted, the summary card it links to)."""
-        for incident_id in group.incident_ids:
-            self._member_events(incident_id, JoinedGroup(group.id, group.card))
+    def _mark(self, incident_ids: Sequence[IncidentId], group_id: GroupId, card: MessageRef | None) -> None:
+        """These members carry the group, and the summary card they link to once it is posted."""
+        for incident_id in incident_ids:
+            self._member_events(incident_id, JoinedGroup(group_id, card))
 
     def _look_at_members(self, group_id: GroupId) -> None:
         group = self._groups.get(group_id)
@@ -262,7 +266,7 @@ class MassFailures:
         )
         posted = self._write(group.id, GroupCardPosted(ref))
         if posted is not None:
-            self._mark_members(posted)
+            self._mark(posted.incident_ids, posted.id, ref)
             self._refresh(posted.id)  # members that joined while the card was on its way
 
     def _refresh(self, group_id: GroupId) -> None:

@@ -37,6 +37,7 @@ from bot.core.incidents import (
     IncidentId,
     IncidentState,
     JoinedGroup,
+    PostInIncidentThread,
     Resolution,
     RollbackClicked,
     WorkloadRef,
@@ -223,7 +224,9 @@ def test_a_grouped_incident_loses_its_own_button_and_its_card_links_to_the_summa
     assert joined.incident.is_grouped
     assert not joined.incident.has_button
     assert joined.incident.metadata_payload()["group_id"] == "grp-1"
+    assert [e for e in joined.effects if isinstance(e, PostInIncidentThread)] == []  # no Slack post before the summary
     linked = advance_incident(joined.incident, JoinedGroup("grp-1", SUMMARY), at(6))
+    assert PostInIncidentThread("part of mass failure `grp-1`: see its summary card") in linked.effects
     assert linked.changed
     assert linked.incident.group_card == SUMMARY
     assert linked.incident.is_card_stale
