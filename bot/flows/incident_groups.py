@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Final, Protocol
 
+from bot.core.batches import member_outcome
 from bot.core.catalog import Catalog, ChannelId, SlackUserId, Target
 from bot.core.effects import TellUser
 from bot.core.errors import BotError, ConcurrentUpdate, FencedOut, UserError
@@ -184,8 +185,8 @@ class MassFailures:
             incident = self._incidents.get(incident_id)
             if incident is None or incident.operation_id != operation.id:
                 continue
-            member = operation.member(incident_target(self._catalog, incident.target, incident.workload).name)
-            phase, outcome = (member.phase, member.outcome) if member else (operation.phase, operation.outcome)
+            name = incident_target(self._catalog, incident.target, incident.workload).name
+            phase, outcome = member_outcome(operation, name)
             self._member_events(incident_id, OperationFinished(operation.id, phase, outcome))
         self._write(group.id, GroupOperationFinished(operation.id, operation.phase, operation.outcome))
         self._look_at_members(group.id)

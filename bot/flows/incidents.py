@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bot.core.batches import member_outcome
 from bot.core.catalog import (
     BackendKind,
     Catalog,
@@ -318,8 +319,10 @@ class IncidentFlow:
             if incident.state is IncidentState.ROLLING_BACK and incident.operation_id is not None:
                 operation = self._operations.get(incident.operation_id)
                 if operation is None or operation.phase.is_terminal:
-                    phase = operation.phase if operation else Phase.FAILED
-                    event = OperationFinished(incident.operation_id, phase, operation.outcome if operation else None)
+                    # A batch (a mass failure's) ended for this incident as its own member did.
+                    name = self._target_of(incident.target, incident.workload).name
+                    phase, outcome = member_outcome(operation, name) if operation else (Phase.FAILED, None)
+                    event = OperationFinished(incident.operation_id, phase, outcome)
                     self._guarded(lambda i=incident, e=event: self._write(i.id, e, None))  # type: ignore[misc]
                     done += 1
             if fence is None:
