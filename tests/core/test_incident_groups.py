@@ -33,6 +33,7 @@ from bot.core.incident_groups import (
     should_refresh,
 )
 from bot.core.incidents import (
+    Detected,
     Incident,
     IncidentId,
     IncidentState,
@@ -234,3 +235,11 @@ def test_a_grouped_incident_loses_its_own_button_and_its_card_links_to_the_summa
     (told,) = advance_incident(linked.incident, RollbackClicked(SlackUserId("U0CCC")), at(8)).effects
     assert isinstance(told, TellUser)
     assert "summary card" in told.text
+
+
+def test_a_grouped_incident_failing_again_after_it_ended_leaves_its_group() -> None:
+    grouped = advance_incident(member(1), JoinedGroup("grp-1", SUMMARY), at(5)).incident
+    ended = grouped.model_copy(update={"state": IncidentState.RESOLVED, "resolved_at": at(60)})
+    again = advance_incident(ended, Detected(signal()), at(120)).incident
+    assert again.state is IncidentState.OPEN
+    assert (again.group_id, again.group_card) == (None, None)
