@@ -157,8 +157,8 @@ def place_incident(
     if incident.group_id is not None:
         return AlreadyGrouped(GroupId(incident.group_id))
     if open_group is not None and open_group.channel == incident.channel:
-        if incident.id in open_group.incident_ids:
-            return AlreadyGrouped(open_group.id)
+        if incident.id in open_group.incident_ids and open_group.state is not GroupState.RESOLVED:
+            return AlreadyGrouped(open_group.id)  # not marked yet (a crash between the two writes), or failing again
         if open_group.accepts(now):
             return JoinGroup(open_group)
     candidates = {

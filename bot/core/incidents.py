@@ -403,7 +403,7 @@ def _on_detected(incident: Incident, signal: Signal, now: datetime) -> IncidentT
             rollback_requested_by=None,
             operation_id=None,
             reopened=incident.reopened + 1,
-            group_id=None,  # failing again is a new story: placed again (its own card, or a group still forming)
+            group_id=None,  # failing again: placed again (its group if still unresolved, else its own card…)
             group_card=None,
         )
         return _changed(new, f"failing again: {signal.reason}", now)

@@ -243,3 +243,7 @@ def test_a_grouped_incident_failing_again_after_it_ended_leaves_its_group() -> N
     again = advance_incident(ended, Detected(signal()), at(120)).incident
     assert again.state is IncidentState.OPEN
     assert (again.group_id, again.group_card) == (None, None)
+    every_one_ended = tuple(member(n, state=IncidentState.RESOLVED) for n in range(1, 7))
+    resolved_group = advance(six(), MembersSeen(every_one_ended), at(60)).group
+    assert place_incident(again, [again], resolved_group, at(120)) == StandAlone()
+    assert place_incident(again, [again], six(), at(120)) == AlreadyGrouped(GROUP)
