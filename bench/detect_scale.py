@@ -9,12 +9,15 @@
    (`failing_for` is 10m, so only the deadline rule can open them). The moment the rule became true is when
    this script's own all-namespaces watch first sees `Progressing=False/ProgressDeadlineExceeded` (also
    reported: from the condition's `lastTransitionTime`, which has one-second resolution). Detection latency is
-   that moment → the card's `chat.postMessage` as recorded by the fake Slack. In the same run, `kubectl
+   that moment → the card's `chat.postMessage` as recorded by the fake Slack; F > 5 failures in one channel are a
+   mass failure (ADR 0019), so most workloads show on its summary card instead: their latency is to the first
+   summary write listing them (edits come at most every 10 s), reported apart. In the same run, `kubectl
    rollout status` is started for each failure at injection; its time to exit with the deadline error is
    reported too.
 4. Reports the bot's peak RSS (VmHWM) and the cards posted for workloads that were never broken (must be 0).
 
-Targets: sync <= 60 s, bot RSS <= 250 MB, p99 <= 2 s, zero cards for healthy workloads.
+Targets: sync <= 60 s, bot RSS <= 250 MB, p99 <= 2 s to an own card (a summary's later members show within the
+10 s edit limit), zero cards for healthy workloads.
 
     .venv/bin/python bench/detect_scale.py [--deployments 10000] [--namespaces 500] [--others 200] [--failures 50]
 """
@@ -36,9 +39,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import redis as redis_client
 import yaml
 
 from bench.kubesim_scale import HEADERS, Client, deployment, peak_rss_mb
+from bot.adapters.redis_incidents import RedisIncidentStore
+from bot.core.incidents import IncidentId
 from sandbox.redis_server import RedisServer
 from sandbox.slack.seed import ALICE, BOB, BOT_TOKEN, INCIDENT, SIGNING_SECRET
 from sandbox.slack.server import FakeSlack
@@ -264,6 +270,28 @@ def main() -> int:
             )
             pool.submit(rollout_status, key)
 
+        incidents = RedisIncidentStore(redis_client.Redis.from_url(redis.url(0)))
+        workload_of: dict[str, str] = {}
+
+        def summary_times() -> dict[str, float]:
+            """When each workload first showed on a mass failure's summary card (its post, or an edit)."""
+            found: dict[str, float] = {}
+            writes = sorted(fake.calls("chat.postMessage") + fake.calls("chat.update"), key=lambda call: call.t)
+            for call in writes:
+                metadata = call.args.get("metadata") or {}
+                if isinstance(metadata, str):
+                    metadata = json.loads(metadata)
+                if metadata.get("event_type") != "rollbot_incident_group":
+                    continue
+                for incident_id in metadata["event_payload"]["incident_ids"]:
+                    if incident_id not in workload_of:
+                        incident = incidents.get(IncidentId(incident_id))
+                        if incident is None:
+                            continue
+                        workload_of[incident_id] = f"{incident.workload.namespace}/{incident.workload.name}"
+                    found.setdefault(workload_of[incident_id], call.t)
+            return found
+
         def card_times() -> dict[str, float]:
             found: dict[str, float] = {}
             for call in fake.calls("chat.postMessage"):
@@ -273,12 +301,33 @@ def main() -> int:
                     found.setdefault(f"{payload['namespace']}/{payload['name']}", call.t)
             return found
 
+        def shown() -> set[str]:
+            return set(card_times()) | set(summary_times())
+
         wait_until = time.time() + args.wait
-        while time.time() < wait_until and not set(broken) <= set(card_times()):
+        while time.time() < wait_until and not set(broken) <= shown():
             time.sleep(0.5)
         time.sleep(5)  # any stray card for a healthy workload would show up by now
         pool.shutdown(wait=True)
-        cards = card_times()
+        own_cards = card_times()
+        on_summary = {key: t for key, t in summary_times().items() if key not in own_cards}
+        # A mass failure (ADR 0019) shows most workloads on one summary card: shown = own card or summary.
+        cards = {**on_summary, **own_cards}
+        result["own_cards"] = len(set(broken) & set(own_cards))
+        result["on_summary_only"] = len(set(broken) & set(on_summary))
+        result["summary_cards"] = len(
+            [
+                c
+                for c in fake.calls("chat.postMessage")
+                if (c.args.get("metadata") or {}).get("event_type") == "rollbot_incident_group"
+            ]
+        )
+        result["own_card_latency_s"] = figures(
+            [own_cards[k] - watch.seen[k][0] for k in broken if k in own_cards and k in watch.seen]
+        )
+        result["summary_latency_s"] = figures(
+            [on_summary[k] - watch.seen[k][0] for k in broken if k in on_summary and k in watch.seen]
+        )
         from_watch = [cards[k] - watch.seen[k][0] for k in broken if k in cards and k in watch.seen]
         from_condition = [
             cards[k] - datetime.fromisoformat(watch.seen[k][1].replace("Z", "+00:00")).timestamp()
@@ -301,7 +350,12 @@ def main() -> int:
                 troubles.append(f"{record.get('level')}: {record.get('event')} {record.get('exception', '')[-300:]}")
         result["bot_warnings_and_errors"] = {"count": len(troubles), "first": troubles[:5]}
         result["kubesim_peak_rss_mb"] = round(peak_rss_mb(sim.pid), 1)
-        result["targets"] = {"cold_sync_s": 60, "bot_rss_mb": 250, "p99_s": 2, "cards_for_healthy_workloads": 0}
+        result["targets"] = {
+            "cold_sync_s": 60,
+            "bot_rss_mb": 250,
+            "own_card_p99_s": 2,
+            "cards_for_healthy_workloads": 0,
+        }
     finally:
         if bot is not None:
             bot.terminate()

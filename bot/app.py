@@ -29,6 +29,7 @@ from bot.adapters.http_server import ReadinessAnswer, Server, serve
 from bot.adapters.prometheus_metrics import PrometheusMetrics
 from bot.adapters.redis_deliveries import RedisDeliveryLedger
 from bot.adapters.redis_inbox import RedisInbox
+from bot.adapters.redis_incident_groups import RedisIncidentGroupStore
 from bot.adapters.redis_incidents import RedisContextLeases, RedisIncidentStore
 from bot.adapters.redis_store import RedisOperationStore
 from bot.adapters.slack_chat import SlackChat, build_web_client
@@ -36,10 +37,12 @@ from bot.adapters.slack_outbox import Budget
 from bot.adapters.socket_mode import SocketModeRunner
 from bot.adapters.webhooks import WebhookEndpoints
 from bot.core.catalog import BackendKind, Catalog
+from bot.core.incident_groups import GroupId
 from bot.core.incidents import IncidentId
 from bot.core.operations import OperationId
 from bot.core.watch_plan import watch_plan
 from bot.flows import RollbackFlow
+from bot.flows.incident_groups import MassFailures
 from bot.flows.incidents import IncidentFlow
 from bot.flows.intake import WebhookIntake
 from bot.flows.watching import ContextWatching
@@ -51,6 +54,7 @@ from bot.ports import (
     DeliveryLedger,
     FailureWatcher,
     Inbox,
+    IncidentGroupStore,
     IncidentStore,
     OperationStore,
 )
@@ -85,6 +89,10 @@ def new_operation_id() -> OperationId:
 
 def new_incident_id() -> IncidentId:
     return IncidentId(f"inc-{secrets.token_hex(4)}")
+
+
+def new_group_id() -> GroupId:
+    return GroupId(f"grp-{secrets.token_hex(4)}")
 
 
 def build_watchers(settings: Settings) -> dict[BackendKind, FailureWatcher]:
@@ -138,6 +146,7 @@ class RollbotApp:
     socket_runner: SocketModeRunner | None = None
     _closers: list[Callable[[], None]] = field(default_factory=list)
     incidents: IncidentFlow | None = None
+    mass_failures: MassFailures | None = None
     watching: ContextWatching | None = None
     _sweeper: threading.Thread | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
@@ -202,6 +211,8 @@ class RollbotApp:
         while not self._stopping.wait(interval):
             try:
                 self.flow.sweep()
+                if self.mass_failures is not None:
+                    self.mass_failures.sweep()
             except Exception:  # Redis hiccup: the next sweep tries again
                 log.exception("sweep failed")
 
@@ -228,6 +239,7 @@ def build_app(
     context_leases: ContextLeases | None = None,
     new_incident: Callable[[], IncidentId] = new_incident_id,
     ledger: DeliveryLedger | None = None,
+    group_store: IncidentGroupStore | None = None,
 ) -> RollbotApp:
     """Wire a bot from settings; anything passed in replaces the production part of the same name."""
     clock = clock if clock is not None else SystemClock()
@@ -252,6 +264,10 @@ def build_app(
             )
         if context_leases is None:
             context_leases = RedisContextLeases(redis_store.client, key_prefix=settings.redis_key_prefix)
+        if group_store is None:
+            group_store = RedisIncidentGroupStore(
+                redis_store.client, key_prefix=settings.redis_key_prefix, retention=settings.retention
+            )
         if ledger is None:
             ledger = RedisDeliveryLedger(redis_store.client, key_prefix=settings.redis_key_prefix)
     web_client = build_web_client(
@@ -287,6 +303,7 @@ def build_app(
         heartbeat_ttl=max(HEARTBEAT_TTL, settings.sweep_interval * 3),
     )
     incidents: IncidentFlow | None = None
+    mass_failures: MassFailures | None = None
     watching: ContextWatching | None = None
     if incident_store is not None:
         incidents = IncidentFlow(
@@ -304,6 +321,23 @@ def build_app(
         flow.on_finished(incidents.on_operation_finished)
         flow.on_incident_click(lambda incident_id, user: incidents.on_click(IncidentId(incident_id), user))
         flow.on_incidents_listing(incidents.listing)
+        if group_store is not None:
+            mass_failures = MassFailures(
+                groups=group_store,
+                incidents=incident_store,
+                operations=store,
+                chat=chat,
+                clock=clock,
+                catalog=catalog,
+                metrics=metrics,
+                new_group_id=new_group_id,
+                replica_id=settings.replica_id,
+                sleep=time.sleep,
+            )
+            mass_failures.attach(flow, incidents.apply_event)
+            incidents.summarise_mass_failures_with(mass_failures.summarises)
+            flow.on_finished(mass_failures.on_operation_finished)
+            flow.on_incident_group_click(lambda group_id, user: mass_failures.on_click(GroupId(group_id), user))
         scopes = watch_plan(catalog)
         if settings.detect and context_leases is not None and scopes:
             watching = ContextWatching(
@@ -356,6 +390,7 @@ def build_app(
         request_executor=request_executor,
         socket_runner=socket_runner,
         incidents=incidents,
+        mass_failures=mass_failures,
         watching=watching,
         _closers=closers,
     )

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from bot.core.catalog import ChannelId, SlackGroupId, SlackUserId, Target, WatchScope
 from bot.core.detection import Sighting
+from bot.core.incident_groups import GroupId, IncidentGroup
 from bot.core.incidents import Incident, IncidentId
 from bot.core.messages import ChatMessage
 from bot.core.operations import MessageRef, Operation, OperationId
@@ -325,6 +326,32 @@ class IncidentStore(Protocol):
     def pending_verifications(self) -> Sequence[PendingVerification]: ...
 
     def finish_verification(self, pending: PendingVerification) -> None: ...
+
+
+class IncidentGroupStore(Protocol):
+    """Mass-failure groups, shared by every replica; every write is compare-and-set on `version`.
+
+    Each channel points at its latest group: `create` moves that pointer from `replaces` (the group the caller
+    saw, or None) to the new group atomically, so two replicas crossing the threshold at once make one group.
+    `live()` lists groups not resolved, or resolved with a card edit still pending; resolved ones expire after
+    the retention. `claim_card` lets one replica post a summary card (a claim lapses after `ttl`).
+    """
+
+    def create(self, group: IncidentGroup, *, replaces: GroupId | None) -> None:
+        """Store `group` as its channel's latest; ConcurrentUpdate when the channel's latest is not `replaces`."""
+        ...
+
+    def get(self, group_id: GroupId) -> IncidentGroup | None: ...
+
+    def latest_in(self, channel: ChannelId) -> IncidentGroup | None: ...
+
+    def replace(self, group: IncidentGroup, expected_version: int) -> None:
+        """Write `group` if the stored version is `expected_version`, else ConcurrentUpdate."""
+        ...
+
+    def live(self) -> Sequence[IncidentGroup]: ...
+
+    def claim_card(self, group_id: GroupId, holder: str, ttl: timedelta) -> bool: ...
 
 
 class ContextLeases(Protocol):

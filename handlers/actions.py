@@ -1,4 +1,5 @@
-"""The buttons: Approve and Reject on a request (the same votes as ✅ and ❌), and an incident card's rollback.
+"""The buttons: Approve and Reject on a request (the same votes as ✅ and ❌), an incident card's rollback, and
+a mass failure's summary card's "Roll back all".
 
 Any other action id (a button of a message an older version of the bot posted, another app's element) is acked and
 ignored: Bolt would answer 404 "unhandled request", which Slack shows the clicking user as an error.
@@ -14,6 +15,7 @@ from slack_bolt import Ack, App
 
 from bot.core.catalog import ChannelId, SlackUserId
 from bot.core.messages import APPROVE_ACTION, REJECT_ACTION
+from bot.core.messages.incident_groups import GROUP_ROLLBACK_ACTION
 from bot.core.messages.incidents import INCIDENT_ROLLBACK_ACTION
 from bot.core.operations import MessageRef
 from bot.flows import RollbackFlow
@@ -31,6 +33,11 @@ def register_actions(app: App, flow: RollbackFlow) -> None:
     def on_incident_rollback(ack: Ack, body: dict[str, Any]) -> None:
         ack()
         _press(flow, body, INCIDENT_ROLLBACK_ACTION)
+
+    @app.action(GROUP_ROLLBACK_ACTION)
+    def on_incident_group_rollback(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        _press(flow, body, GROUP_ROLLBACK_ACTION)
 
     @app.action(REJECT_ACTION)
     def on_reject(ack: Ack, body: dict[str, Any]) -> None:

@@ -106,6 +106,12 @@ def apply_member_event(operation: Operation, event: MemberEvent) -> MemberChange
             return _ended(operation, member, Phase.FAILED, words.failed_outcome(event.reason), member.last_status)
 
 
+def member_outcome(operation: Operation, name: str) -> tuple[Phase, str | None]:
+    """How an ended operation ended for one target: its member's phase and outcome in a batch, else its own."""
+    member = operation.member(name)
+    return (member.phase, member.outcome) if member is not None else (operation.phase, operation.outcome)
+
+
 def settle_members(members: Sequence[BatchMember], phase: Phase, outcome: str | None = None) -> tuple[BatchMember, ...]:
     """Members not finished yet take `phase` (with `outcome`): a batch that ends takes its unfinished members."""
     return tuple(

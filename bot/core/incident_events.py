@@ -57,6 +57,14 @@ class AlertResolved:
 
 
 @dataclass(frozen=True)
+class JoinedGroup:
+    """The incident is part of a mass failure: its group's summary card speaks for it (`summary` once posted)."""
+
+    group_id: str
+    summary: MessageRef | None = None
+
+
+@dataclass(frozen=True)
 class CardPosted:
     card: MessageRef
 
@@ -99,6 +107,7 @@ IncidentEvent = (
     | WorkloadDeleted
     | AlertFiring
     | AlertResolved
+    | JoinedGroup
     | CardPosted
     | CardRefreshed
     | RollbackClicked

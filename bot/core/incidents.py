@@ -43,6 +43,7 @@ from bot.core.incident_events import (
     Detected,
     HealthyAgain,
     IncidentEvent,
+    JoinedGroup,
     NewerRevision,
     OperationFinished,
     RollbackClicked,
@@ -169,6 +170,14 @@ class Incident(_Frozen):
     link: str | None = None
     # Alertmanager alerts (by alertname) currently firing for this incident; the card notes each one's end.
     alerts_firing: tuple[str, ...] = ()
+    # The mass failure this incident belongs to (`bot.core.incident_groups`), and where its summary card is.
+    group_id: str | None = None
+    group_card: MessageRef | None = None
+
+    @property
+    def is_grouped(self) -> bool:
+        """Part of a mass failure: humans decide from the summary card; no automatic rollback, no own button."""
+        return self.group_id is not None
 
     @property
     def target_label(self) -> str:
@@ -192,6 +201,7 @@ class Incident(_Frozen):
             and not self.signal.is_stuck
             and self.no_button_reason is None
             and self.last_good is not None
+            and not self.is_grouped
         )
 
     @property
@@ -200,7 +210,7 @@ class Incident(_Frozen):
 
     def metadata_payload(self) -> dict[str, str | int | None]:
         """The flat `rollbot_incident` metadata every version of the card carries (Slack allows flat values only)."""
-        return {
+        payload: dict[str, str | int | None] = {
             "incident_id": self.id,
             "state": self.state.value,
             "target": self.target_label,
@@ -214,6 +224,9 @@ class Incident(_Frozen):
             "operation_id": self.operation_id,
             "source": self.source.value,
         }
+        if self.group_id is not None:
+            payload["group_id"] = self.group_id  # part of a mass failure (its summary's `rollbot_incident_group`)
+        return payload
 
 
 # --- effects ---------------------------------------------------------------------------------------------------
@@ -330,6 +343,8 @@ def advance(incident: Incident, event: IncidentEvent, now: datetime) -> Incident
             return _on_detected(incident, event.signal, now)
         case RollbackClicked():
             return _on_click(incident, event.user, now)
+        case JoinedGroup():
+            return _on_joined_group(incident, event, now)
     if incident.state is IncidentState.RESOLVED:
         return IncidentTransition(incident)
     match event:
@@ -388,6 +403,8 @@ def _on_detected(incident: Incident, signal: Signal, now: datetime) -> IncidentT
             rollback_requested_by=None,
             operation_id=None,
             reopened=incident.reopened + 1,
+            group_id=None,  # failing again: placed again (its group if still unresolved, else its own card…)
+            group_card=None,
         )
         return _changed(new, f"failing again: {signal.reason}", now)
     old = incident.signal
@@ -395,7 +412,7 @@ def _on_detected(incident: Incident, signal: Signal, now: datetime) -> IncidentT
         return IncidentTransition(incident)
     # Keep the first sighting: the card says how long it has been failing, not since the last observation.
     signal = signal.model_copy(update={"since": min(old.since, signal.since)})
-    new = _next(incident, now, signal=signal, is_card_stale=True)
+    new = _next(incident, now, signal=signal, is_card_stale=_has_card(incident))
     if signal.is_rolling_back_by_itself and not old.is_rolling_back_by_itself:
         return _changed(new, "ECS is rolling it back by itself", now)
     if signal.reason != old.reason:
@@ -416,9 +433,24 @@ def _on_alert_resolved(incident: Incident, event: AlertResolved, now: datetime) 
     return _changed(_next(incident, now, alerts_firing=still_firing), line, now)
 
 
+def _on_joined_group(incident: Incident, event: JoinedGroup, now: datetime) -> IncidentTransition:
+    summary = event.summary or incident.group_card
+    if incident.group_id == event.group_id and incident.group_card == summary:
+        return IncidentTransition(incident)
+    new = _next(incident, now, group_id=event.group_id, group_card=summary)
+    if summary is None:  # grouped at once (no button, no automatic rollback); the thread hears once it can link
+        return IncidentTransition(
+            new.model_copy(update={"is_card_stale": _has_card(new)}), (UpdateIncidentCard(),), True
+        )
+    return _changed(new, f"part of mass failure `{event.group_id}`: see its summary card", now)
+
+
 def _on_click(incident: Incident, user: SlackUserId, now: datetime) -> IncidentTransition:
     if incident.state is IncidentState.RESOLVED:
         return IncidentTransition(incident, (TellUser(user, "This incident is over; no rollback needed."),))
+    if incident.is_grouped:
+        text = "This incident is part of a mass failure: roll them all back from its summary card."
+        return IncidentTransition(incident, (TellUser(user, text),))
     if incident.operation_id is not None:
         text = f"A rollback is already requested: `{incident.operation_id}` — approve it in its thread."
         return IncidentTransition(incident, (TellUser(user, text),))
@@ -460,7 +492,12 @@ def _next(incident: Incident, now: datetime, **update: object) -> Incident:
     return incident.model_copy(update={**update, "version": incident.version + 1, "updated_at": now})
 
 
+def _has_card(incident: Incident) -> bool:
+    """Whether a change leaves a card to edit: a grouped incident that never posted one never will."""
+    return incident.card is not None or not incident.is_grouped
+
+
 def _changed(incident: Incident, line: str, now: datetime) -> IncidentTransition:
     timeline = (*incident.timeline, TimelineEntry(at=now, text=line))[-MAX_TIMELINE:]
-    new = incident.model_copy(update={"timeline": timeline, "is_card_stale": True})
+    new = incident.model_copy(update={"timeline": timeline, "is_card_stale": _has_card(incident)})
     return IncidentTransition(new, (UpdateIncidentCard(), PostInIncidentThread(line)), True)

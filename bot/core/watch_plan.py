@@ -24,8 +24,11 @@ from bot.core.catalog import (
     KubernetesTarget,
     KubernetesWatch,
     Target,
+    TargetName,
     WatchScope,
+    WorkloadKind,
 )
+from bot.core.commands import TargetRef
 from bot.core.detected_targets import FoundWorkload
 from bot.core.detection import (
     Observations,
@@ -36,6 +39,7 @@ from bot.core.detection import (
     judge_workload,
 )
 from bot.core.incidents import ECS_SERVICE_KIND, HELM_RELEASE_KIND, WorkloadRef
+from bot.core.targets import resolve_target
 
 
 def watch_plan(catalog: Catalog) -> tuple[WatchScope, ...]:
@@ -139,6 +143,16 @@ def target_workload(target: Target, catalog: Catalog) -> WorkloadRef | None:
                 name=spec.service,
             )
     return None
+
+
+def incident_target(catalog: Catalog, name: TargetName | None, workload: WorkloadRef) -> Target:
+    """What an incident's rollback acts on: its catalog target, else the workload as an ad-hoc target."""
+    if name is not None:
+        target = catalog.get(name)
+        if target is not None:
+            return target
+    ref = TargetRef.workload(WorkloadKind(workload.kind), workload.name, workload.namespace)
+    return resolve_target(ref, catalog)
 
 
 def judge_sighting(sighting: Sighting, now: datetime, settings: DetectSettings, memory: Observations) -> Verdict:

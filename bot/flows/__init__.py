@@ -37,6 +37,7 @@ from bot.core.errors import TemporaryError, UserError
 from bot.core.incidents import Incident
 from bot.core.lifecycle import Transition
 from bot.core.messages import ChatMessage
+from bot.core.messages.incident_groups import GROUP_ROLLBACK_ACTION
 from bot.core.messages.incidents import INCIDENT_ROLLBACK_ACTION
 from bot.core.operations import MessageRef, Operation, OperationId, Phase
 from bot.core.rollouts import RevisionNumber
@@ -105,6 +106,7 @@ class RollbackFlow:
         )
         self._finished_listeners: list[Callable[[Operation], None]] = []
         self._incident_clicks: Callable[[str, SlackUserId], None] | None = None
+        self._group_clicks: Callable[[str, SlackUserId], None] | None = None
         self._journal = Journal(
             store=store,
             clock=clock,
@@ -191,6 +193,20 @@ class RollbackFlow:
     def on_incident_click(self, handler: Callable[[str, SlackUserId], None]) -> None:
         """Who handles the incident card's button (incident id, clicker); without one the click is ignored."""
         self._incident_clicks = handler
+
+    def on_incident_group_click(self, handler: Callable[[str, SlackUserId], None]) -> None:
+        """Who handles the summary card's "Roll back all" (group id, clicker); without one it is ignored."""
+        self._group_clicks = handler
+
+    def request_for_incident_group(
+        self, members: Sequence[tuple[Target, RevisionNumber]], user: SlackUserId, channel: ChannelId, group_id: str
+    ) -> Operation | None:
+        """One batch request for a mass failure's members; the clicker is told the outcome."""
+
+        def reply(message: ChatMessage) -> None:
+            self._reporter.quietly(group_id, self._chat.post_ephemeral, channel, user, message)
+
+        return self._requests.request_for_incident_group(members, user, channel, group_id, reply)
 
     def request_for_incident(
         self, target: Target, to_revision: RevisionNumber, user: SlackUserId, incident: Incident
@@ -289,6 +305,9 @@ class RollbackFlow:
             case "button" if gesture.action_id == INCIDENT_ROLLBACK_ACTION:
                 if self._incident_clicks is not None:
                     self._incident_clicks(gesture.value, gesture.user)
+            case "button" if gesture.action_id == GROUP_ROLLBACK_ACTION:
+                if self._group_clicks is not None:
+                    self._group_clicks(gesture.value, gesture.user)
             case "button" if gesture.ref is not None:
                 self._votes.on_button(gesture.ref, gesture.user, gesture.action_id)
             case "report" if gesture.operation_id is not None:

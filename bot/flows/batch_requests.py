@@ -19,7 +19,7 @@ from bot.core.catalog import Catalog, ChannelId, SlackUserId, Target
 from bot.core.commands import RollbackCommand, TargetRef, validate_options
 from bot.core.errors import NothingToDo, RevisionNotFound, UserError
 from bot.core.operations import BatchMember, Operation, OperationId, Phase
-from bot.core.rollouts import RollbackPlan
+from bot.core.rollouts import RevisionNumber, RollbackPlan
 from bot.core.targets import resolve_target
 from bot.ports import Backend
 
@@ -75,6 +75,57 @@ def plan_batch(
         reason=command.reason,
         is_dry_run=command.dry_run,
         members=members,
+    )
+
+
+def plan_incident_batch(
+    members: Sequence[tuple[Target, RevisionNumber]],
+    *,
+    backend_of: Callable[[Target], Backend],
+    user: SlackUserId,
+    channel: ChannelId,
+    operation_id: OperationId,
+    group_id: str,
+    now: datetime,
+) -> Operation | None:
+    """The batch a mass failure's "Roll back all" asks for: each member back to its incident's last good revision.
+
+    A member already at that revision is left out; any other member that cannot be planned refuses the batch
+    with a message naming it. None when nothing is left to roll back.
+    """
+
+    def plan(member: tuple[Target, RevisionNumber]) -> tuple[Target, RollbackPlan] | None:
+        target, revision = member
+        backend = backend_of(target)
+        try:
+            backend.check_target(target)
+            return target, backend.plan_rollback(target, revision, {})
+        except NothingToDo:
+            return None
+        except UserError as exc:
+            raise UserError(f"{target.name}: {exc}") from exc
+
+    with ThreadPoolExecutor(max_workers=max(1, min(BATCH_CONCURRENCY, len(members)))) as pool:
+        planned = [each for each in pool.map(plan, members) if each is not None]
+    if not planned:
+        return None
+    try:
+        batch = batch_target([target for target, _ in planned], f"mass failure {group_id}")
+    except ValueError as exc:
+        raise UserError(f"nobody could approve this batch: {exc}") from exc
+    return Operation(
+        id=operation_id,
+        phase=Phase.AWAITING_APPROVAL,
+        target=batch,
+        requester=user,
+        channel=channel,
+        created_at=now,
+        updated_at=now,
+        expires_at=now + batch.policy.expires_after,
+        plan=BATCH_PLAN,
+        members=tuple(BatchMember(target=t, plan=p, phase=Phase.AWAITING_APPROVAL) for t, p in planned),
+        source="detected",
+        incident_id=group_id,
     )
 
 

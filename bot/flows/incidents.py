@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bot.core.batches import member_outcome
 from bot.core.catalog import (
     BackendKind,
     Catalog,
@@ -29,9 +30,7 @@ from bot.core.catalog import (
     SlackUserId,
     Target,
     TargetName,
-    WorkloadKind,
 )
-from bot.core.commands import TargetRef
 from bot.core.detected_targets import FoundWorkload, detect_settings_for, find_target, no_button_reason
 from bot.core.detection import Health, Observations, Sighting, Signal, verify_rollback
 from bot.core.effects import TellUser
@@ -65,13 +64,20 @@ from bot.core.incidents import (
     open_incident,
     should_refresh,
 )
+from bot.core.last_good import last_good_in
 from bot.core.messages import ChatMessage, plain
 from bot.core.messages.incidents import incident_card, incident_thread_line, incidents_list, verification_line
 from bot.core.operations import Operation, OperationId, Phase
 from bot.core.outbound import Priority
 from bot.core.rollouts import RevisionNumber
-from bot.core.targets import resolve_target
-from bot.core.watch_plan import current_revision, found_in, judge_sighting, target_workload, workload_ref
+from bot.core.watch_plan import (
+    current_revision,
+    found_in,
+    incident_target,
+    judge_sighting,
+    target_workload,
+    workload_ref,
+)
 from bot.flows.retrying import Sleep, compare_and_set
 from bot.ports import (
     Backend,
@@ -133,6 +139,7 @@ class IncidentFlow:
         self._new_id = new_incident_id
         self._sleep = sleep
         self._rollbacks: Rollbacks | None = None
+        self._summarised: Callable[[Incident, ContextFence | None], bool] = lambda incident, fence: False
         self._mutex = threading.RLock()
         self._watched: dict[str, _Watched] = {}
         # Fresh rule memory per verified operation, from the moment its verification started here.
@@ -144,6 +151,10 @@ class IncidentFlow:
 
     def attach(self, rollbacks: Rollbacks) -> None:
         self._rollbacks = rollbacks
+
+    def summarise_mass_failures_with(self, summarised: Callable[[Incident, ContextFence | None], bool]) -> None:
+        """Asked right before an incident's card is posted: True when a mass failure's summary speaks for it."""
+        self._summarised = summarised
 
     # --- contexts ------------------------------------------------------------------------------------------------
 
@@ -308,8 +319,10 @@ class IncidentFlow:
             if incident.state is IncidentState.ROLLING_BACK and incident.operation_id is not None:
                 operation = self._operations.get(incident.operation_id)
                 if operation is None or operation.phase.is_terminal:
-                    phase = operation.phase if operation else Phase.FAILED
-                    event = OperationFinished(incident.operation_id, phase, operation.outcome if operation else None)
+                    # A batch (a mass failure's) ended for this incident as its own member did.
+                    name = self._target_of(incident.target, incident.workload).name
+                    phase, outcome = member_outcome(operation, name) if operation else (Phase.FAILED, None)
+                    event = OperationFinished(incident.operation_id, phase, outcome)
                     self._guarded(lambda i=incident, e=event: self._write(i.id, e, None))  # type: ignore[misc]
                     done += 1
             if fence is None:
@@ -368,6 +381,8 @@ class IncidentFlow:
             current = self._store.get(incident.id)
             if current is None or current.card is not None:
                 return  # posted meanwhile
+            if self._summarised(current, fence):
+                return  # a mass failure: its summary card speaks for it (bot/flows/incident_groups.py)
             self._post_new_card(current, fence)
         finally:
             with self._mutex:
@@ -415,12 +430,7 @@ class IncidentFlow:
             self._write(incident.id, RollbackNotStarted(reason or "the request could not be posted"), None)
 
     def _target_of(self, name: TargetName | None, workload: WorkloadRef) -> Target:
-        if name is not None:
-            target = self._catalog.get(name)
-            if target is not None:
-                return target
-        ref = TargetRef.workload(WorkloadKind(workload.kind), workload.name, workload.namespace)
-        return resolve_target(ref, self._catalog)
+        return incident_target(self._catalog, name, workload)
 
     def _last_good(self, target: Target, signal: Signal) -> LastGood | None:
         """The revision a rollback would return to: the newest one before the failed one, as history says."""
@@ -429,17 +439,7 @@ class IncidentFlow:
         except BotError:
             log.warning("no history for the incident card", exc_info=True)
             return None
-        earlier = [r for r in history if str(r.number) != signal.revision]
-        if signal.revision_number is not None:
-            # Older than the failed one, current or not: after a failed `helm upgrade` the revision helm still
-            # calls deployed (current) is exactly the last good one.
-            earlier = [r for r in earlier if r.number < signal.revision_number]
-        else:
-            earlier = [r for r in earlier if not r.is_current]
-        if not earlier:
-            return None
-        best = max(earlier, key=lambda r: r.number)
-        return LastGood(revision=best.number, images=best.images)
+        return last_good_in(history, signal)
 
     # --- verification --------------------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ that needs Slack, Redis or a backend runs on the request executor and answers th
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Final
 
@@ -39,7 +39,7 @@ from bot.core.operations import Operation, OperationId, Phase
 from bot.core.outbound import Priority
 from bot.core.rollouts import BackendOption, RevisionNumber
 from bot.core.targets import check_channel, resolve_target
-from bot.flows.batch_requests import is_batch, plan_batch
+from bot.flows.batch_requests import is_batch, plan_batch, plan_incident_batch
 from bot.flows.journal import LOCK_MARGIN, Journal
 from bot.flows.reporting import Reporter
 from bot.flows.votes import Votes
@@ -234,6 +234,29 @@ class Requests:
             incident_id=incident_id,
         )
         return self._open(operation, reply)
+
+    def request_for_incident_group(
+        self,
+        members: Sequence[tuple[Target, RevisionNumber]],
+        user: SlackUserId,
+        channel: ChannelId,
+        group_id: str,
+        reply: Reply,
+    ) -> Operation | None:
+        """A mass failure's "Roll back all": one batch request, posted in the summary card's channel."""
+        batch = plan_incident_batch(
+            members,
+            backend_of=self._backend,
+            user=user,
+            channel=channel,
+            operation_id=self._new_id(),
+            group_id=group_id,
+            now=self._clock.now(),
+        )
+        if batch is None:
+            reply(messages.plain("Every one of them is already at its last good revision: nothing to roll back."))
+            return None
+        return self._open(batch, reply)
 
     def _open(self, operation: Operation, reply: Reply) -> Operation | None:
         """Store the new operation (taking its locks), then show it: the preview, or the request message."""

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from bot.core.batches import MemberErrored, MemberObserved, MemberReceiptRecorded
+from bot.core.batches import MemberErrored, MemberObserved, MemberReceiptRecorded, member_outcome
 from bot.core.catalog import ApprovalPolicy, SlackUserId, strictest_policy
 from bot.core.commands import RollbackCommand, TargetRef, parse_command, render_command
 from bot.core.errors import CommandSyntaxError
@@ -119,6 +119,10 @@ def test_the_batch_ends_with_its_last_member_and_fails_unless_all_succeeded() ->
     assert done.version == operation.version + 3
     lines = [effect.text for effect in last.effects if hasattr(effect, "text")]
     assert lines == ["✅ workshop: rolled back to revision 2 — 3/3 ready", f"❌ {done.outcome}"]
+    # What a mass failure's member incidents hear: how the batch ended for their own target.
+    assert member_outcome(done, "bootcamp") == (Phase.SUCCEEDED, "rolled back to revision 2 — 3/3 ready")
+    assert member_outcome(done, "api") == (Phase.FAILED, "rollback failed: service not found")
+    assert member_outcome(make_operation(phase=Phase.REJECTED, outcome="no"), "bootcamp") == (Phase.REJECTED, "no")
 
 
 def test_the_progress_message_of_an_ended_batch_says_how_it_ended() -> None:

@@ -54,6 +54,11 @@ _PHASE_BADGES: dict[Phase, str] = {
 # --- small pieces ---------------------------------------------------------------------------------------
 
 
+def archive_link(channel: str, ts: str) -> str:
+    """A link to one message that needs no API call: Slack's archive URL, which opens it in the user's workspace."""
+    return f"https://slack.com/archives/{channel}/p{ts.replace('.', '')}"
+
+
 def escape(text: str) -> str:
     """Mrkdwn-escape a user- or backend-provided string (`&`, `<`, `>`; Slack needs nothing else)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -18,6 +18,7 @@ from bot.core.detection import Signal, Verification, VerificationState
 from bot.core.incidents import INCIDENT_EVENT_TYPE, Incident, IncidentId, IncidentSource, IncidentState, Resolution
 from bot.core.messages.blocks import (
     ChatMessage,
+    archive_link,
     context,
     cut,
     escape,
@@ -64,6 +65,8 @@ def incident_card(incident: Incident, now: datetime) -> ChatMessage:
             blocks.append(context(":recycle: ECS is rolling it back by itself (circuit breaker); no button needed."))
     if incident.note:
         blocks.append(context(f":warning: {escape_keeping_mentions(incident.note)}"))
+    if incident.group_id is not None:
+        blocks.append(context(_group_text(incident)))
     if incident.has_button and incident.last_good is not None:
         blocks.append(_rollback_button(incident, incident.last_good.revision))
     elif incident.state is IncidentState.OPEN and incident.no_button_reason and not incident.is_ecs_rolling_back:
@@ -219,6 +222,15 @@ def _stuck_text(incident: Incident) -> str:
         f"delete the pending revision's record: `kubectl delete secret {escape(secret)} -n "
         f"{escape(workload.namespace)}`, then roll back or upgrade again."
     )
+
+
+def _group_text(incident: Incident) -> str:
+    summary = "its summary card"
+    if incident.group_card is not None:
+        summary = f"<{archive_link(incident.group_card.channel, incident.group_card.ts)}|{summary}>"
+    if incident.state is IncidentState.RESOLVED:
+        return f":link: Part of mass failure `{escape(incident.group_id or '')}` ({summary})."
+    return f":link: Part of mass failure `{escape(incident.group_id or '')}`: roll back from {summary}."
 
 
 def _rollback_button(incident: Incident, revision: int) -> dict[str, Any]:
