@@ -8,11 +8,13 @@ which outlives the operation and is what `resume-sync`, the reminders and `/roll
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import timedelta
 
 from bot.core import messages
 from bot.core.catalog import Target
+from bot.core.errors import FencedOut
 from bot.core.gitops import (
     GitOpsDecision,
     GitOpsState,
@@ -179,9 +181,23 @@ class SyncControl:
             ):
                 thread = MessageRef(channel=pause.channel, ts=pause.thread_ts)
                 line = words.reminder_line(pause, now, self._command)
-                self._chat.post(pause.channel, messages.plain(line), thread, priority=Priority.NORMAL)
+                try:
+                    # The lowest priority: a reminder never delays what people act on. It may wait for Slack's
+                    # budget, so it is dropped if the sync was resumed meanwhile.
+                    self._chat.post(
+                        pause.channel,
+                        messages.plain(line),
+                        thread,
+                        priority=Priority.PROGRESS,
+                        still_current=functools.partial(self._is_paused, pause.ref.key),
+                    )
+                except FencedOut:
+                    continue
                 posted += 1
             later = pause.model_copy(update={"remind_at": next_reminder(pause.paused_at, self._reminder_every, now)})
             if self._pauses.get(pause.ref.key) is not None:
                 self._pauses.put(later)
         return posted
+
+    def _is_paused(self, reconciler_key: str) -> bool:
+        return self._pauses is not None and self._pauses.get(reconciler_key) is not None

@@ -109,11 +109,22 @@ def gitops(kubesim: KubeSim, helm_world: HelmWorld) -> Iterator[GitOps]:
 
 
 @pytest.fixture
+def catalog_document(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """CATALOG, or what `@pytest.mark.parametrize("catalog_document", [...], indirect=True)` gives."""
+    return dict(getattr(request, "param", CATALOG))
+
+
+@pytest.fixture
 def gitops_bot(
-    fake_slack: FakeSlack, redis_url: str, tmp_path: Path, helm_world: HelmWorld, gitops: GitOps
+    fake_slack: FakeSlack,
+    redis_url: str,
+    tmp_path: Path,
+    helm_world: HelmWorld,
+    gitops: GitOps,
+    catalog_document: dict[str, Any],
 ) -> Iterator[RollbotApp]:
     catalog_path = tmp_path / "catalog.yaml"
-    catalog_path.write_text(yaml.safe_dump(CATALOG), encoding="utf-8")
+    catalog_path.write_text(yaml.safe_dump(catalog_document), encoding="utf-8")
     settings = Settings(
         slack_bot_token=BOT_TOKEN,
         slack_signing_secret=SIGNING_SECRET,
@@ -272,3 +283,55 @@ def test_a_rollback_sticks_only_when_rollbot_pauses_the_reconciler_and_resume_re
         WAIT,
         description="a status that names the reconciler and no pause",
     )
+
+
+PAUSING_CATALOG: dict[str, Any] = {
+    "defaults": {**CATALOG["defaults"], "gitops_reminder": "1s"},
+    "targets": {
+        "shop": {**CATALOG["targets"]["shop"], "gitops": "suspend"},
+        "cart": {**CATALOG["targets"]["cart"], "gitops": "warn"},
+    },
+}
+
+
+@pytest.mark.parametrize("catalog_document", [PAUSING_CATALOG], indirect=True)
+def test_gitops_suspend_pauses_without_the_flag_and_reminds_the_thread_until_resumed(
+    gitops: GitOps,
+    kubesim: KubeSim,
+    gitops_bot: RollbotApp,
+    driver: SlackDriver,
+    fake_slack: FakeSlack,
+) -> None:
+    deploy_bad_argo(gitops, kubesim)
+    eventually(lambda: image_of(kubesim, "shop") == BAD, timeout=30, description="the bad image deployed")
+    request = request_rollback(driver, fake_slack, gitops_bot, text="shop")
+    assert "Its sync will be paused before the rollback" in request.message.all_text()
+    approve_and_finish(driver, fake_slack, request)
+    assert stays(kubesim, "shop", GOOD)
+    # Every `gitops_reminder` (1 s here) while the pause lasts: the thread hears that Git still owes the fix.
+    reminders = wait_for_thread_line(fake_slack, request, "has been paused for")
+    assert "resume-sync shop" in next(line for line in reminders if "has been paused for" in line)
+
+    resume = request_rollback(driver, fake_slack, gitops_bot, text="resume-sync shop", user=CAROL)
+    approve_and_finish(driver, fake_slack, resume)
+    told = len([line for line in thread_texts(fake_slack, request) if "has been paused for" in line])
+    time.sleep(2.5)  # two reminder periods: none may come once the sync is resumed
+    assert len([line for line in thread_texts(fake_slack, request) if "has been paused for" in line]) == told
+
+
+@pytest.mark.parametrize("catalog_document", [PAUSING_CATALOG], indirect=True)
+def test_gitops_warn_rolls_back_and_says_the_reconciler_will_revert_it(
+    gitops: GitOps,
+    kubesim: KubeSim,
+    gitops_bot: RollbotApp,
+    driver: SlackDriver,
+    fake_slack: FakeSlack,
+) -> None:
+    deploy_bad_kustomization(gitops, kubesim)
+    eventually(lambda: image_of(kubesim, "cart") == BAD, timeout=30, description="the bad image deployed")
+    request = request_rollback(driver, fake_slack, gitops_bot, text="cart")
+    assert KUSTOMIZATION.line in request.message.all_text()
+    assert request.message.metadata["event_payload"]["sync_paused"] is False  # type: ignore[index]
+    approve_and_finish(driver, fake_slack, request)
+    eventually(lambda: image_of(kubesim, "cart") == BAD, timeout=30, description="Flux reverting the rollback")
+    assert reconciler_spec(gitops, KUSTOMIZATION)["suspend"] is False
