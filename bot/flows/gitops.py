@@ -26,6 +26,7 @@ from bot.core.gitops import (
     pause_patch,
     restore_patch,
 )
+from bot.core.messages import ChatMessage
 from bot.core.messages import gitops as words
 from bot.core.operations import MessageRef, Operation
 from bot.core.outbound import Priority
@@ -72,6 +73,18 @@ class SyncControl:
             # Paused by an earlier rollback and not resumed yet: it stays paused, and is restored from that record.
             state = state.model_copy(update={"suspend": True})
         return decision, state
+
+    def batch_refusal(self, batch: Operation, suspend_requested: bool) -> ChatMessage | None:
+        """A batch pauses nothing: a member whose reconciler would revert it (and is not warned about) is refused.
+
+        Pausing is decided per target, with its own preview; a batch of many would hide it. The member is named,
+        so people roll it back on its own.
+        """
+        for member in batch.members:
+            decision, _ = self.judge(member.target, suspend_requested)
+            if decision.action in ("refuse", "suspend") and decision.line is not None:
+                return words.batch_refused(member.target, decision.line, self._command)
+        return None
 
     def resume_request(self, target: Target, current_revision: int) -> tuple[RollbackPlan, GitOpsState] | None:
         """The plan of `resume-sync`: the recorded settings put back; None when rollbot paused nothing here."""

@@ -172,6 +172,7 @@ class Requests:
         check_channel(self._catalog, channel)
         new_id = operation_id if operation_id is not None else self._new_id()
         if is_batch(command, self._catalog):
+            suspend, command = suspend_requested(command)
             batch = plan_batch(
                 command,
                 catalog=self._catalog,
@@ -181,6 +182,10 @@ class Requests:
                 operation_id=new_id,
                 now=self._clock.now(),
             )
+            reconciled = self._gitops.batch_refusal(batch, suspend)
+            if reconciled is not None:
+                reply(reconciled)
+                return None
             return self._open(batch, reply)
         suspend, command = suspend_requested(command)
         target = resolve_target(command.target, self._catalog)

@@ -335,3 +335,21 @@ def test_gitops_warn_rolls_back_and_says_the_reconciler_will_revert_it(
     approve_and_finish(driver, fake_slack, request)
     eventually(lambda: image_of(kubesim, "cart") == BAD, timeout=30, description="Flux reverting the rollback")
     assert reconciler_spec(gitops, KUSTOMIZATION)["suspend"] is False
+
+
+def test_a_batch_with_a_reconciled_member_is_refused_naming_it(
+    gitops: GitOps,
+    kubesim: KubeSim,
+    gitops_bot: RollbotApp,
+    driver: SlackDriver,
+    fake_slack: FakeSlack,
+) -> None:
+    deploy_bad_argo(gitops, kubesim)
+    deploy_bad_kustomization(gitops, kubesim)
+    for name in ("shop", "cart"):
+        eventually(lambda name=name: image_of(kubesim, name) == BAD, timeout=30, description=f"{name} at BAD")
+    driver.slash_command("shop cart --suspend-sync", user=ALICE, channel=INCIDENT)
+    refusal = reply_to(fake_slack, ALICE, "A batch pauses no reconciler")
+    assert ARGO.line in refusal
+    assert "/rollback shop --suspend-sync" in refusal
+    assert stays(kubesim, "shop", BAD)

@@ -35,6 +35,15 @@ def refused(target: Target, line: str, command: str) -> ChatMessage:
     )
 
 
+def batch_refused(member: Target, line: str, command: str) -> ChatMessage:
+    name = escape(member.name)
+    return plain(
+        f":no_entry: *{name}* is {escape(line)}.\n"
+        f"A batch pauses no reconciler: roll *{name}* back on its own (`{command} {name} --suspend-sync`), "
+        "and the others in a batch without it."
+    )
+
+
 def paused_line(ref: ReconcilerRef, target: str, command: str) -> str:
     """The thread line once the reconciler is paused, before the rollback starts."""
     return (
