@@ -21,6 +21,7 @@ import yaml
 
 from bot.app import RollbotApp, build_app
 from bot.settings import Settings
+from sandbox.faults import FaultClient
 from sandbox.gitops.client import resource_path
 from sandbox.gitops.reconcilers import APPLICATIONS, HELMRELEASES, KUSTOMIZATIONS
 from sandbox.gitops.world import (
@@ -353,3 +354,24 @@ def test_a_batch_with_a_reconciled_member_is_refused_naming_it(
     assert ARGO.line in refusal
     assert "/rollback shop --suspend-sync" in refusal
     assert stays(kubesim, "shop", BAD)
+
+
+def test_a_pause_the_api_forbids_fails_the_request_before_anything_is_rolled_back(
+    gitops: GitOps,
+    kubesim: KubeSim,
+    gitops_bot: RollbotApp,
+    driver: SlackDriver,
+    fake_slack: FakeSlack,
+) -> None:
+    deploy_bad_argo(gitops, kubesim)
+    eventually(lambda: image_of(kubesim, "shop") == BAD, timeout=30, description="the bad image deployed")
+    before = reconciler_spec(gitops, ARGO)
+    # The chart grants `patch` only on rbac.gitops.pausable when the catalog pauses: here it does not.
+    FaultClient(kubesim.url).add(method="PATCH", path="/apis/argoproj.io/*", status=403)
+    request = request_rollback(driver, fake_slack, gitops_bot, text="shop --suspend-sync")
+    driver.reaction_added(BOB, "white_check_mark", INCIDENT, request.ts)
+    wait_for_phase(fake_slack, request, "failed", timeout=60)
+    lines = wait_for_thread_line(fake_slack, request, "could not pause the GitOps sync, so nothing was rolled back")
+    assert any("not allowed" in line for line in lines)
+    assert image_of(kubesim, "shop") == BAD
+    assert reconciler_spec(gitops, ARGO) == before
