@@ -228,10 +228,6 @@ def restore_patch(ref: ReconcilerRef, previous: Mapping[str, JsonValue]) -> dict
     return {"spec": {"suspend": previous.get(_FLUX_FIELD)}}
 
 
-def is_paused(reconciler: Reconciler) -> bool:
-    return not reconciler.automated
-
-
 # --- what to do about it ---------------------------------------------------------------------------------------
 
 

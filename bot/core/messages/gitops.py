@@ -12,8 +12,6 @@ from bot.core.catalog import Target
 from bot.core.gitops import Reconciler, ReconcilerKind, ReconcilerRef, SyncPause, pause_age
 from bot.core.messages.blocks import ChatMessage, escape, format_time, plain
 
-SUSPEND_FLAG: Final = "suspend-sync"
-
 _PAUSED_FIELD: Final = {
     ReconcilerKind.ARGOCD: "spec.syncPolicy.automated.enabled: false",
     ReconcilerKind.FLUX_KUSTOMIZATION: "spec.suspend: true",
