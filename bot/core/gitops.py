@@ -241,7 +241,8 @@ class GitOpsDecision(_Frozen):
 def decide(reconciler: Reconciler | None, mode: GitOpsMode, suspend_requested: bool) -> GitOpsDecision:
     """`--suspend-sync` or `gitops: suspend` pause it; `warn` goes ahead and says so; `refuse` explains."""
     if reconciler is None:
-        return GitOpsDecision(action="proceed")
+        nothing = "no Argo CD or Flux reconciler manages it: `--suspend-sync` has nothing to pause"
+        return GitOpsDecision(action="proceed", line=nothing if suspend_requested else None)
     line = describe(reconciler)
     if not reconciler.reverts_rollback:
         return GitOpsDecision(action="proceed", line=line)

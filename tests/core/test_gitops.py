@@ -146,6 +146,9 @@ def test_the_catalog_mode_and_the_flag_decide_what_a_reverting_reconciler_means(
 def test_a_target_without_reconciler_or_with_a_paused_one_proceeds() -> None:
     assert decide(None, "refuse", False).action == "proceed"
     assert decide(None, "refuse", False).line is None
+    assert decide(None, "refuse", True).line == (
+        "no Argo CD or Flux reconciler manages it: `--suspend-sync` has nothing to pause"
+    )
     paused = Reconciler(ref=KS, automated=False)
     assert decide(paused, "refuse", False).action == "proceed"
 

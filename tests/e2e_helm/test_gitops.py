@@ -61,6 +61,7 @@ CATALOG: dict[str, Any] = {
         "shop": {"backend": "kubernetes", "kind": "Deployment", "name": "shop", "kube_context": "sandbox"},
         "cart": {"backend": "kubernetes", "kind": "Deployment", "name": "cart", "kube_context": "sandbox"},
         "pay": {"backend": "helm", "release": "pay", "namespace": "default", "kube_context": "sandbox"},
+        "web": {"backend": "kubernetes", "kind": "Deployment", "name": "web", "kube_context": "sandbox"},
     },
 }
 
@@ -375,3 +376,22 @@ def test_a_pause_the_api_forbids_fails_the_request_before_anything_is_rolled_bac
     assert any("not allowed" in line for line in lines)
     assert image_of(kubesim, "shop") == BAD
     assert reconciler_spec(gitops, ARGO) == before
+
+
+def test_a_target_no_reconciler_manages_rolls_back_as_before_and_suspend_sync_says_there_is_nothing_to_pause(
+    kubectl: CliRunner,
+    gitops: GitOps,
+    gitops_bot: RollbotApp,
+    driver: SlackDriver,
+    fake_slack: FakeSlack,
+) -> None:
+    kubectl("create", "deployment", "web", f"--image={GOOD}")
+    kubectl("rollout", "status", "deployment/web", "--timeout=60s")
+    kubectl("set", "image", "deployment/web", f"nginx={BAD}")
+    kubectl("rollout", "status", "deployment/web", "--timeout=60s")
+    request = request_rollback(driver, fake_slack, gitops_bot, text="web --suspend-sync")
+    assert "`--suspend-sync` has nothing to pause" in request.message.all_text()
+    payload = request.message.metadata["event_payload"]  # type: ignore[index]
+    assert "reconciler" not in payload
+    assert "sync_paused" not in payload
+    approve_and_finish(driver, fake_slack, request)
