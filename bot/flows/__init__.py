@@ -388,10 +388,7 @@ class RollbackFlow:
 
     def sweep(self) -> int:
         swept = self._sweeper.sweep()
-        try:
-            self._gitops.remind()
-        except (TemporaryError, UserError):  # Slack or Redis briefly away: the next sweep reminds
-            log.warning("sync-pause reminders postponed", exc_info=True)
+        self._gitops.remind_soon(self._submit_request)
         return swept
 
     def operations_running(self) -> Sequence[OperationId]:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 from bot.core import messages
 from bot.core.catalog import Target
-from bot.core.errors import FencedOut
+from bot.core.errors import FencedOut, TemporaryError, UserError
 from bot.core.gitops import (
     GitOpsDecision,
     GitOpsState,
@@ -56,6 +58,7 @@ class SyncControl:
         self._clock = clock
         self._reminder_every = reminder_every
         self._command = command_name
+        self._reminding = threading.Lock()
 
     # --- request time ---------------------------------------------------------------------------------------
 
@@ -180,6 +183,26 @@ class SyncControl:
             lines.append(words.pause_status_line(pause, self._clock.now(), self._command))
         return lines
 
+    def remind_soon(self, submit: Callable[[Callable[[], None]], None]) -> None:
+        """Hand the reminders to `submit` (a worker), once at a time: a post waiting for Slack's budget must not
+        hold up the sweep that called this."""
+        if not self._reminding.acquire(blocking=False):
+            return
+
+        def work() -> None:
+            try:
+                self.remind()
+            except TemporaryError:  # Slack or Redis briefly away: the next sweep reminds
+                log.warning("sync-pause reminders postponed", exc_info=True)
+            finally:
+                self._reminding.release()
+
+        try:
+            submit(work)
+        except BaseException:
+            self._reminding.release()
+            raise
+
     def remind(self) -> int:
         """Post the reminders that are due (one replica per reminder); returns how many were posted."""
         if self._pauses is None:
@@ -206,7 +229,12 @@ class SyncControl:
                     )
                 except FencedOut:
                     continue
-                posted += 1
+                except UserError as exc:  # the thread is gone or the bot left the channel: reschedule, say why
+                    log.warning(
+                        "sync-pause reminder not posted", extra={"reconciler": pause.ref.key, "error": str(exc)}
+                    )
+                else:
+                    posted += 1
             later = pause.model_copy(update={"remind_at": next_reminder(pause.paused_at, self._reminder_every, now)})
             if self._pauses.get(pause.ref.key) is not None:
                 self._pauses.put(later)
