@@ -186,7 +186,7 @@ class SyncControl:
     def remind_soon(self, submit: Callable[[Callable[[], None]], None]) -> None:
         """Hand the reminders to `submit` (a worker), once at a time: a post waiting for Slack's budget must not
         hold up the sweep that called this."""
-        if not self._reminding.acquire(blocking=False):
+        if self._pauses is None or not self._reminding.acquire(blocking=False):
             return
 
         def work() -> None:
