@@ -395,3 +395,25 @@ def test_a_target_no_reconciler_manages_rolls_back_as_before_and_suspend_sync_sa
     assert "reconciler" not in payload
     assert "sync_paused" not in payload
     approve_and_finish(driver, fake_slack, request)
+
+
+def test_a_second_rollback_while_paused_keeps_the_first_record_so_resume_restores_the_original(
+    gitops: GitOps,
+    kubesim: KubeSim,
+    gitops_bot: RollbotApp,
+    driver: SlackDriver,
+    fake_slack: FakeSlack,
+) -> None:
+    deploy_bad_argo(gitops, kubesim)
+    eventually(lambda: image_of(kubesim, "shop") == BAD, timeout=30, description="the bad image deployed")
+    original = reconciler_spec(gitops, ARGO)
+    approve_and_finish(driver, fake_slack, request_rollback(driver, fake_slack, gitops_bot, "shop --suspend-sync"))
+    # Already paused: no flag needed, and the pause it records is still the first one's.
+    second = request_rollback(driver, fake_slack, gitops_bot, text="shop")
+    assert "(automated sync off): it will not revert this rollback" in second.message.all_text()
+    approve_and_finish(driver, fake_slack, second)
+    assert second.message.metadata["event_payload"]["reconciler"] == ARGO.key  # type: ignore[index]
+    assert fake_slack.message(second.channel, second.ts).metadata["event_payload"]["sync_paused"] is True  # type: ignore[index]
+    resume = request_rollback(driver, fake_slack, gitops_bot, text="resume-sync shop", user=CAROL)
+    approve_and_finish(driver, fake_slack, resume)
+    assert reconciler_spec(gitops, ARGO) == original
