@@ -32,6 +32,7 @@ from bot.adapters.redis_inbox import RedisInbox
 from bot.adapters.redis_incident_groups import RedisIncidentGroupStore
 from bot.adapters.redis_incidents import RedisContextLeases, RedisIncidentStore
 from bot.adapters.redis_store import RedisOperationStore
+from bot.adapters.redis_sync_pauses import RedisSyncPauses
 from bot.adapters.slack_chat import SlackChat, build_web_client
 from bot.adapters.slack_outbox import Budget
 from bot.adapters.socket_mode import SocketModeRunner
@@ -57,6 +58,8 @@ from bot.ports import (
     IncidentGroupStore,
     IncidentStore,
     OperationStore,
+    Reconcilers,
+    SyncPauses,
 )
 from bot.settings import Settings, load_catalog_file
 from handlers import register_listeners
@@ -127,6 +130,14 @@ def build_backends(settings: Settings) -> dict[BackendKind, Backend]:
         BackendKind.KUBERNETES: KubernetesBackend(kubernetes),
         BackendKind.ECS: EcsBackend(),
     }
+
+
+def build_reconcilers(settings: Settings) -> Reconcilers:
+    """Argo CD and Flux objects over the same Kubernetes clients the backends use."""
+    from bot.backends.gitops_api import KubernetesReconcilers
+    from bot.backends.kubernetes_api import KubernetesClients
+
+    return KubernetesReconcilers(KubernetesClients(settings.kubeconfig))
 
 
 @dataclass
@@ -240,6 +251,8 @@ def build_app(
     new_incident: Callable[[], IncidentId] = new_incident_id,
     ledger: DeliveryLedger | None = None,
     group_store: IncidentGroupStore | None = None,
+    reconcilers: Reconcilers | None = None,
+    sync_pauses: SyncPauses | None = None,
 ) -> RollbotApp:
     """Wire a bot from settings; anything passed in replaces the production part of the same name."""
     clock = clock if clock is not None else SystemClock()
@@ -270,6 +283,8 @@ def build_app(
             )
         if ledger is None:
             ledger = RedisDeliveryLedger(redis_store.client, key_prefix=settings.redis_key_prefix)
+        if sync_pauses is None:
+            sync_pauses = RedisSyncPauses(redis_store.client, key_prefix=settings.redis_key_prefix)
     web_client = build_web_client(
         settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url, observer=metrics
     )
@@ -301,6 +316,10 @@ def build_app(
         lease=settings.lease,
         inbox=inbox,
         heartbeat_ttl=max(HEARTBEAT_TTL, settings.sweep_interval * 3),
+        reconcilers=reconcilers
+        if reconcilers is not None
+        else (build_reconcilers(settings) if backends is None else None),
+        sync_pauses=sync_pauses,
     )
     incidents: IncidentFlow | None = None
     mass_failures: MassFailures | None = None

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
-from bot.core.catalog import Catalog, describe_validation_errors
+from bot.core.catalog import Catalog, describe_validation_errors, format_duration
 from bot.core.catalog_detect import EcsWatch
 from bot.core.errors import StoreUnavailable
 from bot.core.watch_plan import lease_name, watch_plan
@@ -122,9 +122,21 @@ def check_config(path: Path | None, console: Console) -> int:
     backends = sorted({spec.backend.value for spec in catalog.targets.values()})
     console.say(
         f"{path}: OK, {len(catalog.targets)} target(s) ({', '.join(catalog.names) or 'none'}); backends: "
-        f"{', '.join(backends) or 'none'}; {detection_summary(catalog)}"
+        f"{', '.join(backends) or 'none'}; {gitops_summary(catalog)}; {detection_summary(catalog)}"
     )
     return EXIT_OK
+
+
+def gitops_summary(catalog: Catalog) -> str:
+    """What a rollback does when Argo CD or Flux would revert it: the default, then the targets that differ."""
+    parts = [f"gitops: {catalog.defaults.gitops}"]
+    for mode in ("suspend", "warn", "refuse"):
+        names = [name for name in catalog.names if catalog.gitops_mode(name) == mode != catalog.defaults.gitops]
+        if names:
+            parts.append(f"{mode} for {', '.join(names)}")
+    if catalog.may_pause_reconcilers:
+        parts.append(f"reminders every {format_duration(catalog.defaults.gitops_reminder)}")
+    return ", ".join(parts)
 
 
 def detection_summary(catalog: Catalog) -> str:

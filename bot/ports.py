@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, JsonValue
 
 from bot.core.catalog import ChannelId, SlackGroupId, SlackUserId, Target, WatchScope
 from bot.core.detection import Sighting
+from bot.core.gitops import Reconciler, ReconcilerRef, SyncPause
 from bot.core.incident_groups import GroupId, IncidentGroup
 from bot.core.incidents import Incident, IncidentId
 from bot.core.messages import ChatMessage
@@ -71,6 +72,34 @@ class Backend(Protocol):
         ...
 
     def status(self, target: Target) -> TargetStatus: ...
+
+
+class Reconcilers(Protocol):
+    """The Argo CD / Flux objects that reconcile targets (Kubernetes and Helm). Raises `bot.core.errors` only."""
+
+    def reconciler(self, target: Target) -> Reconciler | None:
+        """Who puts `target` back to Git's state, with its sync settings now; None when nobody (or no CRD)."""
+        ...
+
+    def settings(self, target: Target, ref: ReconcilerRef) -> dict[str, JsonValue]:
+        """The fields a pause changes, exactly as they are now (`bot.core.gitops.previous_settings`)."""
+        ...
+
+    def patch(self, target: Target, ref: ReconcilerRef, patch: Mapping[str, object]) -> None:
+        """Apply a JSON merge patch to the reconciler's object."""
+        ...
+
+
+class SyncPauses(Protocol):
+    """Reconcilers rollbot paused, one record per reconciler, shared by every replica (kept until resumed)."""
+
+    def put(self, pause: SyncPause) -> None: ...
+
+    def get(self, reconciler_key: str) -> SyncPause | None: ...
+
+    def all(self) -> Sequence[SyncPause]: ...
+
+    def remove(self, reconciler_key: str) -> None: ...
 
 
 class Chat(Protocol):

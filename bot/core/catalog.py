@@ -51,6 +51,7 @@ from bot.core.catalog_types import (
     format_duration,
     parse_duration,
 )
+from bot.core.gitops import GitOpsMode
 
 
 class ApprovalOverrides(_Strict):
@@ -120,6 +121,8 @@ class _TargetBase(_Strict):
     approvals: ApprovalOverrides | None = None
     description: str | None = None
     detect: DetectOverrides | None = None
+    # What a rollback does when an Argo CD or Flux reconciler would revert it; None: `defaults.gitops`.
+    gitops: GitOpsMode | None = None
 
 
 class HelmTarget(_TargetBase):
@@ -179,6 +182,7 @@ class Target(_Strict):
     spec: TargetSpec
     policy: ApprovalPolicy
     is_ad_hoc: bool = False
+    gitops: GitOpsMode = "refuse"
 
     @property
     def backend(self) -> BackendKind:
@@ -194,6 +198,10 @@ class Defaults(_Strict):
     allowed_channels: tuple[ChannelId, ...] = ()
     kubernetes: KubernetesDefaults = KubernetesDefaults()
     detect: DetectSettings = DetectSettings()
+    # Fail closed: a rollback a GitOps controller would silently undo is refused unless paused or accepted.
+    gitops: GitOpsMode = "refuse"
+    # How often the thread of a rollback that paused a reconciler is reminded that Git still owes the fix.
+    gitops_reminder: PositiveDuration = timedelta(hours=4)
 
     @field_validator("allowed_channels")
     @classmethod
@@ -325,7 +333,18 @@ class Catalog(_Strict):
         spec = self.targets.get(TargetName(name))
         if spec is None:
             return None
-        return Target(name=TargetName(name), spec=spec, policy=self.policy_for(TargetName(name)))
+        return Target(
+            name=TargetName(name), spec=spec, policy=self.policy_for(TargetName(name)), gitops=self.gitops_mode(name)
+        )
+
+    def gitops_mode(self, name: TargetName | str) -> GitOpsMode:
+        spec = self.targets.get(TargetName(name))
+        return spec.gitops if spec is not None and spec.gitops is not None else self.defaults.gitops
+
+    @property
+    def may_pause_reconcilers(self) -> bool:
+        """Whether any target's rollback may pause a reconciler without `--suspend-sync` (chart RBAC asks)."""
+        return self.defaults.gitops == "suspend" or any(spec.gitops == "suspend" for spec in self.targets.values())
 
     def is_channel_allowed(self, channel: str) -> bool:
         return not self.defaults.allowed_channels or channel in self.defaults.allowed_channels

@@ -370,6 +370,8 @@ def _on_claim(operation: Operation, event: ExecutionClaimed, now: datetime) -> T
         )
         plan = operation.plan
         line = PostInThread(words.rolling_back_line(plan.from_revision, plan.to_revision))
+        if operation.is_resume_sync and operation.gitops is not None:
+            line = PostInThread(words.resuming_sync_line(operation.gitops.reconciler.ref.display))
         if operation.is_batch:
             new = new.model_copy(update={"members": started_members(operation.members)})
             arrows = [(m.name, m.plan.from_revision, m.plan.to_revision) for m in operation.members]
@@ -393,7 +395,11 @@ def _on_status(operation: Operation, status: RolloutStatus, now: datetime) -> Tr
     if status.phase is RolloutPhase.PROGRESSING:
         return Transition(_next(operation, now, last_status=status), changed=True)
     if status.phase is RolloutPhase.SUCCEEDED:
-        outcome = words.rolled_back_outcome(operation.plan.to_revision, status.summary)
+        outcome = (
+            status.summary
+            if operation.is_resume_sync
+            else words.rolled_back_outcome(operation.plan.to_revision, status.summary)
+        )
         return _finish(operation, Phase.SUCCEEDED, outcome, now, last_status=status)
     return _finish(operation, Phase.FAILED, words.failed_outcome(status.reason or status.summary), now, status)
 

@@ -24,6 +24,7 @@ from typing import Literal, NewType
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.core.catalog import ChannelId, SlackUserId, Target
+from bot.core.gitops import GitOpsState
 from bot.core.rollouts import RevisionNumber, RollbackPlan, RollbackReceipt, RolloutStatus
 
 OperationId = NewType("OperationId", str)
@@ -131,6 +132,14 @@ class Operation(BaseModel):
     incident_id: str | None = None
     # After SUCCEEDED: whether the target stayed healthy for `healthy_for` (pending, then healthy or failing).
     verification: Literal["pending", "healthy", "failing"] | None = None
+    # `rollback`, or `resume-sync`: give a reconciler paused by an earlier rollback its recorded settings back.
+    action: Literal["rollback", "resume-sync"] = "rollback"
+    # The Argo CD / Flux reconciler of the target, and whether this operation pauses (or paused) it.
+    gitops: GitOpsState | None = None
+
+    @property
+    def is_resume_sync(self) -> bool:
+        return self.action == "resume-sync"
 
     @property
     def is_batch(self) -> bool:
@@ -168,6 +177,12 @@ class Operation(BaseModel):
             payload["incident_id"] = self.incident_id
         if self.verification is not None:
             payload["verification"] = self.verification
+        if self.gitops is not None:
+            # Absent for a target no GitOps controller reconciles, so such payloads stay as they were.
+            payload["reconciler"] = self.gitops.reconciler.ref.key
+            payload["sync_paused"] = self.gitops.paused and not self.is_resume_sync
+        if self.is_resume_sync:
+            payload["action"] = self.action
         if self.members:
             # Flat objects only: Slack's metadata allows a list of objects, not objects nested deeper.
             payload["batch"] = True

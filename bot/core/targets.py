@@ -42,7 +42,7 @@ def resolve_target(ref: TargetRef, catalog: Catalog) -> Target:
             and (spec.kind, spec.name, spec.namespace) == (ref.kind, ref.name, namespace)
             and (spec.kube_context or context) == context
         ):
-            return Target(name=name, spec=spec, policy=catalog.policy_for(name))
+            return Target(name=name, spec=spec, policy=catalog.policy_for(name), gitops=catalog.gitops_mode(name))
     allowed = catalog.defaults.kubernetes.allowed_namespaces
     if not allowed:
         raise TargetNotAllowed(
@@ -60,7 +60,9 @@ def resolve_target(ref: TargetRef, catalog: Catalog) -> Target:
             f"nobody could approve `{ref.display}`: set `defaults.approvals.approvers` or `approver_groups`"
         )
     spec = KubernetesTarget(kind=ref.kind, name=ref.name, namespace=namespace, kube_context=context)
-    return Target(name=TargetName(ref.display), spec=spec, policy=policy, is_ad_hoc=True)
+    return Target(
+        name=TargetName(ref.display), spec=spec, policy=policy, is_ad_hoc=True, gitops=catalog.defaults.gitops
+    )
 
 
 def _catalog_target(name: str, catalog: Catalog) -> Target:

@@ -43,13 +43,14 @@ from bot.core.operations import MessageRef, Operation, OperationId, Phase
 from bot.core.rollouts import RevisionNumber
 from bot.flows.batch import BatchRunner
 from bot.flows.execution import Executor, Submit
+from bot.flows.gitops import SyncControl
 from bot.flows.inbox import Gesture, GestureParking
 from bot.flows.journal import Journal
 from bot.flows.reporting import Reporter
 from bot.flows.requests import Reply, Requests
 from bot.flows.sweeper import RECONCILE_INTERVAL, UNCLAIMED_GRACE, Sweeper
 from bot.flows.votes import Votes, approver_group_members
-from bot.ports import Backend, Chat, Clock, Inbox, Metrics, OperationStore
+from bot.ports import Backend, Chat, Clock, Inbox, Metrics, OperationStore, Reconcilers, SyncPauses
 
 __all__ = ["RECONCILE_INTERVAL", "UNCLAIMED_GRACE", "Reply", "RollbackFlow", "Submit"]
 
@@ -83,6 +84,8 @@ class RollbackFlow:
         sleep: Callable[[float], None] = time.sleep,
         inbox: Inbox | None = None,
         heartbeat_ttl: timedelta = DEFAULT_HEARTBEAT_TTL,
+        reconcilers: Reconcilers | None = None,
+        sync_pauses: SyncPauses | None = None,
     ) -> None:
         self._backends = backends
         self._chat = chat
@@ -116,6 +119,15 @@ class RollbackFlow:
             sleep=sleep,
         )
         self._votes = Votes(journal=self._journal, store=store, chat=chat, sleep=sleep)
+        self._gitops = SyncControl(
+            reconcilers=reconcilers,
+            pauses=sync_pauses,
+            chat=chat,
+            store=store,
+            clock=clock,
+            reminder_every=catalog.defaults.gitops_reminder,
+            command_name=command_name,
+        )
         batches = BatchRunner(
             backend_of=lambda target: self._executor.backend(target),
             reporter=self._reporter,
@@ -140,6 +152,7 @@ class RollbackFlow:
             lease=lease,
             sleep=sleep,
             stopping=self._stopping,
+            gitops=self._gitops,
             run_batch=batches.run,
         )
         self._requests = Requests(
@@ -155,6 +168,7 @@ class RollbackFlow:
             catalog=catalog,
             new_operation_id=new_operation_id,
             command_name=command_name,
+            gitops=self._gitops,
         )
         self._sweeper = Sweeper(
             journal=self._journal,
@@ -392,7 +406,9 @@ class RollbackFlow:
         return self._sweeper.sweep(at_startup=True)
 
     def sweep(self) -> int:
-        return self._sweeper.sweep()
+        swept = self._sweeper.sweep()
+        self._gitops.remind_soon(self._submit_request)
+        return swept
 
     def operations_running(self) -> Sequence[OperationId]:
         return self._executor.running()

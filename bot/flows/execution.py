@@ -37,6 +37,7 @@ from bot.core.operations import Operation, OperationId, Phase
 from bot.core.outbound import Priority
 from bot.core.rollouts import RollbackReceipt, RolloutStatus
 from bot.core.thread_digest import ThreadDecision, ThreadMemory, decide_thread
+from bot.flows.gitops import SyncControl
 from bot.flows.journal import Journal
 from bot.flows.lease import Lease
 from bot.flows.reporting import Reporter
@@ -71,8 +72,10 @@ class Executor:
         lease: timedelta,
         sleep: Sleep,
         stopping: threading.Event,
+        gitops: SyncControl,
         run_batch: Callable[[Lease], None] | None = None,
     ) -> None:
+        self._gitops = gitops
         self._backends = backends
         self._run_batch = run_batch  # batches run their members in parallel (bot.flows.batch)
         self._journal = journal
@@ -187,12 +190,56 @@ class Executor:
             return
         backend = self.backend(operation.target)
         lease.keep()
+        if operation.is_resume_sync:
+            self._resume_sync(lease, operation)
+            return
         if operation.receipt is None:
+            paused = self._pause_reconciler(lease, operation)
+            if paused is None:
+                return
+            operation = paused
             receipt = self._roll_back(backend, operation, lease)
             if receipt is None:
                 return
             operation = lease.decide(ReceiptRecorded(receipt=receipt))
         self._watch(backend, operation, lease)
+
+    def _pause_reconciler(self, lease: Lease, operation: Operation) -> Operation | None:
+        """With `--suspend-sync` / `gitops: suspend`: pause the reconciler first; None when that failed."""
+        was_paused = operation.gitops is not None and operation.gitops.paused
+        try:
+            for attempt in backend_calls(self._sleep, MAX_ROLL_BACK_ATTEMPTS):
+                with attempt:
+                    operation = self._gitops.pause(lease, lease.confirm())
+        except (TemporaryError, PermanentError, UserError) as exc:
+            # Rolling back anyway would be undone by the reconciler: stop before changing anything.
+            self._fail(lease, f"could not pause the GitOps sync, so nothing was rolled back: {exc}")
+            return None
+        line = self._gitops.paused_line(operation)
+        if line is not None and not was_paused:
+            self._reporter.quietly(
+                operation.id,
+                self._reporter.post_in_thread,
+                operation,
+                messages.plain(line),
+                Priority.URGENT,
+                lease.holds,
+            )
+        return operation
+
+    def _resume_sync(self, lease: Lease, operation: Operation) -> None:
+        try:
+            for attempt in backend_calls(self._sleep, MAX_ROLL_BACK_ATTEMPTS):
+                with attempt:
+                    lease.confirm()
+                    status = self._gitops.resume(operation)
+        except TemporaryError as exc:
+            self._fail(lease, f"the Kubernetes API stayed unavailable: {exc}")
+            return
+        except (PermanentError, UserError) as exc:
+            self._fail(lease, str(exc))
+            return
+        self._finish(lease, status)
 
     def _roll_back(self, backend: Backend, operation: Operation, lease: Lease) -> RollbackReceipt | None:
         try:

@@ -301,7 +301,8 @@ class IncidentFlow:
         if operation.incident_id is not None:
             event = OperationFinished(operation.id, operation.phase, operation.outcome)
             self._write(IncidentId(operation.incident_id), event, None)
-        if operation.phase is Phase.SUCCEEDED and not operation.is_batch:
+        if operation.phase is Phase.SUCCEEDED and not operation.is_batch and not operation.is_resume_sync:
+            # A resume-sync changed the reconciler, not the workload: there is no rollback to verify.
             self._start_verification(operation)
 
     def listing(self) -> ChatMessage:

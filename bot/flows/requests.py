@@ -13,6 +13,7 @@ from typing import Final
 
 from bot.core import messages
 from bot.core.catalog import BackendKind, Catalog, ChannelId, SlackUserId, Target
+from bot.core.command_gitops import ResumeSyncCommand, parse_resume_sync, suspend_requested
 from bot.core.commands import (
     CancelCommand,
     Command,
@@ -35,11 +36,13 @@ from bot.core.errors import (
     UserError,
 )
 from bot.core.messages import ChatMessage
+from bot.core.messages import gitops as gitops_words
 from bot.core.operations import Operation, OperationId, Phase
 from bot.core.outbound import Priority
 from bot.core.rollouts import BackendOption, RevisionNumber
 from bot.core.targets import check_channel, resolve_target
 from bot.flows.batch_requests import is_batch, plan_batch, plan_incident_batch
+from bot.flows.gitops import SyncControl
 from bot.flows.journal import LOCK_MARGIN, Journal
 from bot.flows.reporting import Reporter
 from bot.flows.votes import Votes
@@ -69,7 +72,9 @@ class Requests:
         catalog: Catalog,
         new_operation_id: Callable[[], OperationId],
         command_name: str,
+        gitops: SyncControl,
     ) -> None:
+        self._gitops = gitops
         self._backends = backends
         self._backend = backend_of
         self._journal = journal
@@ -88,6 +93,8 @@ class Requests:
     def answer_now(self, text: str) -> ChatMessage | None:
         """The reply to a command that needs no I/O (usage errors, help), fast enough for the 3 s ack; else None."""
         try:
+            if parse_resume_sync(text) is not None:
+                return None
             command = parse_command(text, self._declared_options(), self._known_names())
         except CommandSyntaxError as exc:
             self._metrics.command_received("invalid")
@@ -112,7 +119,9 @@ class Requests:
         requesting a second one.
         """
         try:
-            command = parse_command(text, self._declared_options(), self._known_names())
+            command: Command | ResumeSyncCommand | None = parse_resume_sync(text)
+            if command is None:
+                command = parse_command(text, self._declared_options(), self._known_names())
         except CommandSyntaxError as exc:
             self._metrics.command_received("invalid")
             reply(messages.usage_error(str(exc), self._command))
@@ -136,6 +145,10 @@ class Requests:
                     reply(listing() if listing is not None else messages.plain("Failure detection is off."))
                 case RollbackCommand():
                     return self._request(command, user, channel, reply, operation_id)
+                case ResumeSyncCommand():
+                    return self._resume_sync(command, user, channel, reply, operation_id)
+        except CommandSyntaxError as exc:
+            reply(messages.usage_error(str(exc), self._command))
         except UserError as exc:
             reply(messages.user_error(str(exc)))
         except TemporaryError as exc:
@@ -159,6 +172,7 @@ class Requests:
         check_channel(self._catalog, channel)
         new_id = operation_id if operation_id is not None else self._new_id()
         if is_batch(command, self._catalog):
+            suspend, command = suspend_requested(command)
             batch = plan_batch(
                 command,
                 catalog=self._catalog,
@@ -168,11 +182,20 @@ class Requests:
                 operation_id=new_id,
                 now=self._clock.now(),
             )
+            reconciled = self._gitops.batch_refusal(batch, suspend)
+            if reconciled is not None:
+                reply(reconciled)
+                return None
             return self._open(batch, reply)
+        suspend, command = suspend_requested(command)
         target = resolve_target(command.target, self._catalog)
         backend = self._backend(target)
         backend.check_target(target)
         validate_options(command, backend.options())
+        decision, gitops = self._gitops.judge(target, suspend)
+        if decision.action == "refuse" and decision.line is not None:
+            reply(gitops_words.refused(target, decision.line, self._command))
+            return None
         try:
             plan = backend.plan_rollback(target, command.to_revision, command.options)
         except NothingToDo:
@@ -181,6 +204,8 @@ class Requests:
         except RevisionNotFound as exc:
             reply(messages.revision_not_found(target, command.to_revision, exc.available, str(exc) or None))
             return None
+        if decision.line is not None:
+            plan = plan.model_copy(update={"notes": (*plan.notes, decision.line)})
         now = self._clock.now()
         operation = Operation(
             id=new_id,
@@ -195,6 +220,45 @@ class Requests:
             plan=plan,
             reason=command.reason,
             is_dry_run=command.dry_run,
+            gitops=gitops,
+        )
+        return self._open(operation, reply)
+
+    def _resume_sync(
+        self,
+        command: ResumeSyncCommand,
+        user: SlackUserId,
+        channel: ChannelId,
+        reply: Reply,
+        operation_id: OperationId | None,
+    ) -> Operation | None:
+        """`resume-sync <target>`: a request people approve like a rollback, restoring the recorded settings."""
+        if operation_id is not None:
+            existing = self._store.get(operation_id)
+            if existing is not None:
+                return self._resume(existing, reply)
+        check_channel(self._catalog, channel)
+        target = resolve_target(command.target, self._catalog)
+        backend = self._backend(target)
+        backend.check_target(target)
+        found = self._gitops.resume_request(target, backend.current_revision(target))
+        if found is None:
+            reply(gitops_words.nothing_to_resume(target, self._gitops.reconciler(target)))
+            return None
+        plan, gitops = found
+        now = self._clock.now()
+        operation = Operation(
+            id=operation_id if operation_id is not None else self._new_id(),
+            phase=Phase.AWAITING_APPROVAL,
+            target=target,
+            requester=user,
+            channel=channel,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + target.policy.expires_after,
+            plan=plan,
+            action="resume-sync",
+            gitops=gitops,
         )
         return self._open(operation, reply)
 
@@ -213,11 +277,17 @@ class Requests:
         """
         backend = self._backend(target)
         backend.check_target(target)
+        decision, gitops = self._gitops.judge(target, suspend_requested=False)
+        if decision.action == "refuse" and decision.line is not None:
+            reply(gitops_words.refused(target, decision.line, self._command))
+            return None
         try:
             plan = backend.plan_rollback(target, to_revision, {})
         except NothingToDo:
             reply(messages.already_at_revision(target, backend.current_revision(target)))
             return None
+        if decision.line is not None:
+            plan = plan.model_copy(update={"notes": (*plan.notes, decision.line)})
         now = self._clock.now()
         operation = Operation(
             id=self._new_id(),
@@ -232,6 +302,7 @@ class Requests:
             plan=plan,
             source="detected",
             incident_id=incident_id,
+            gitops=gitops,
         )
         return self._open(operation, reply)
 
@@ -348,6 +419,9 @@ class Requests:
         backend = self._backend(target)
         backend.check_target(target)
         status = backend.status(target)
+        gitops = self._gitops.status_lines(target)
+        if gitops:
+            status = status.model_copy(update={"details": (*status.details, *gitops)})
         holder = self._store.lock_holder(target.lock_key)
         lock = messages.lock_line(holder.operation_id, holder.requester, holder.since) if holder else None
         return messages.status_message(target, status, lock)
@@ -359,8 +433,10 @@ class Requests:
         return {option.name: option for backend in self._backends.values() for option in backend.options()}
 
 
-def _verb(command: Command) -> str:
+def _verb(command: Command | ResumeSyncCommand) -> str:
     match command:
+        case ResumeSyncCommand():
+            return "resume-sync"
         case RollbackCommand():
             return "dry-run" if command.dry_run else "rollback"
         case HistoryCommand():

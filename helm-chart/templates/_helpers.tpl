@@ -323,3 +323,41 @@ Every rule carries a comment saying why it exists.
   resources: ["secrets"]
   verbs: ["list", "watch"]
 {{- end }}
+
+{{- /*
+GitOps (ADR 0020): `read` when a local Kubernetes or Helm target exists and rbac.gitops.read is on (rollbot
+looks up who reconciles each target); `pause` maps a namespace to {resource: [names]} from
+rbac.gitops.pausable, only when the catalog asks for pauses (`gitops: suspend` in defaults or any target).
+*/ -}}
+{{- define "rollbot.gitopsPlan" -}}
+{{- $plan := fromYaml (include "rollbot.rbacPlan" .) | default dict -}}
+{{- $gitops := .Values.rbac.gitops | default dict -}}
+{{- $read := and (ne (toString $gitops.read) "false") (gt (len $plan) 0) -}}
+{{- $asks := eq ((.Values.catalog.defaults | default dict).gitops | default "") "suspend" -}}
+{{- range $name, $target := (.Values.catalog.targets | default dict) -}}
+{{- if eq ($target.gitops | default "") "suspend" -}}{{- $asks = true -}}{{- end -}}
+{{- end -}}
+{{- $plural := dict "Application" "applications" "Kustomization" "kustomizations" "HelmRelease" "helmreleases" -}}
+{{- $pause := dict -}}
+{{- if $asks -}}
+{{- if not ($gitops.pausable | default list) -}}
+{{- fail "the catalog pauses GitOps reconcilers (gitops: suspend) but rbac.gitops.pausable lists none: name each Application, Kustomization or HelmRelease rollbot may pause (kind, namespace, name)" -}}
+{{- end -}}
+{{- range $object := $gitops.pausable -}}
+{{- $resource := get $plural $object.kind -}}
+{{- if not $resource -}}
+{{- fail (printf "rbac.gitops.pausable: kind %s is not Application, Kustomization or HelmRelease" $object.kind) -}}
+{{- end -}}
+{{- if not (hasKey $pause $object.namespace) -}}{{- $_ := set $pause $object.namespace dict -}}{{- end -}}
+{{- $entry := get $pause $object.namespace -}}
+{{- $_ := set $entry $resource (append (get $entry $resource | default list) $object.name | uniq | sortAlpha) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml (dict "read" $read "pause" $pause) -}}
+{{- end -}}
+
+{{- define "rollbot.gitopsGroups" -}}
+applications: argoproj.io
+kustomizations: kustomize.toolkit.fluxcd.io
+helmreleases: helm.toolkit.fluxcd.io
+{{- end -}}

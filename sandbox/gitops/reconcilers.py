@@ -7,7 +7,8 @@ HelmRelease needs no ConfigMap: its desired state is `spec.chart` plus `spec.val
 - `ArgoCdController`: for an Application whose `spec.syncPolicy.automated` is set and not `enabled: false`,
   syncs when Git has a revision the Application has not synced yet, and, with `selfHeal: true`, re-applies
   the Git state once a tracked object has drifted for `self_heal_delay`. Objects it applies carry the
-  tracking annotation `argocd.argoproj.io/tracking-id: <app>:<group>/<kind>:<namespace>/<name>`.
+  tracking annotation `argocd.argoproj.io/tracking-id: <app instance>:<group>/<kind>:<namespace>/<name>`
+  (the instance is `<namespace>_<name>` for an Application outside the `argocd` namespace).
 - `FluxController`: re-applies each Kustomization's manifests every `spec.interval` unless `spec.suspend`
   (labels `kustomize.toolkit.fluxcd.io/name|namespace`), and, for each HelmRelease, runs the real
   `helm upgrade --install` when the release's latest revision is not the one it made itself (a `helm
@@ -45,6 +46,8 @@ KUSTOMIZATIONS = ("kustomize.toolkit.fluxcd.io/v1", "kustomizations")
 HELMRELEASES = ("helm.toolkit.fluxcd.io/v2", "helmreleases")
 ARGO_TRACKING_ANNOTATION = "argocd.argoproj.io/tracking-id"
 ARGO_INSTANCE_LABEL = "app.kubernetes.io/instance"
+# The namespace the simulated Argo CD runs in: Applications elsewhere are tracked as `<namespace>_<name>`.
+ARGO_CONTROL_PLANE_NAMESPACE = "argocd"
 KUSTOMIZE_LABELS = ("kustomize.toolkit.fluxcd.io/name", "kustomize.toolkit.fluxcd.io/namespace")
 HELM_LABELS = ("helm.toolkit.fluxcd.io/name", "helm.toolkit.fluxcd.io/namespace")
 CHART_DIR = Path(__file__).parent / "chart"
@@ -116,9 +119,16 @@ def argo_tracking_id(app: str, manifest: dict[str, Any]) -> str:
     return f"{app}:{group}/{manifest['kind']}:{meta.get('namespace', '')}/{meta['name']}"
 
 
+def argo_instance(app: dict[str, Any]) -> str:
+    """How Argo CD names an Application in tracking ids: `Application.InstanceName(controller namespace)`."""
+    meta = app["metadata"]
+    namespace = meta.get("namespace") or ARGO_CONTROL_PLANE_NAMESPACE
+    return meta["name"] if namespace == ARGO_CONTROL_PLANE_NAMESPACE else f"{namespace}_{meta['name']}"
+
+
 def argo_manifests(app: dict[str, Any], manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The manifests as Argo CD applies them: destination namespace filled in, tracking annotation added."""
-    name = app["metadata"]["name"]
+    name = argo_instance(app)
     namespace = ((app.get("spec") or {}).get("destination") or {}).get("namespace") or "default"
     out = []
     for manifest in manifests:

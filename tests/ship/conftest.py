@@ -167,6 +167,20 @@ def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [obj for obj in objects if obj["kind"] == kind]
 
 
+# The one cluster-scoped role rendered without being asked for (ADR 0020): reading who reconciles a target.
+GITOPS_READER_SUFFIX = "-gitops"
+GITOPS_READS = [
+    ("argoproj.io", "applications"),
+    ("kustomize.toolkit.fluxcd.io", "kustomizations"),
+    ("helm.toolkit.fluxcd.io", "helmreleases"),
+]
+
+
+def cluster_wide_but_gitops_reader(objects: list[dict[str, Any]], kind: str = "ClusterRole") -> list[dict[str, Any]]:
+    """The ClusterRoles (or their bindings) other than the GitOps reader."""
+    return [obj for obj in of_kind(objects, kind) if not obj["metadata"]["name"].endswith(GITOPS_READER_SUFFIX)]
+
+
 Grant = tuple[str, str, str, str, str]  # namespace ("*" cluster-wide), apiGroup, resource, verb, name ("*" any)
 
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from bot.settings import load_catalog_file
-from tests.ship.conftest import CHART, Helm, env_of, find, of_kind
+from tests.ship.conftest import CHART, Helm, cluster_wide_but_gitops_reader, env_of, find, of_kind
 
 pytestmark = [pytest.mark.needs_helm, pytest.mark.needs_kubectl]
 
@@ -55,9 +55,9 @@ def test_template_renders_the_bot_for_every_value_set(
     assert container["args"] == ["serve"]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    # Nothing in the rendering is a wildcard or a ClusterRole unless asked for.
-    assert not of_kind(objects, "ClusterRole")
-    assert not of_kind(objects, "ClusterRoleBinding")
+    # Nothing in the rendering is a wildcard or a ClusterRole unless asked for (but the GitOps reader, ADR 0020).
+    assert not cluster_wide_but_gitops_reader(objects)
+    assert not cluster_wide_but_gitops_reader(objects, "ClusterRoleBinding")
     # Tokens never land in a ConfigMap.
     for config_map in of_kind(objects, "ConfigMap"):
         assert "xoxb-" not in yaml.safe_dump(config_map)

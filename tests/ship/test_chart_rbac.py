@@ -24,7 +24,18 @@ from typing import Any
 
 import pytest
 
-from tests.ship.conftest import APPROVERS, CHART, Grant, Helm, find, granted, of_kind, socket_values
+from tests.ship.conftest import (
+    APPROVERS,
+    CHART,
+    GITOPS_READS,
+    Grant,
+    Helm,
+    cluster_wide_but_gitops_reader,
+    find,
+    granted,
+    of_kind,
+    socket_values,
+)
 
 pytestmark = pytest.mark.needs_helm
 
@@ -32,6 +43,7 @@ pytestmark = pytest.mark.needs_helm
 READS = [("apps", r) for r in ("deployments", "replicasets", "daemonsets", "statefulsets", "controllerrevisions")]
 READS += [("", "pods"), ("", "events")]
 WORKLOAD_RESOURCE = {"Deployment": "deployments", "DaemonSet": "daemonsets", "StatefulSet": "statefulsets"}
+READ_VERBS = ("get", "list", "watch")
 HELM_STORAGE_VERBS = ("get", "list", "create", "update", "delete")
 HELM_APPLY_VERBS = ("get", "list", "watch", "create", "patch", "delete")
 DEFAULT_HELM_RESOURCES = [
@@ -75,6 +87,9 @@ def needed(values: dict[str, Any]) -> set[Grant]:
         for namespace in k8s_defaults.get("allowed_namespaces", []):
             reads(namespace)
             grants.update((namespace, "apps", resource, "patch", "*") for resource in WORKLOAD_RESOURCE.values())
+    if grants and rbac.get("gitops", {}).get("read", True):
+        # Who reconciles a target (ADR 0020): Argo CD and Flux objects, read cluster-wide.
+        grants.update(("*", group, resource, verb, "*") for group, resource in GITOPS_READS for verb in READ_VERBS)
     # A named patch is implied by "patch any" in the same namespace; the chart renders only the broader one.
     return {g for g in grants if not (g[3] == "patch" and g[4] != "*" and (g[0], g[1], g[2], "patch", "*") in grants)}
 
@@ -170,8 +185,8 @@ def test_cluster_wide_only_when_asked_and_then_the_same_rules(render: Callable[.
     objects = render(socket_values(catalog=catalog, rbac={"clusterWide": True}))
     assert not of_kind(objects, "Role")
     assert not of_kind(objects, "RoleBinding")
-    cluster_role = find(objects, "ClusterRole")
-    binding = find(objects, "ClusterRoleBinding")
+    (cluster_role,) = cluster_wide_but_gitops_reader(objects)
+    (binding,) = cluster_wide_but_gitops_reader(objects, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == cluster_role["metadata"]["name"]
     # The union of the namespaced rules, with the namespace dropped.
     assert granted(objects) == {("*", *g[1:]) for g in namespaced}

@@ -81,8 +81,13 @@ def parse(method: str, url: str) -> ApiRequest | None:
 
 
 def allowed(request: ApiRequest, grants: set[Grant]) -> bool:
+    """As the authorizer decides: a Role in the request's namespace, or a ClusterRole ("*") anywhere."""
     names = {"*", request.name} if request.name else {"*"}
-    return any((request.namespace, request.group, request.resource, request.verb, n) in grants for n in names)
+    return any(
+        (namespace, request.group, request.resource, request.verb, n) in grants
+        for n in names
+        for namespace in {request.namespace, "*"}
+    )
 
 
 @pytest.fixture
@@ -197,4 +202,6 @@ def test_every_request_the_bot_and_helm_make_is_allowed_by_the_rendered_roles(
     assert ApiRequest("patch", "apps", "deployments", "default", "web") in requests
     assert ApiRequest("patch", "apps", "daemonsets", "kube-system", "agent") in requests
     assert any(r.verb == "create" and r.resource == "secrets" and r.namespace == "shop" for r in requests)
-    assert all(r.namespace for r in requests), "a cluster-scoped request needs a ClusterRole"
+    # Cluster-scoped: only finding the Flux HelmRelease of a helm release (the GitOps reader, ADR 0020).
+    cluster_scoped = {(r.group, r.resource, r.verb) for r in requests if not r.namespace}
+    assert cluster_scoped <= {("helm.toolkit.fluxcd.io", "helmreleases", "list")}, cluster_scoped

@@ -28,7 +28,18 @@ import yaml
 from bot.core.catalog import parse_catalog
 from bot.core.catalog_detect import HelmWatch, KubernetesWatch
 from bot.core.watch_plan import watch_plan
-from tests.ship.conftest import APPROVERS, CHART, Grant, Helm, env_of, find, granted, of_kind, socket_values
+from tests.ship.conftest import (
+    APPROVERS,
+    CHART,
+    Grant,
+    Helm,
+    cluster_wide_but_gitops_reader,
+    env_of,
+    find,
+    granted,
+    of_kind,
+    socket_values,
+)
 from tests.ship.test_chart_rbac import needed
 
 pytestmark = pytest.mark.needs_helm
@@ -157,7 +168,7 @@ def test_a_scope_over_every_namespace_gets_its_own_cluster_role_with_exactly_the
 
 def test_named_namespaces_get_roles_and_no_cluster_role(render: Callable[..., list[dict[str, Any]]]) -> None:
     objects = render(values_for(CATALOGS["scopes-in-named-namespaces"]))
-    assert not of_kind(objects, "ClusterRole")
+    assert not cluster_wide_but_gitops_reader(objects)
     team_a = find(objects, "Role", namespace="team-a")
     assert [(rule["resources"], rule["verbs"]) for rule in team_a["rules"]] == [
         (["daemonsets", "deployments", "replicasets", "statefulsets"], ["list", "watch"]),
@@ -174,7 +185,7 @@ def test_detection_off_in_the_chart_grants_nothing_and_tells_the_bot(
     off = values_for(catalog, detection={"enabled": False})
     objects = render(off)
     assert granted(objects) == needed(off)
-    assert not of_kind(objects, "ClusterRole")
+    assert not cluster_wide_but_gitops_reader(objects)
     (container,) = find(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
     assert env_of(container)["ROLLBOT_DETECT"] == "off"
     (on,) = find(render(values_for(catalog)), "Deployment")["spec"]["template"]["spec"]["containers"]

@@ -41,6 +41,10 @@ def rolling_back_line(from_revision: RevisionNumber, to_revision: RevisionNumber
     return f"⏪ rolling back: revision {from_revision} → {to_revision}"
 
 
+def resuming_sync_line(reconciler: str) -> str:
+    return f"▶️ resuming the sync of {reconciler}: putting back the settings rollbot recorded"
+
+
 def finished_line(succeeded: bool, outcome: str) -> str:
     return f"{'✅' if succeeded else '❌'} {outcome}"
 

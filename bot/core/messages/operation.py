@@ -69,6 +69,8 @@ def changes_text(operation: Operation) -> str:
 
 
 def _revision_arrow(operation: Operation) -> str:
+    if operation.is_resume_sync and operation.gitops is not None:
+        return f"resume sync of {escape(operation.gitops.reconciler.ref.display)}"
     return f"revision {operation.plan.from_revision} → {operation.plan.to_revision}"
 
 
@@ -91,7 +93,13 @@ def request_message(operation: Operation, now: datetime | None = None) -> ChatMe
     )
     facts = [
         f"*Target:* {target_coordinates(target)} · backend `{target.backend.value}`",
-        f"*Current:* revision {operation.plan.from_revision} · *Rolls back to:* revision {operation.plan.to_revision}",
+        (
+            f"*Resumes:* {escape(operation.gitops.reconciler.ref.display)} · revision {operation.plan.from_revision} "
+            "stays as it is"
+            if operation.is_resume_sync and operation.gitops is not None
+            else f"*Current:* revision {operation.plan.from_revision} · "
+            f"*Rolls back to:* revision {operation.plan.to_revision}"
+        ),
         f"*Requested by* {mention(operation.requester)} at {format_time(operation.created_at)}",
     ]
     if operation.reason:

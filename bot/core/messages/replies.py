@@ -66,6 +66,14 @@ def help_message(catalog: Catalog, command: str, options: Sequence[tuple[str, Ba
     if options:
         flags = "\n".join(f"• `--{escape(o.name)}` ({escape(kind)}): {escape(o.help)}" for kind, o in options)
         blocks.append(section(f"*Backend flags*\n{flags}"))
+    blocks.append(
+        section(
+            "*Argo CD and Flux*\n"
+            f"• `{command} <target> --suspend-sync`: pause the reconciler's sync with this rollback, so it sticks\n"
+            f"• `{command} resume-sync <target>`: restore the sync settings rollbot recorded (approved like a "
+            "rollback)"
+        )
+    )
     blocks.append(context("Approve with :white_check_mark: on the request message, reject with :x:."))
     return message(f"{usage_text(command)}\nTargets: {', '.join(catalog.names)}", blocks)
 
