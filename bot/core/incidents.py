@@ -312,7 +312,7 @@ def advance(incident: Incident, event: IncidentEvent, now: datetime) -> Incident
                 return IncidentTransition(incident)
             line = f"rollback requested as `{event.operation_id}`"
             if incident.rollback_requested_by is not None:
-                line += f" by <@{incident.rollback_requested_by}>"
+                line += f" by {_who(incident.rollback_requested_by)}"
             new = _next(incident, now, state=IncidentState.ROLLING_BACK, operation_id=event.operation_id, note=None)
             return _changed(new, line, now)
         case RollbackNotStarted():
@@ -374,7 +374,7 @@ def _on_click(incident: Incident, user: SlackUserId, now: datetime) -> IncidentT
         text = f"A rollback is already requested: `{incident.operation_id}` — approve it in its thread."
         return IncidentTransition(incident, (TellUser(user, text),))
     if incident.rollback_requested_by is not None:
-        text = f"<@{incident.rollback_requested_by}> already asked for this rollback; it is being requested."
+        text = f"{_who(incident.rollback_requested_by)} already asked for this rollback; it is being requested."
         return IncidentTransition(incident, (TellUser(user, text),))
     refusal = _no_button_text(incident)
     if refusal is not None or incident.last_good is None:
@@ -420,6 +420,10 @@ def _on_auto(
         case _:
             return IncidentTransition(incident)
     return _changed(_next(incident, now, auto=auto), auto_line(auto), now)
+
+
+def _who(user: SlackUserId) -> str:
+    return "the automatic rollback policy" if user == POLICY_REQUESTER else f"<@{user}>"
 
 
 def _no_cancel_text(incident: Incident, event: AutoCancelled) -> str:

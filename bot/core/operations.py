@@ -107,8 +107,8 @@ class Operation(BaseModel):
     plan: RollbackPlan
     reason: str | None = None
     is_dry_run: bool = False
-    # Where it came from: a person's command, or the bot's own failure detection.
-    source: Literal["command", "detected"] = "command"
+    # Where it came from: a person's command, the button of an incident card, or the automatic-rollback policy.
+    source: Literal["command", "detected", "policy"] = "command"
     approvals: tuple[Approval, ...] = ()
     decided_by: SlackUserId | None = None  # who rejected or cancelled
     request_message: MessageRef | None = None
@@ -163,6 +163,8 @@ class Operation(BaseModel):
             "backend": self.target.backend.value,
             "from_revision": self.plan.from_revision,
             "to_revision": self.plan.to_revision,
+            # Who asked, by contract: the automatic-rollback policy, or people (a command or a card's button).
+            "source": "policy" if self.source == "policy" else "user",
         }
         if self.incident_id is not None:
             payload["incident_id"] = self.incident_id

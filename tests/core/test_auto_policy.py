@@ -25,6 +25,7 @@ from bot.core.catalog_auto import AutoRollbackLimits, AutoRollbackSettings
 from bot.core.effects import TellUser
 from bot.core.incident_auto import POLICY_REQUESTER, AutoCancelled, AutoCountdown, AutoFired, AutoSkipped, AutoState
 from bot.core.incidents import HealthyAgain, Incident, IncidentSource, WorkloadRef, advance
+from bot.core.messages.incidents import incident_card
 from bot.core.operations import OperationId
 from bot.core.rollouts import RevisionNumber
 from tests.core.factories import T0
@@ -211,3 +212,20 @@ def test_a_skip_keeps_the_button_and_an_ended_incident_stops_its_countdown() -> 
 def test_a_reason_in_the_wrong_case_is_refused_with_a_suggestion(word: str) -> None:
     with pytest.raises(ValueError, match="case-sensitive — did you mean"):
         AutoRollbackSettings(on=(word,))
+
+
+def _buttons(card: Any) -> list[dict[str, Any]]:
+    return [element for block in card.blocks if block["type"] == "actions" for element in block["elements"]]
+
+
+def test_the_card_shows_the_countdown_with_a_cancel_button_then_what_became_of_it() -> None:
+    counting = counting_incident()
+    card = incident_card(counting, T0)
+    text = " ".join(str(block) for block in card.blocks)
+    assert "Rolling back to revision 2 automatically at 14:39:00 UTC unless cancelled" in text
+    cancel = [b for b in _buttons(card) if b["action_id"] == "rollbot_auto_cancel"]
+    assert [(b["value"], b["text"]["text"]) for b in cancel] == [("inc-1", "Cancel")]
+    skipped = advance(incident(), AutoSkipped("limit reached (1 automatic rollback per 1h for web)"), T0).incident
+    card = incident_card(skipped, T0)
+    assert "automatic rollback skipped: limit reached" in " ".join(str(block) for block in card.blocks)
+    assert [b["action_id"] for b in _buttons(card)] == ["rollbot_incident_rollback"]
