@@ -43,11 +43,12 @@ class _Frozen(BaseModel):
 
 
 class AutoStart(_Frozen):
-    """One automatic rollback started: which target (its lock key), for which incident, when."""
+    """One automatic rollback started: which target (its lock key), for which incident, as which operation, when."""
 
     target: str
     incident_id: str
     at: datetime
+    operation_id: str | None = None
 
 
 class AutoLedger(_Frozen):
@@ -62,6 +63,11 @@ class AutoLedger(_Frozen):
     @property
     def is_tripped(self) -> bool:
         return self.tripped_at is not None
+
+    def last_start(self, target: str) -> AutoStart | None:
+        """The newest automatic rollback of `target` this ledger still remembers."""
+        mine = [start for start in self.starts if start.target == target]
+        return max(mine, key=lambda start: start.at) if mine else None
 
     def started_within(self, window: timedelta, now: datetime, *, target: str | None = None) -> int:
         return sum(1 for start in self.starts if now - start.at < window and (target is None or start.target == target))
@@ -84,7 +90,7 @@ class AutoFacts:
     target_key: str
     # The operation holding the target's lock, if any.
     lock_holder: str | None = None
-    # The rollbot operation whose rollback made the failed revision, if it was one.
+    # What made the failed revision, when a rollback did ("rollbot's rollback `op-1`"); None otherwise.
     made_by_rollback: str | None = None
     in_mass_failure: bool = False
 
@@ -183,7 +189,7 @@ def _guardrail(facts: AutoFacts, now: datetime) -> str | None:
         return f"limit reached ({_limit_words(limits.per_context)} in {ledger.context})"
     if facts.made_by_rollback is not None:
         return (
-            f"revision {signal.revision} was made by rollbot's own rollback `{facts.made_by_rollback}`; "
+            f"revision {signal.revision} was made by {facts.made_by_rollback}; "
             "rolling it back again automatically could loop"
         )
     if signal.is_stuck or (

@@ -270,7 +270,12 @@ def advance(incident: Incident, event: IncidentEvent, now: datetime) -> Incident
         case CardPosted():
             if incident.card == event.card:
                 return IncidentTransition(incident)
-            return IncidentTransition(_next(incident, now, card=event.card, card_refreshed_at=now), changed=True)
+            posted = _next(incident, now, card=event.card, card_refreshed_at=now)
+            # The policy decided before the card existed: its thread starts with that decision and the signal's source.
+            said = (
+                (PostInIncidentThread(f"{incident.source.value}: {auto_line(incident.auto)}"),) if incident.auto else ()
+            )
+            return IncidentTransition(posted, said, changed=True)
         case CardRefreshed():
             if not incident.is_card_stale:
                 return IncidentTransition(incident)

@@ -20,13 +20,21 @@ from bot.core.auto_policy import (
     record_start,
     resume,
 )
-from bot.core.catalog import BackendKind, SlackUserId
+from bot.core.catalog import BackendKind, ChannelId, SlackUserId
 from bot.core.catalog_auto import AutoRollbackLimits, AutoRollbackSettings
 from bot.core.effects import TellUser
 from bot.core.incident_auto import POLICY_REQUESTER, AutoCancelled, AutoCountdown, AutoFired, AutoSkipped, AutoState
-from bot.core.incidents import HealthyAgain, Incident, IncidentSource, WorkloadRef, advance
+from bot.core.incidents import (
+    CardPosted,
+    HealthyAgain,
+    Incident,
+    IncidentSource,
+    PostInIncidentThread,
+    WorkloadRef,
+    advance,
+)
 from bot.core.messages.incidents import incident_card
-from bot.core.operations import OperationId
+from bot.core.operations import MessageRef, OperationId
 from bot.core.rollouts import RevisionNumber
 from tests.core.factories import T0
 from tests.core.incident_factories import incident, signal
@@ -96,8 +104,8 @@ def test_a_tripped_breaker_turns_every_automatic_rollback_into_a_plain_card() ->
 
 
 def test_a_revision_rollbot_made_by_rolling_back_is_never_rolled_back_automatically() -> None:
-    why = skip_reason(decide_on_open(facts(made_by_rollback="op-1"), T0))
-    assert why.startswith("revision 3 was made by rollbot's own rollback `op-1`")
+    why = skip_reason(decide_on_open(facts(made_by_rollback="rollbot's rollback `op-1`"), T0))
+    assert why == "revision 3 was made by rollbot's rollback `op-1`; rolling it back again automatically could loop"
 
 
 def test_helm_pending_and_an_ecs_self_rollback_are_left_to_people_or_ecs() -> None:
@@ -229,3 +237,11 @@ def test_the_card_shows_the_countdown_with_a_cancel_button_then_what_became_of_i
     card = incident_card(skipped, T0)
     assert "automatic rollback skipped: limit reached" in " ".join(str(block) for block in card.blocks)
     assert [b["action_id"] for b in _buttons(card)] == ["rollbot_incident_rollback"]
+
+
+def test_the_thread_starts_with_the_policy_decision_and_the_signal_source() -> None:
+    posted = advance(counting_incident(), CardPosted(MessageRef(channel=ChannelId("C0WEB"), ts="1.0")), T0)
+    assert posted.effects == (
+        PostInIncidentThread("watch: automatic rollback to revision 2 at 14:39:00 UTC unless cancelled"),
+    )
+    assert advance(incident(), CardPosted(MessageRef(channel=ChannelId("C0WEB"), ts="1.0")), T0).effects == ()
