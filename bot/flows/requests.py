@@ -14,6 +14,8 @@ from typing import Final
 from bot.core import messages
 from bot.core.catalog import BackendKind, Catalog, ChannelId, SlackUserId, Target
 from bot.core.commands import (
+    AutoResumeCommand,
+    AutoStatusCommand,
     CancelCommand,
     Command,
     HelpCommand,
@@ -51,6 +53,7 @@ log = logging.getLogger("rollbot.flows")
 QUEUED_NOTICE_AFTER: Final = timedelta(seconds=2)
 
 Reply = Callable[[ChatMessage], None]
+_NO_AUTO: Final = "Automatic rollback needs failure detection, which is off in this bot."
 
 
 class Requests:
@@ -84,6 +87,9 @@ class Requests:
         self._command = command_name
         # What `/rollback incidents` answers; wired by the composition root when incidents are on.
         self.incidents_listing: Callable[[], ChatMessage] | None = None
+        # What `/rollback auto status` and `/rollback auto resume <context>` answer (the automatic-rollback flow).
+        self.auto_status: Callable[[], ChatMessage] | None = None
+        self.auto_resume: Callable[[str, SlackUserId], ChatMessage] | None = None
 
     def answer_now(self, text: str) -> ChatMessage | None:
         """The reply to a command that needs no I/O (usage errors, help), fast enough for the 3 s ack; else None."""
@@ -134,6 +140,10 @@ class Requests:
                 case IncidentsCommand():
                     listing = self.incidents_listing
                     reply(listing() if listing is not None else messages.plain("Failure detection is off."))
+                case AutoStatusCommand():
+                    reply(self.auto_status() if self.auto_status else messages.plain(_NO_AUTO))
+                case AutoResumeCommand():
+                    reply(self.auto_resume(command.context, user) if self.auto_resume else messages.plain(_NO_AUTO))
                 case RollbackCommand():
                     return self._request(command, user, channel, reply, operation_id)
         except UserError as exc:
@@ -350,3 +360,5 @@ def _verb(command: Command) -> str:
             return "help"
         case IncidentsCommand():
             return "incidents"
+        case AutoStatusCommand() | AutoResumeCommand():
+            return "auto"
