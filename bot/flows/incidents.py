@@ -73,6 +73,7 @@ from bot.core.rollouts import RevisionNumber
 from bot.core.targets import resolve_target
 from bot.core.watch_plan import current_revision, found_in, judge_sighting, target_workload, workload_ref
 from bot.flows.retrying import Sleep, compare_and_set
+from bot.flows.revisions import last_good_revision
 from bot.ports import (
     Backend,
     Chat,
@@ -85,6 +86,12 @@ from bot.ports import (
 )
 
 log = logging.getLogger("rollbot.flows.incidents")
+
+
+class AutoPolicy(Protocol):
+    """The automatic-rollback flow (bot.flows.auto_rollback), as the incident flow calls it."""
+
+    def consider(self, incident: Incident) -> Incident: ...
 
 
 class Rollbacks(Protocol):
@@ -133,6 +140,7 @@ class IncidentFlow:
         self._new_id = new_incident_id
         self._sleep = sleep
         self._rollbacks: Rollbacks | None = None
+        self._auto: AutoPolicy | None = None
         self._mutex = threading.RLock()
         self._watched: dict[str, _Watched] = {}
         # Fresh rule memory per verified operation, from the moment its verification started here.
@@ -142,8 +150,9 @@ class IncidentFlow:
         # missing cards, and without this both would post one for the same new incident.
         self._posting: set[IncidentId] = set()
 
-    def attach(self, rollbacks: Rollbacks) -> None:
+    def attach(self, rollbacks: Rollbacks, auto: AutoPolicy | None = None) -> None:
         self._rollbacks = rollbacks
+        self._auto = auto
 
     # --- contexts ------------------------------------------------------------------------------------------------
 
@@ -231,7 +240,9 @@ class IncidentFlow:
             watched.settings.channel,
             now,
             target=target_name,
-            last_good=None if refusal else self._last_good(self._target_of(target_name, workload), signal),
+            last_good=None
+            if refusal
+            else last_good_revision(self._backend_of, self._target_of(target_name, workload), signal),
             no_button_reason=refusal,
         )
         try:
@@ -256,7 +267,7 @@ class IncidentFlow:
         """Open a card for a failure someone else reported (`origin`: source, link, alerts_firing)."""
         found = FoundWorkload(**workload.model_dump())
         refusal = no_button_reason(self._catalog, found)
-        last_good = None if refusal else self._last_good(self._target_of(target, workload), signal)
+        last_good = None if refusal else self._last_good(target, workload, signal)
         transition = open_incident(
             self._new_id(),
             workload,
@@ -368,6 +379,8 @@ class IncidentFlow:
             current = self._store.get(incident.id)
             if current is None or current.card is not None:
                 return  # posted meanwhile
+            if self._auto is not None:  # the policy decides before the first card, which then shows its countdown
+                current = self._auto.consider(current)
             self._post_new_card(current, fence)
         finally:
             with self._mutex:
@@ -414,6 +427,9 @@ class IncidentFlow:
         else:
             self._write(incident.id, RollbackNotStarted(reason or "the request could not be posted"), None)
 
+    def _last_good(self, name: TargetName | None, workload: WorkloadRef, signal: Signal) -> LastGood | None:
+        return last_good_revision(self._backend_of, self._target_of(name, workload), signal)
+
     def _target_of(self, name: TargetName | None, workload: WorkloadRef) -> Target:
         if name is not None:
             target = self._catalog.get(name)
@@ -421,25 +437,6 @@ class IncidentFlow:
                 return target
         ref = TargetRef.workload(WorkloadKind(workload.kind), workload.name, workload.namespace)
         return resolve_target(ref, self._catalog)
-
-    def _last_good(self, target: Target, signal: Signal) -> LastGood | None:
-        """The revision a rollback would return to: the newest one before the failed one, as history says."""
-        try:
-            history = self._backend_of(target).history(target)
-        except BotError:
-            log.warning("no history for the incident card", exc_info=True)
-            return None
-        earlier = [r for r in history if str(r.number) != signal.revision]
-        if signal.revision_number is not None:
-            # Older than the failed one, current or not: after a failed `helm upgrade` the revision helm still
-            # calls deployed (current) is exactly the last good one.
-            earlier = [r for r in earlier if r.number < signal.revision_number]
-        else:
-            earlier = [r for r in earlier if not r.is_current]
-        if not earlier:
-            return None
-        best = max(earlier, key=lambda r: r.number)
-        return LastGood(revision=best.number, images=best.images)
 
     # --- verification --------------------------------------------------------------------------------------------
 
