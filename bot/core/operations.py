@@ -129,6 +129,9 @@ class Operation(BaseModel):
     members: tuple[BatchMember, ...] = ()
     # The incident whose card's button asked for this rollback, if any.
     incident_id: str | None = None
+    # How many approvals it needs when that is not its target's policy: an automatic rollback's own `approvals`
+    # (0: it was created approved).
+    approvals_needed: int | None = None
     # After SUCCEEDED: whether the target stayed healthy for `healthy_for` (pending, then healthy or failing).
     verification: Literal["pending", "healthy", "failing"] | None = None
 
@@ -152,7 +155,7 @@ class Operation(BaseModel):
 
     @property
     def required_approvals(self) -> int:
-        return self.target.policy.required
+        return self.approvals_needed if self.approvals_needed is not None else self.target.policy.required
 
     def metadata_payload(self) -> dict[str, object]:
         """The `rollbot_operation` message metadata every message about this operation carries."""

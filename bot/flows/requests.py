@@ -271,11 +271,10 @@ class Requests:
         except NothingToDo:
             raise UserError(f"{target.name} already runs revision {to_revision}") from None
         now = self._clock.now()
-        policy = target.policy.model_copy(update={"required": max(1, approvals)})
         operation = Operation(
             id=operation_id,
             phase=Phase.APPROVED if approvals == 0 else Phase.AWAITING_APPROVAL,
-            target=target.model_copy(update={"policy": policy}),
+            target=target,
             requester=POLICY_REQUESTER,
             channel=incident.channel,
             created_at=now,
@@ -286,6 +285,7 @@ class Requests:
             reason=f"automatic rollback: {incident.signal.reason} on revision {incident.revision} ({incident.id})",
             source="policy",
             incident_id=incident.id,
+            approvals_needed=approvals,
         )
         busy: list[ChatMessage] = []
         opened = self._open(operation, busy.append)

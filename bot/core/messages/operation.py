@@ -109,7 +109,7 @@ def request_message(operation: Operation, now: datetime | None = None) -> ChatMe
 
 
 def _approvals_line(operation: Operation) -> str:
-    if operation.source == "policy" and not operation.approvals and operation.phase is not Phase.AWAITING_APPROVAL:
+    if operation.required_approvals == 0:
         return ":robot_face: started by the automatic rollback policy (approvals: 0)"
     count = len(operation.approvals)
     who = ", ".join(mention(user) for user in operation.approvers)
