@@ -8,9 +8,8 @@ that lost its context (paused, cut off) cannot open or change incidents any more
 the write: the card (URGENT), edits in place at most once per 10 s (PROGRESS; `sweep` makes the last one),
 timeline lines in the card's thread (NORMAL), the rollback request a button click asks for.
 
-Verification: when any single-target rollback succeeds, the flow records `verification: pending` on the
-operation and a pending verification in the store; the replica that watches the target's context judges it
-with fresh memory until it is healthy for `healthy_for` or failing again, and says so in the operation's thread.
+Verification of successful rollbacks lives in `bot.flows.verification`; the automatic-rollback policy in
+`bot.flows.auto_rollback`, consulted once per incident right before its first card is posted.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from bot.core.catalog import (
 )
 from bot.core.commands import TargetRef
 from bot.core.detected_targets import FoundWorkload, detect_settings_for, find_target, no_button_reason
-from bot.core.detection import Health, Observations, Sighting, Signal, verify_rollback
+from bot.core.detection import Health, Observations, Sighting, Signal
 from bot.core.effects import TellUser
 from bot.core.errors import BotError, ConcurrentUpdate, FencedOut, UserError
 from bot.core.incidents import (
@@ -66,14 +65,15 @@ from bot.core.incidents import (
     should_refresh,
 )
 from bot.core.messages import ChatMessage, plain
-from bot.core.messages.incidents import incident_card, incident_thread_line, incidents_list, verification_line
+from bot.core.messages.incidents import incident_card, incident_thread_line, incidents_list
 from bot.core.operations import Operation, OperationId, Phase
 from bot.core.outbound import Priority
 from bot.core.rollouts import RevisionNumber
 from bot.core.targets import resolve_target
-from bot.core.watch_plan import current_revision, found_in, judge_sighting, target_workload, workload_ref
+from bot.core.watch_plan import current_revision, found_in, judge_sighting, workload_ref
 from bot.flows.retrying import Sleep, compare_and_set
 from bot.flows.revisions import last_good_revision
+from bot.flows.verification import Verifications
 from bot.ports import (
     Backend,
     Chat,
@@ -82,7 +82,6 @@ from bot.ports import (
     IncidentMetrics,
     IncidentStore,
     OperationStore,
-    PendingVerification,
 )
 
 log = logging.getLogger("rollbot.flows.incidents")
@@ -143,8 +142,15 @@ class IncidentFlow:
         self._auto: AutoPolicy | None = None
         self._mutex = threading.RLock()
         self._watched: dict[str, _Watched] = {}
-        # Fresh rule memory per verified operation, from the moment its verification started here.
-        self._verifying: dict[OperationId, Observations] = {}
+        self._verifications = Verifications(
+            store=store,
+            operations=operations,
+            chat=chat,
+            clock=clock,
+            catalog=catalog,
+            seen=self._seen,
+            rollbacks=lambda: self._rollbacks,
+        )
         self._held: dict[str, ContextFence] = {}
         # Incidents whose card this process is posting right now: the sweep and the watcher thread both post
         # missing cards, and without this both would post one for the same new incident.
@@ -194,7 +200,7 @@ class IncidentFlow:
             keys = [key for key, watched in self._watched.items() if _is_unsettled(watched)]
         for key in keys:
             self._guarded(lambda key=key: self._judge(key))  # type: ignore[misc]
-        self._guarded(self._verify_pending)
+        self._guarded(self._verifications.run_pending)
 
     def _judge(self, key: str) -> None:
         now = self._clock.now()
@@ -302,7 +308,7 @@ class IncidentFlow:
             event = OperationFinished(operation.id, operation.phase, operation.outcome)
             self._write(IncidentId(operation.incident_id), event, None)
         if operation.phase is Phase.SUCCEEDED and not operation.is_batch:
-            self._start_verification(operation)
+            self._verifications.start(operation)
 
     def listing(self) -> ChatMessage:
         return incidents_list(self._store.live(), self._clock.now())
@@ -438,58 +444,11 @@ class IncidentFlow:
         ref = TargetRef.workload(WorkloadKind(workload.kind), workload.name, workload.namespace)
         return resolve_target(ref, self._catalog)
 
-    # --- verification --------------------------------------------------------------------------------------------
-
-    def _start_verification(self, operation: Operation) -> None:
-        workload = target_workload(operation.target, self._catalog)
-        if workload is None:
-            return
-        found = FoundWorkload(
-            backend=workload.backend,
-            location=workload.location,
-            kind=workload.kind,
-            namespace=workload.namespace,
-            name=workload.name,
-        )
-        settings = detect_settings_for(self._catalog, found)
-        if settings is None or not settings.is_active:
-            return  # nobody watches it: nothing could verify it
-        if self._rollbacks is not None:
-            self._rollbacks.record_verification(operation.id, "pending")
-        self._store.add_verification(
-            PendingVerification(operation_id=operation.id, workload_key=workload.key, started_at=self._clock.now())
-        )
-
-    def _verify_pending(self) -> None:
-        pending = self._store.pending_verifications()
-        if not pending:
-            return
-        now = self._clock.now()
-        for item in pending:
-            with self._mutex:
-                watched = self._watched.get(item.workload_key)
-                if watched is None:
-                    continue  # another replica watches that context (or nobody has seen it yet)
-                memory = self._verifying.get(item.operation_id, Observations())
-                verdict = judge_sighting(watched.sighting, now, watched.settings, memory)
-                self._verifying[item.operation_id] = verdict.observations
-                settings = watched.settings
-            verification = verify_rollback(verdict, item.started_at, now, settings)
-            if not verification.is_finished:
-                continue
-            operation = self._operations.get(item.operation_id)
-            self._store.finish_verification(item)
-            with self._mutex:
-                self._verifying.pop(item.operation_id, None)
-            if operation is None:
-                continue
-            if self._rollbacks is not None:
-                self._rollbacks.record_verification(operation.id, verification.state.value)
-            # The request message is the thread's parent; the progress message is a reply in it, and Slack
-            # refuses a reply to a reply (the line would land in the channel instead).
-            thread = operation.request_message or operation.progress_message
-            if thread is not None:
-                self._quietly(self._chat.post, operation.channel, plain(verification_line(verification)), thread)
+    def _seen(self, workload_key: str) -> tuple[Sighting, DetectSettings] | None:
+        """The last sighting of a workload this replica watches, with its detection settings."""
+        with self._mutex:
+            watched = self._watched.get(workload_key)
+            return None if watched is None else (watched.sighting, watched.settings)
 
     # --- small things ------------------------------------------------------------------------------------------
 
