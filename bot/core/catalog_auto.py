@@ -17,7 +17,7 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any, Final
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from bot.core.catalog_types import PositiveDuration, _Strict, format_duration, parse_duration
 
@@ -87,6 +87,14 @@ class AutoRollbackSettings(_Strict):
     countdown: PositiveDuration = timedelta(minutes=2)
     # 0: the rollback runs when the countdown ends; N: it is requested then and waits for N approvals.
     approvals: int = Field(default=0, ge=0, description="must be ≥ 0")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on_key(cls, value: object) -> object:
+        # YAML 1.1 (PyYAML, hence the catalog loader) reads a bare `on:` key as the boolean true.
+        if isinstance(value, dict) and True in value and "on" not in value:
+            value = {("on" if key is True else key): item for key, item in value.items()}
+        return value
 
     @field_validator("on")
     @classmethod
