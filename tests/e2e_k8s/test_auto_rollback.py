@@ -93,11 +93,16 @@ def per_target(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def catalog(countdown: str, per_target: str) -> dict[str, Any]:
+def approvals(request: pytest.FixtureRequest) -> int:
+    return int(getattr(request, "param", 0))
+
+
+@pytest.fixture
+def catalog(countdown: str, per_target: str, approvals: int) -> dict[str, Any]:
     document = copy.deepcopy(CATALOG)
     document["defaults"]["auto_rollback_limits"]["per_target"] = per_target
     for spec in document["targets"].values():
-        spec["auto_rollback"]["countdown"] = countdown
+        spec["auto_rollback"] = {**spec["auto_rollback"], "countdown": countdown, "approvals": approvals}
     return document
 
 
@@ -236,6 +241,26 @@ def test_a_countdown_ends_in_exactly_one_rollback_with_no_human_and_a_second_fai
     time.sleep(1)
     assert len(request_messages(fake_slack)) == 1
     assert image_of(cluster, "bootcamp") == ALSO_MISSING
+
+
+@pytest.mark.parametrize("approvals", [1], indirect=True)
+def test_with_approvals_the_countdown_ends_in_a_request_that_waits_for_them(
+    cluster: KubeCluster, slack: SlackDriver, fake_slack: FakeSlack
+) -> None:
+    deploy(cluster, "bootcamp")
+    time.sleep(1)
+    break_it(cluster, "bootcamp")
+    card = the_card(fake_slack, "bootcamp", "2")
+    assert "then it waits for 1 approval" in card_text(fake_slack, card)
+    (request,) = fake_slack.wait_for(lambda: request_messages(fake_slack), COUNTDOWN + 15, description="the request")
+    opened = request.metadata["event_payload"]  # type: ignore[index]
+    assert (opened["phase"], opened["source"]) == ("awaiting_approval", "policy")
+    assert "Requested by* the automatic rollback policy" in request.all_text()
+    time.sleep(2)
+    assert image_of(cluster, "bootcamp") == MISSING  # nobody approved yet
+    slack.reaction_added(BOB, "white_check_mark", INCIDENT, request.ts)
+    fake_slack.wait_for(lambda: resolved(fake_slack, card), 40, description="rolled back once approved")
+    assert image_of(cluster, "bootcamp") == GOOD
 
 
 @pytest.mark.parametrize("countdown", ["8s"], indirect=True)
