@@ -33,6 +33,7 @@ from bot.core.incidents import (
     WorkloadRef,
     advance,
 )
+from bot.core.messages.auto import auto_status
 from bot.core.messages.incidents import incident_card
 from bot.core.operations import MessageRef, OperationId
 from bot.core.rollouts import RevisionNumber
@@ -245,3 +246,17 @@ def test_the_thread_starts_with_the_policy_decision_and_the_signal_source() -> N
         PostInIncidentThread("watch: automatic rollback to revision 2 at 14:39:00 UTC unless cancelled"),
     )
     assert advance(incident(), CardPosted(MessageRef(channel=ChannelId("C0WEB"), ts="1.0")), T0).effects == ()
+
+
+def test_the_status_shows_limits_breakers_with_their_resume_command_and_the_next_countdowns() -> None:
+    tripped = AutoLedger(context="sandbox", tripped_at=T0, tripped_why="3 automatic rollbacks within 10m in sandbox")
+    text = auto_status(LIMITS, [tripped, AutoLedger(context="us-east-1")], [counting_incident()], ["web"]).text
+    assert "*Limits:* 1/1h per target · 3/10m per context trips its breaker" in text
+    assert "*Targets that opted in:* `web`" in text
+    assert "• sandbox since 2026-11-22 14:37 UTC (3 automatic rollbacks within 10m in sandbox)" in text
+    assert "`/rollback auto resume sandbox`" in text
+    assert "us-east-1" not in text
+    assert "• web → revision 2 at 14:39:00 UTC · `inc-1`" in text
+    quiet = auto_status(LIMITS, [], [], []).text
+    assert "*Breakers:* none tripped" in quiet
+    assert "*Next countdowns:* none" in quiet
