@@ -14,7 +14,7 @@ and the request leaves a STARTED record without its operation, and the next swee
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final
 
@@ -90,7 +90,7 @@ def auto_line(auto: AutoRollback) -> str:
     """The thread's (and the timeline's) words for a new automatic-rollback state."""
     match auto.state:
         case AutoState.COUNTING:
-            due = auto.due_at.strftime("%H:%M:%S UTC") if auto.due_at else "?"
+            due = auto.due_at.astimezone(UTC).strftime("%H:%M:%S UTC") if auto.due_at else "?"
             return f"automatic rollback to revision {auto.to_revision} at {due} unless cancelled"
         case AutoState.CANCELLED:
             return f"automatic rollback cancelled by <@{auto.cancelled_by}>"

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from bot.core.catalog import format_duration
 from bot.core.detection import Signal, Verification, VerificationState
-from bot.core.incident_auto import AutoState
+from bot.core.incident_auto import POLICY_REQUESTER, AutoState
 from bot.core.incidents import INCIDENT_EVENT_TYPE, Incident, IncidentId, IncidentSource, IncidentState, Resolution
 from bot.core.messages.blocks import (
     ChatMessage,
@@ -252,7 +252,9 @@ def _auto_blocks(incident: Incident) -> list[dict[str, Any]]:
             ]
         case AutoState.CANCELLED:
             return [context(f":no_entry_sign: Automatic rollback cancelled by <@{auto.cancelled_by}>")]
-        case AutoState.STARTED:
+        case AutoState.STARTED if incident.rollback_requested_by == POLICY_REQUESTER or (
+            incident.operation_id is not None and incident.operation_id == auto.operation_id
+        ):  # not once that rollback is over and the incident failed again (reopened)
             return [context(f":robot_face: Automatic rollback started as `{auto.operation_id}`")]
         case AutoState.SKIPPED:
             return [context(f":pause_button: automatic rollback skipped: {escape_keeping_mentions(auto.why or '')}")]
