@@ -51,8 +51,9 @@ from bot.ports import AutoLedgers, Backend, Chat, Clock, IncidentStore, Operatio
 
 log = logging.getLogger("rollbot.flows.auto")
 
-# A STARTED incident whose operation is still unknown this long after the start was left by a replica that died.
-UNFINISHED_START_GRACE: Final = timedelta(seconds=15)
+# A STARTED incident whose operation is still unknown this long after the start was left by a replica that died
+# (long enough for a live one to post its request message through Slack's budget first).
+UNFINISHED_START_GRACE: Final = timedelta(seconds=60)
 # helm's description of a revision `helm rollback` made.
 _HELM_ROLLBACK_DESCRIPTION: Final = "Rollback to"
 
@@ -138,9 +139,10 @@ class AutoRollbackFlow:
             return
         target = self._catalog.get(incident.target) if incident.target else None
         is_approver = target is not None and self._may_approve(target, user)
+        was_counting = incident.auto is not None and incident.auto.state is AutoState.COUNTING
         updated = self._incidents.apply_event(incident.id, AutoCancelled(user, is_approver))
         auto = updated.auto if updated is not None else None
-        if auto is not None and auto.state is AutoState.CANCELLED and auto.cancelled_by == user:
+        if was_counting and auto is not None and auto.state is AutoState.CANCELLED and auto.cancelled_by == user:
             self._ledgers_audit("auto_cancelled", incident, actor=user, why="cancelled from the card")
 
     # --- the sweep ---------------------------------------------------------------------------------------------
