@@ -46,6 +46,7 @@ from bot.core.messages import ChatMessage
 from bot.core.messages.auto import auto_status, breaker_resumed, not_allowed_to_resume
 from bot.core.operations import Operation, OperationId
 from bot.core.rollouts import RevisionNumber
+from bot.core.watch_plan import target_workload
 from bot.flows.retrying import Sleep, compare_and_set
 from bot.ports import AutoLedgers, Backend, Chat, Clock, IncidentStore, OperationStore
 
@@ -256,7 +257,9 @@ class AutoRollbackFlow:
         )
 
     def resume(self, context: str, user: SlackUserId) -> ChatMessage:
-        if not any(self._may_approve(target, user) for target in self._opted_in_targets()):
+        """Close a context's breaker: for people allowed to approve a target there that opted in."""
+        here = [target for target in self._opted_in_targets() if self._context_of(target) == context]
+        if not any(self._may_approve(target, user) for target in here):
             return not_allowed_to_resume(context)
         was_tripped = False
         for attempt in compare_and_set(self._sleep):
@@ -332,6 +335,10 @@ class AutoRollbackFlow:
     def _opted_in_targets(self) -> Sequence[Target]:
         targets = (self._catalog.get(name) for name in self._catalog.names if self._catalog.auto_rollback_for(name))
         return [target for target in targets if target is not None]
+
+    def _context_of(self, target: Target) -> str | None:
+        workload = target_workload(target, self._catalog)
+        return None if workload is None else workload.location or "default"
 
     def _opted_in(self) -> Sequence[str]:
         return [target.name for target in self._opted_in_targets()]

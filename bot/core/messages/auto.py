@@ -76,5 +76,5 @@ def breaker_resumed(context: str, *, was_tripped: bool) -> ChatMessage:
 
 def not_allowed_to_resume(context: str) -> ChatMessage:
     return ChatMessage(
-        text=f":no_entry: Only approvers of a target with automatic rollback can resume it in {escape(context)}."
+        text=f":no_entry: Only approvers of a target with automatic rollback in {escape(context)} can resume it there."
     )
