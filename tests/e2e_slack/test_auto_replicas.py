@@ -18,9 +18,14 @@ import redis
 import yaml
 
 from bot.adapters.redis_auto import RedisAutoLedgers
+from bot.adapters.redis_incidents import RedisIncidentStore
 from bot.app import RollbotApp
-from bot.core.catalog import BackendKind, Catalog, WorkloadKind, parse_catalog
-from bot.core.detection import Condition, Sighting, WorkloadSnapshot
+from bot.core.catalog import BackendKind, Catalog, ChannelId, TargetName, WorkloadKind, parse_catalog
+from bot.core.detection import Condition, Sighting, Signal, WorkloadSnapshot
+from bot.core.incident_auto import AutoCountdown, AutoFired
+from bot.core.incidents import IncidentId, LastGood, WorkloadRef, advance, open_incident
+from bot.core.operations import OperationId
+from bot.core.rollouts import RevisionNumber
 from sandbox.slack.server import FakeSlack
 from tests.e2e_slack.conftest import CATALOG, INCIDENT, eventually, request_messages
 from tests.fakes.memory_backend import MemoryBackend
@@ -121,3 +126,42 @@ def test_replicas_racing_fire_each_countdown_once_and_the_third_trips_the_breake
     ledger = RedisAutoLedgers(client).get("sandbox")
     assert sorted(start.target.rsplit("/", 1)[-1] for start in ledger.starts) == list(TARGETS)
     assert ledger.tripped_why == "3 automatic rollbacks within 10m in sandbox"
+
+
+def test_a_start_a_dead_replica_left_unrequested_is_requested_once_under_its_operation_id(
+    make_bot: Callable[..., RollbotApp],
+    fake_slack: FakeSlack,
+    backend: MemoryBackend,
+    catalog: Catalog,
+    redis_url: str,
+) -> None:
+    bot = make_bot(detect=False)
+    assert bot.auto is not None
+    # What a replica leaves when it dies right after winning COUNTING → STARTED: no operation, no request yet.
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)
+    workload = WorkloadRef(
+        backend=BackendKind.KUBERNETES, location="sandbox", kind="Deployment", namespace="shop", name="shop-1"
+    )
+    signal = Signal(reason="ProgressDeadlineExceeded", since=long_ago, revision="2", revision_number=2)
+    opened = open_incident(
+        IncidentId("inc-left"),
+        workload,
+        signal,
+        ChannelId(INCIDENT),
+        long_ago,
+        target=TargetName("shop-1"),
+        last_good=LastGood(revision=RevisionNumber(1)),
+    ).incident
+    counting = advance(opened, AutoCountdown(long_ago, RevisionNumber(1), 0), long_ago).incident
+    started = advance(counting, AutoFired(OperationId("op-left")), long_ago).incident
+    RedisIncidentStore(redis.Redis.from_url(redis_url)).create(started)
+
+    eventually(lambda: request_messages(fake_slack), timeout=10, description="the request")
+    target = catalog.get("shop-1")
+    assert target is not None
+    eventually(lambda: backend.rollbacks_applied(target) == 1, timeout=20, description="rolled back")
+    for _ in range(3):  # more sweeps change nothing
+        bot.auto.sweep()
+    (request,) = request_messages(fake_slack)
+    assert request.metadata["event_payload"]["operation_id"] == "op-left"  # type: ignore[index]
+    assert backend.rollbacks_applied(target) == 1
