@@ -24,15 +24,12 @@ import yaml
 
 from bot.app import RollbotApp, build_app
 from bot.settings import Settings
-from sandbox.kubesim.cluster import KubeSim
 from sandbox.kubesim.registry import RegistryConfig
 from sandbox.slack.driver import SlackDriver
 from sandbox.slack.records import Message
 from sandbox.slack.seed import ALICE, BOB, BOT_TOKEN, CAROL, DAVE, INCIDENT, SIGNING_SECRET
 from sandbox.slack.server import FakeSlack
-from tests._policy import require_tool
-from tests.conformance.conftest import KUBECTL, CliRunner
-from tests.e2e_k8s.conftest import MISSING_IMAGES, POD_READY_SECONDS, KubeCluster
+from tests.e2e_k8s.conftest import MISSING_IMAGES, KubeCluster, start_cluster
 from tests.e2e_slack.conftest import eventually, request_messages
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,18 +62,9 @@ def registry() -> RegistryConfig:
 
 @pytest.fixture
 def cluster(tmp_path: Path, registry: RegistryConfig) -> Iterator[KubeCluster]:
-    require_tool("kubectl", KUBECTL.exists(), f"the real kubectl at {KUBECTL}")
-    sim = KubeSim(pod_ready_seconds=POD_READY_SECONDS, registry=registry).start()
-    kubeconfig = tmp_path / "kubeconfig"
-    sim.write_kubeconfig(kubeconfig)
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path / "home"),
-        "KUBECONFIG": str(kubeconfig),
-        "KUBECACHEDIR": str(tmp_path / "kube-cache"),
-    }
+    sim, cluster = start_cluster(tmp_path / "cluster", registry)
     try:
-        yield KubeCluster(sim, kubeconfig, CliRunner(KUBECTL, env, tmp_path))
+        yield cluster
     finally:
         sim.stop()
 
