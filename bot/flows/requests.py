@@ -39,6 +39,7 @@ from bot.core.errors import (
 from bot.core.incident_auto import POLICY_REQUESTER
 from bot.core.incidents import Incident
 from bot.core.messages import ChatMessage
+from bot.core.messages.auto import automatic_rollback_off
 from bot.core.operations import Operation, OperationId, Phase
 from bot.core.outbound import Priority
 from bot.core.rollouts import BackendOption, RevisionNumber
@@ -55,7 +56,6 @@ log = logging.getLogger("rollbot.flows")
 QUEUED_NOTICE_AFTER: Final = timedelta(seconds=2)
 
 Reply = Callable[[ChatMessage], None]
-_NO_AUTO: Final = "Automatic rollback needs failure detection, which is off in this bot."
 
 
 class Requests:
@@ -143,9 +143,9 @@ class Requests:
                     listing = self.incidents_listing
                     reply(listing() if listing is not None else messages.plain("Failure detection is off."))
                 case AutoStatusCommand():
-                    reply(self.auto_status() if self.auto_status else messages.plain(_NO_AUTO))
+                    reply(self.auto_status() if self.auto_status else automatic_rollback_off())
                 case AutoResumeCommand():
-                    reply(self.auto_resume(command.context, user) if self.auto_resume else messages.plain(_NO_AUTO))
+                    reply(self.auto_resume(command.context, user) if self.auto_resume else automatic_rollback_off())
                 case RollbackCommand():
                     return self._request(command, user, channel, reply, operation_id)
         except UserError as exc:

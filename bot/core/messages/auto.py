@@ -78,3 +78,7 @@ def not_allowed_to_resume(context: str) -> ChatMessage:
     return ChatMessage(
         text=f":no_entry: Only approvers of a target with automatic rollback in {escape(context)} can resume it there."
     )
+
+
+def automatic_rollback_off() -> ChatMessage:
+    return ChatMessage(text="Automatic rollback needs failure detection, which is off in this bot.")
