@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, NewType
 
+from pydantic import BaseModel, ConfigDict
+
 from bot.core.catalog import ChannelId, SlackUserId, TargetName
 from bot.core.detection import Signal
 from bot.core.effects import TellUser
@@ -64,7 +66,6 @@ from bot.core.incident_parts import (
     Resolution,
     TimelineEntry,
     WorkloadRef,
-    _Frozen,
     incident_key,
 )
 from bot.core.operations import MessageRef, OperationId, Phase
@@ -80,6 +81,10 @@ CARD_REFRESH_INTERVAL: Final = timedelta(seconds=10)
 MAX_TIMELINE: Final = 50
 # The Slack message metadata event type of incident cards, fixed by contract.
 INCIDENT_EVENT_TYPE: Final = "rollbot_incident"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Incident(_Frozen):
