@@ -111,7 +111,20 @@ class AutoRollbackFlow:
     # --- an incident opens -------------------------------------------------------------------------------------
 
     def consider(self, incident: Incident) -> Incident:
-        """Record the policy's decision on a new incident (before its card is posted); returns it as stored."""
+        """Record the policy's decision on a new incident (before its card is posted); returns it as stored.
+
+        Never keeps the card from being posted: when the decision cannot be made (Redis or the backend away),
+        the incident gets a plain card, which is the safe side of an automatic rollback.
+        """
+        try:
+            return self._consider(incident)
+        except Exception:
+            log.exception(
+                "the automatic-rollback policy could not decide; a plain card", extra={"incident_id": incident.id}
+            )
+            return incident
+
+    def _consider(self, incident: Incident) -> Incident:
         if incident.auto is not None or incident.state is not IncidentState.OPEN or self._incidents is None:
             return incident
         settings = self._catalog.auto_rollback_for(incident.target)
