@@ -27,6 +27,7 @@ from slack_bolt import App
 
 from bot.adapters.http_server import ReadinessAnswer, Server, serve
 from bot.adapters.prometheus_metrics import PrometheusMetrics
+from bot.adapters.redis_auto import RedisAutoLedgers
 from bot.adapters.redis_deliveries import RedisDeliveryLedger
 from bot.adapters.redis_inbox import RedisInbox
 from bot.adapters.redis_incident_groups import RedisIncidentGroupStore
@@ -43,11 +44,13 @@ from bot.core.incidents import IncidentId
 from bot.core.operations import OperationId
 from bot.core.watch_plan import watch_plan
 from bot.flows import RollbackFlow
+from bot.flows.auto_rollback import AutoRollbackFlow
 from bot.flows.incident_groups import MassFailures
 from bot.flows.incidents import IncidentFlow
 from bot.flows.intake import WebhookIntake
 from bot.flows.watching import ContextWatching
 from bot.ports import (
+    AutoLedgers,
     Backend,
     Chat,
     Clock,
@@ -158,6 +161,7 @@ class RollbotApp:
     _closers: list[Callable[[], None]] = field(default_factory=list)
     incidents: IncidentFlow | None = None
     mass_failures: MassFailures | None = None
+    auto: AutoRollbackFlow | None = None
     watching: ContextWatching | None = None
     _sweeper: threading.Thread | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
@@ -224,6 +228,8 @@ class RollbotApp:
                 self.flow.sweep()
                 if self.mass_failures is not None:
                     self.mass_failures.sweep()
+                if self.auto is not None:  # due countdowns fire on whichever replica sweeps first
+                    self.auto.sweep()
             except Exception:  # Redis hiccup: the next sweep tries again
                 log.exception("sweep failed")
 
@@ -253,6 +259,7 @@ def build_app(
     group_store: IncidentGroupStore | None = None,
     reconcilers: Reconcilers | None = None,
     sync_pauses: SyncPauses | None = None,
+    auto_ledgers: AutoLedgers | None = None,
 ) -> RollbotApp:
     """Wire a bot from settings; anything passed in replaces the production part of the same name."""
     clock = clock if clock is not None else SystemClock()
@@ -285,6 +292,10 @@ def build_app(
             ledger = RedisDeliveryLedger(redis_store.client, key_prefix=settings.redis_key_prefix)
         if sync_pauses is None:
             sync_pauses = RedisSyncPauses(redis_store.client, key_prefix=settings.redis_key_prefix)
+        if auto_ledgers is None:
+            auto_ledgers = RedisAutoLedgers(
+                redis_store.client, key_prefix=settings.redis_key_prefix, audit_max=settings.audit_max
+            )
     web_client = build_web_client(
         settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url, observer=metrics
     )
@@ -323,6 +334,7 @@ def build_app(
     )
     incidents: IncidentFlow | None = None
     mass_failures: MassFailures | None = None
+    auto: AutoRollbackFlow | None = None
     watching: ContextWatching | None = None
     if incident_store is not None:
         incidents = IncidentFlow(
@@ -336,7 +348,23 @@ def build_app(
             new_incident_id=new_incident,
             sleep=time.sleep,
         )
-        incidents.attach(flow)
+        if auto_ledgers is not None:
+            auto = AutoRollbackFlow(
+                store=incident_store,
+                operations=store,
+                ledgers=auto_ledgers,
+                chat=chat,
+                clock=clock,
+                catalog=catalog,
+                backend_of=flow.backend_of,
+                new_operation_id=new_id,
+                sleep=time.sleep,
+                command_name=settings.slash_command,
+            )
+            auto.attach(incidents, flow)
+            flow.on_auto_cancel(auto.on_cancel)
+            flow.on_auto_commands(auto.status, auto.resume)
+        incidents.attach(flow, auto)
         flow.on_finished(incidents.on_operation_finished)
         flow.on_incident_click(lambda incident_id, user: incidents.on_click(IncidentId(incident_id), user))
         flow.on_incidents_listing(incidents.listing)
@@ -410,6 +438,7 @@ def build_app(
         socket_runner=socket_runner,
         incidents=incidents,
         mass_failures=mass_failures,
+        auto=auto,
         watching=watching,
         _closers=closers,
     )

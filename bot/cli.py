@@ -122,7 +122,8 @@ def check_config(path: Path | None, console: Console) -> int:
     backends = sorted({spec.backend.value for spec in catalog.targets.values()})
     console.say(
         f"{path}: OK, {len(catalog.targets)} target(s) ({', '.join(catalog.names) or 'none'}); backends: "
-        f"{', '.join(backends) or 'none'}; {gitops_summary(catalog)}; {detection_summary(catalog)}"
+        f"{', '.join(backends) or 'none'}; {gitops_summary(catalog)}; {detection_summary(catalog)}; "
+        f"{auto_rollback_summary(catalog)}"
     )
     return EXIT_OK
 
@@ -151,6 +152,18 @@ def detection_summary(catalog: Catalog) -> str:
         label = "every namespace" if where == ("*",) else ", ".join(where)
         watched.append(f"{lease_name(scope)} ({label})")
     return f"detection: cards to {', '.join(sorted(c for c in channels if c))}; watching {'; '.join(watched)}"
+
+
+def auto_rollback_summary(catalog: Catalog) -> str:
+    """Which targets roll back by themselves, and under which limits (off unless a target opts in)."""
+    opted = [name for name in catalog.names if catalog.auto_rollback_for(name) is not None]
+    if not opted:
+        return "automatic rollback: off"
+    limits = catalog.defaults.auto_rollback_limits
+    return (
+        f"automatic rollback: {', '.join(opted)} (limits {limits.per_target} per target, "
+        f"{limits.per_context} per context)"
+    )
 
 
 def serve(console: Console) -> int:

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
+from bot.core.auto_policy import AutoLedger
 from bot.core.catalog import ChannelId, SlackGroupId, SlackUserId, Target, WatchScope
 from bot.core.detection import Sighting
 from bot.core.gitops import Reconciler, ReconcilerRef, SyncPause
@@ -381,6 +382,29 @@ class IncidentGroupStore(Protocol):
     def live(self) -> Sequence[IncidentGroup]: ...
 
     def claim_card(self, group_id: GroupId, holder: str, ttl: timedelta) -> bool: ...
+
+
+class AutoLedgers(Protocol):
+    """The automatic-rollback ledger of each cluster context / AWS region (its starts and its breaker), shared
+    by every replica, and the audit of the policy's decisions."""
+
+    def get(self, context: str) -> AutoLedger:
+        """The context's ledger; an empty one (`version` 0) when nothing was recorded there yet."""
+        ...
+
+    def replace(self, ledger: AutoLedger, expected_version: int) -> None:
+        """Write `ledger` (its `version` is `expected_version + 1`) if the stored version is `expected_version`;
+        else ConcurrentUpdate."""
+        ...
+
+    def contexts(self) -> Sequence[str]:
+        """Every context with a ledger, for `/rollback auto status`."""
+        ...
+
+    def audit(self, event: str, fields: Mapping[str, str]) -> None:
+        """Append a policy decision (`auto_countdown`, `auto_skipped`, `auto_cancelled`, `auto_started`,
+        `breaker_tripped`, `breaker_resumed`) to the audit stream every operation write goes to."""
+        ...
 
 
 class ContextLeases(Protocol):

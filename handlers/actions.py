@@ -1,5 +1,5 @@
-"""The buttons: Approve and Reject on a request (the same votes as ✅ and ❌), an incident card's rollback, and
-a mass failure's summary card's "Roll back all".
+"""The buttons: Approve and Reject on a request (the same votes as ✅ and ❌), an incident card's rollback,
+a mass failure's summary card's "Roll back all", and the Cancel of an automatic rollback's countdown.
 
 Any other action id (a button of a message an older version of the bot posted, another app's element) is acked and
 ignored: Bolt would answer 404 "unhandled request", which Slack shows the clicking user as an error.
@@ -16,7 +16,7 @@ from slack_bolt import Ack, App
 from bot.core.catalog import ChannelId, SlackUserId
 from bot.core.messages import APPROVE_ACTION, REJECT_ACTION
 from bot.core.messages.incident_groups import GROUP_ROLLBACK_ACTION
-from bot.core.messages.incidents import INCIDENT_ROLLBACK_ACTION
+from bot.core.messages.incidents import AUTO_CANCEL_ACTION, INCIDENT_ROLLBACK_ACTION
 from bot.core.operations import MessageRef
 from bot.flows import RollbackFlow
 
@@ -38,6 +38,11 @@ def register_actions(app: App, flow: RollbackFlow) -> None:
     def on_incident_group_rollback(ack: Ack, body: dict[str, Any]) -> None:
         ack()
         _press(flow, body, GROUP_ROLLBACK_ACTION)
+
+    @app.action(AUTO_CANCEL_ACTION)
+    def on_auto_cancel(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        _press(flow, body, AUTO_CANCEL_ACTION)
 
     @app.action(REJECT_ACTION)
     def on_reject(ack: Ack, body: dict[str, Any]) -> None:

@@ -9,9 +9,11 @@ Clients come from boto3's standard configuration (so `AWS_ENDPOINT_URL` points t
 standard retry mode; a target with `role_arn` is reached through STS AssumeRole, one set of clients per
 (region, role), reused until the credentials are about to expire.
 
-What the bot leaves on the service: tags `rollbot:operation`, `rollbot:started-at` and
-`rollbot:autoscaling-before`. They make `roll_back` idempotent for one operation (a replica taking over
-re-calls it) and let `watch_rollout` restore auto scaling exactly as it was, even after a restart.
+What the bot leaves on the service: tags `rollbot:operation`, `rollbot:started-at`, `rollbot:rolled-back-to`
+and `rollbot:autoscaling-before`. They make `roll_back` idempotent for one operation (a replica taking over
+re-calls it), let `watch_rollout` restore auto scaling exactly as it was, even after a restart, and let failure
+detection recognise the deployment a rollback made (`family:revision` it rolled back to), which the automatic
+rollback policy never rolls back again.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from bot.backends import ecs_interpret as rules
 from bot.core.catalog import EcsTarget, Target
+from bot.core.detection.snapshots import ECS_OPERATION_TAG, ECS_ROLLED_BACK_TO_TAG
 from bot.core.errors import (
     BackendUnavailable,
     BotError,
@@ -64,8 +67,9 @@ NO_WAIT = "no-wait"
 SUSPEND_AUTO_SCALING = "suspend-auto-scaling"
 RESUME_AUTO_SCALING = "resume-auto-scaling"
 
-TAG_OPERATION = "rollbot:operation"
+TAG_OPERATION = ECS_OPERATION_TAG
 TAG_STARTED_AT = "rollbot:started-at"
+TAG_ROLLED_BACK_TO = ECS_ROLLED_BACK_TO_TAG
 TAG_AUTOSCALING_BEFORE = "rollbot:autoscaling-before"
 
 # History describes at most this many revisions (one DescribeTaskDefinition each); older ones are listed bare.
@@ -332,7 +336,11 @@ class EcsBackend:
                 "changed. Ask for the rollback again to see the new plan"
             )
 
-        tags = {TAG_OPERATION: operation_id, TAG_STARTED_AT: datetime.now(UTC).isoformat(timespec="milliseconds")}
+        tags = {
+            TAG_OPERATION: operation_id,
+            TAG_STARTED_AT: datetime.now(UTC).isoformat(timespec="milliseconds"),
+            TAG_ROLLED_BACK_TO: to_name,
+        }
         scalable = self._scalable_target(service) if plan.options.get(SUSPEND_AUTO_SCALING) else None
         if scalable is not None:
             # A retry of this operation may find auto scaling already suspended by the first attempt.

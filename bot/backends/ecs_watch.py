@@ -118,7 +118,10 @@ class EcsFailureWatcher:
             for start in range(0, len(arns), DESCRIBE_BATCH):
                 batch = arns[start : start + DESCRIBE_BATCH]
                 with translating_errors(f"describing the services of ECS cluster `{cluster}`"):
-                    answer: dict[str, Any] = dict(ecs.describe_services(cluster=cluster, services=batch))
+                    answer: dict[str, Any] = dict(
+                        # Tags say which deployment a rollbot rollback started (never rolled back automatically).
+                        ecs.describe_services(cluster=cluster, services=batch, include=["TAGS"])
+                    )
                 for raw in answer.get("services") or ():
                     if raw.get("status") == "INACTIVE":
                         continue  # deleted; ECS still describes it for a while

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from bot.core.catalog_auto import AutoRollbackLimits, AutoRollbackSettings, auto_rollback_problems
 from bot.core.catalog_detect import (
     DetectOverrides,
     DetectSettings,
@@ -123,6 +124,8 @@ class _TargetBase(_Strict):
     detect: DetectOverrides | None = None
     # What a rollback does when an Argo CD or Flux reconciler would revert it; None: `defaults.gitops`.
     gitops: GitOpsMode | None = None
+    # Off unless set: which incidents roll this target back after a countdown (bot.core.auto_policy).
+    auto_rollback: AutoRollbackSettings | None = None
 
 
 class HelmTarget(_TargetBase):
@@ -202,6 +205,7 @@ class Defaults(_Strict):
     gitops: GitOpsMode = "refuse"
     # How often the thread of a rollback that paused a reconciler is reminded that Git still owes the fix.
     gitops_reminder: PositiveDuration = timedelta(hours=4)
+    auto_rollback_limits: AutoRollbackLimits = AutoRollbackLimits()
 
     @field_validator("allowed_channels")
     @classmethod
@@ -292,6 +296,23 @@ class Catalog(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _auto_rollback_possible(self) -> Catalog:
+        problems: list[str] = []
+        for name, spec in self.targets.items():
+            if spec.auto_rollback is not None:
+                policy = self.policy_for(name)
+                problems += auto_rollback_problems(
+                    name,
+                    spec.auto_rollback,
+                    has_channel=self.detect_settings(name).channel is not None,
+                    approvers=len(set(policy.approvers)),
+                    has_groups=bool(policy.approver_groups),
+                )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @model_validator(mode="after")
     def _groups_resolvable(self) -> Catalog:
         # Every problem is reported by path, so `rollbot check-config` tells the operator where to look.
         problems: list[str] = []
@@ -345,6 +366,11 @@ class Catalog(_Strict):
     def may_pause_reconcilers(self) -> bool:
         """Whether any target's rollback may pause a reconciler without `--suspend-sync` (chart RBAC asks)."""
         return self.defaults.gitops == "suspend" or any(spec.gitops == "suspend" for spec in self.targets.values())
+
+    def auto_rollback_for(self, name: str | None) -> AutoRollbackSettings | None:
+        """A catalog target's automatic-rollback opt-in; None (off) for anything else."""
+        spec = self.targets.get(TargetName(name)) if name is not None else None
+        return spec.auto_rollback if spec is not None else None
 
     def is_channel_allowed(self, channel: str) -> bool:
         return not self.defaults.allowed_channels or channel in self.defaults.allowed_channels
@@ -446,6 +472,8 @@ def closest_names(word: str, candidates: Iterable[str], limit: int = 1) -> list[
 __all__ = [
     "ApprovalOverrides",
     "ApprovalPolicy",
+    "AutoRollbackLimits",
+    "AutoRollbackSettings",
     "BackendKind",
     "Catalog",
     "ChannelId",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from bot.core.command_tokens import tokenize
 from bot.core.commands import (
     MAX_TEXT_LENGTH,
     SLASH_COMMAND,
@@ -18,7 +19,6 @@ from bot.core.commands import (
     TargetRef,
     _Frozen,
     _parse_target_only,
-    _tokenize,
 )
 from bot.core.errors import CommandSyntaxError
 
@@ -37,7 +37,7 @@ def parse_resume_sync(text: str) -> ResumeSyncCommand | None:
     """The command when `text` starts with `resume-sync`, else None. Raises CommandSyntaxError when malformed."""
     if len(text) > MAX_TEXT_LENGTH:
         return None  # parse_command says why
-    tokens = _tokenize(text)
+    tokens = tokenize(text)
     if not tokens or tokens[0].is_quoted or tokens[0].text.lower() != RESUME_VERB:
         return None
     return ResumeSyncCommand(target=_parse_target_only(tokens[1:], RESUME_VERB, RESUME_USAGE))

@@ -4,6 +4,7 @@
     /rollback <target> <target>… [--dry-run] [--reason "…"]      (a batch: each to its previous revision)
     /rollback history <target>          /rollback status <target>
     /rollback cancel <operation-id>     /rollback help [topic]          (empty text = help)
+    /rollback incidents                 /rollback auto status           /rollback auto resume <context>
 
 A target is a catalog name (`workshop`) or an ad-hoc Kubernetes workload (`deploy/web -n shop`). A revision
 follows helm: none or `0` means "the previous one". Flags the grammar does not know are kept as generic options
@@ -20,12 +21,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Final, TypeVar
+from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bot.core.catalog import WorkloadKind
+from bot.core.command_tokens import QUOTES as _QUOTES
+from bot.core.command_tokens import Token as _Token
+from bot.core.command_tokens import merge as _merge
+from bot.core.command_tokens import quote as quote
+from bot.core.command_tokens import shown as _shown
+from bot.core.command_tokens import split_flag as _split_flag
+from bot.core.command_tokens import take_value as _take_value
+from bot.core.command_tokens import tokenize as _tokenize
 from bot.core.errors import CommandSyntaxError
 from bot.core.operations import OperationId
 from bot.core.rollouts import BackendOption, RevisionNumber
@@ -36,6 +44,7 @@ USAGE: Final = f'`{SLASH_COMMAND} <target> [revision] [--dry-run] [--reason "…
 HISTORY_USAGE: Final = f"`{SLASH_COMMAND} history <target>`"
 STATUS_USAGE: Final = f"`{SLASH_COMMAND} status <target>`"
 CANCEL_USAGE: Final = f"`{SLASH_COMMAND} cancel <operation-id>`"
+AUTO_USAGE: Final = f"`{SLASH_COMMAND} auto status` or `{SLASH_COMMAND} auto resume <context>`"
 WORKLOAD_USAGE: Final = "`deploy/NAME`, `ds/NAME` or `sts/NAME` with `-n NAMESPACE`"
 
 # Slack caps a slash command's text well below this; anything longer is pasted by mistake, not typed.
@@ -46,10 +55,8 @@ MAX_REASON_LENGTH: Final = 500
 MAX_REVISION: Final = 2**31 - 1
 # A batch rolls many targets back at once (a mass outage); more than this is a typo or a paste, not a request.
 MAX_BATCH_TARGETS: Final = 100
-# Anything we echo back inside backticks is cut to this length so an error stays one line.
-_SHOWN_LENGTH: Final = 40
 
-VERBS: Final = frozenset({"help", "history", "status", "cancel"})
+VERBS: Final = frozenset({"help", "history", "status", "cancel", "auto"})
 
 _KIND_ALIASES: Final[Mapping[str, WorkloadKind]] = {
     "deploy": WorkloadKind.DEPLOYMENT,
@@ -74,25 +81,12 @@ _TARGET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 # Kubernetes object names (RFC 1123 subdomain) and namespaces (RFC 1123 label), as in catalog.py.
 _K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _K8S_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+# A kube context or AWS region, as kubeconfigs and ARNs spell them (`arn:aws:eks:…:cluster/prod`, `user@prod`).
+_CONTEXT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,252}")
 _OPERATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
-_OPTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
 # ASCII only on purpose: "፩".isdigit() is true but int("፩") is not what anybody meant.
 _REVISION = re.compile(r"[0-9]+")
 _NEGATIVE_NUMBER = re.compile(r"-[0-9]+")
-
-# Opening quote → the characters that may close it. Phones and macOS turn "…" into “…”, and some keyboards
-# produce ”…” or „…“, so all of them work. A quote closes only when followed by whitespace or the end, which
-# keeps apostrophes inside a reason ('it's broken') intact.
-_QUOTES: Final[Mapping[str, str]] = {
-    '"': '"',
-    "'": "'",
-    "“": "”“",
-    "‘": "’‘",
-    "”": "”",
-    "„": "“”",
-}
-# The pairs render_command may use, in order of preference.
-_RENDER_QUOTES: Final = (('"', '"'), ("'", "'"), ("“", "”"), ("‘", "’"))
 
 # Flags the grammar itself understands; everything else is a backend option.
 _REVISION_FLAGS: Final = frozenset({"to-revision", "revision"})
@@ -177,23 +171,28 @@ class IncidentsCommand(_Frozen):
     """`/rollback incidents`: the open incidents, with links to their cards."""
 
 
-Command = RollbackCommand | HistoryCommand | StatusCommand | HelpCommand | CancelCommand | IncidentsCommand
+class AutoStatusCommand(_Frozen):
+    """`/rollback auto status`: the automatic-rollback limits, breakers and next countdowns."""
 
-_T = TypeVar("_T")
 
+class AutoResumeCommand(_Frozen):
+    """`/rollback auto resume <context>`: close a context's tripped breaker."""
+
+    context: str
+
+
+Command = (
+    RollbackCommand
+    | HistoryCommand
+    | StatusCommand
+    | HelpCommand
+    | CancelCommand
+    | IncidentsCommand
+    | AutoStatusCommand
+    | AutoResumeCommand
+)
 
 # --- parsing ---------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Token:
-    text: str
-    # A quoted word is always a value: never a flag, a verb or a `kind/name`.
-    is_quoted: bool = False
-
-    @property
-    def is_flag(self) -> bool:
-        return not self.is_quoted and len(self.text) > 1 and self.text.startswith("-")
 
 
 def parse_command(
@@ -227,43 +226,9 @@ def parse_command(
         return CancelCommand(operation_id=_parse_operation_id(rest))
     if verb == "incidents" and not rest and "incidents" not in known_names:
         return IncidentsCommand()
+    if verb == "auto":
+        return _parse_auto(rest)
     return _parse_rollback(tokens, backend_options or {}, frozenset(known_names))
-
-
-def _tokenize(text: str) -> list[_Token]:
-    tokens: list[_Token] = []
-    end = len(text)
-    i = 0
-    while i < end:
-        if text[i].isspace():
-            i += 1
-            continue
-        if text[i] in _QUOTES:
-            value, i = _read_quoted(text, i)
-            tokens.append(_Token(value, is_quoted=True))
-            continue
-        j = i
-        while j < end and not text[j].isspace():
-            j += 1
-        word = text[i:j]
-        equals = word.find("=")
-        if word.startswith("--") and equals > 0 and i + equals + 1 < end and text[i + equals + 1] in _QUOTES:
-            # --reason="two words": the value is quoted, the flag is not.
-            value, j = _read_quoted(text, i + equals + 1)
-            word = word[: equals + 1] + value
-        tokens.append(_Token(word))
-        i = j
-    return tokens
-
-
-def _read_quoted(text: str, start: int) -> tuple[str, int]:
-    closers = _QUOTES[text[start]]
-    for k in range(start + 1, len(text)):
-        if text[k] in closers and (k + 1 == len(text) or text[k + 1].isspace()):
-            return text[start + 1 : k], k + 1
-    raise CommandSyntaxError(
-        f'unclosed quote `{text[start]}` — quote the whole reason, like `--reason "db migration broke"`'
-    )
 
 
 def _parse_target_only(tokens: list[_Token], verb: str, usage: str) -> TargetRef:
@@ -298,6 +263,22 @@ def _parse_operation_id(tokens: list[_Token]) -> OperationId:
     if not _OPERATION_ID.fullmatch(word):
         raise CommandSyntaxError(f"`{_shown(word)}` is not an operation id — usage: {CANCEL_USAGE}")
     return OperationId(word)
+
+
+def _parse_auto(tokens: list[_Token]) -> AutoStatusCommand | AutoResumeCommand:
+    words = [token.text for token in tokens]
+    if words == ["status"]:
+        return AutoStatusCommand()
+    if len(words) == 2 and words[0] == "resume":
+        if not _CONTEXT.fullmatch(words[1]):
+            raise CommandSyntaxError(
+                f"`{_shown(words[1])}` is not a cluster context or AWS region — usage: {AUTO_USAGE}"
+            )
+        return AutoResumeCommand(context=words[1])
+    if words[:1] == ["resume"]:
+        raise CommandSyntaxError(f"`auto resume` takes one context (as `auto status` names it): {AUTO_USAGE}")
+    unknown = f"`{_shown(' '.join(words))}` is not an `auto` command — " if words else ""
+    raise CommandSyntaxError(f"{unknown}usage: {AUTO_USAGE}")
 
 
 def _parse_rollback(
@@ -386,34 +367,6 @@ def _is_another_target(token: _Token, known_names: frozenset[str]) -> bool:
     return not token.is_quoted and ("/" in token.text or token.text.lower() in known_names)
 
 
-def _split_flag(token: _Token, usage: str) -> tuple[str, str | None]:
-    """`--name=value` → (name, value); `--name` → (name, None); `-n` → ("n", None)."""
-    text = token.text
-    if not text.startswith("--"):
-        if text == "-n":
-            return "n", None
-        raise CommandSyntaxError(f"unknown option `{_shown(text)}` — usage: {usage}")
-    name, equals, value = text[2:].partition("=")
-    if not _OPTION_NAME.fullmatch(name):
-        raise CommandSyntaxError(f"unknown option `{_shown(text)}` — usage: {usage}")
-    if equals and not value:
-        raise CommandSyntaxError(f"`--{name}=` needs a value after the `=`")
-    return name, (value if equals else None)
-
-
-def _take_value(tokens: list[_Token], i: int, flag: str, placeholder: str) -> tuple[str, int]:
-    if i >= len(tokens) or tokens[i].is_flag:
-        raise CommandSyntaxError(f"`{_shown(flag)}` needs a value: `{_shown(flag)} {placeholder}`")
-    return tokens[i].text, i + 1
-
-
-def _merge(current: _T | None, new: _T, what: str) -> _T:
-    """Giving a flag twice is fine if both agree; otherwise nobody can tell which one was meant."""
-    if current is not None and current != new:
-        raise CommandSyntaxError(f"{what} given twice with different values — give it once")
-    return new
-
-
 def _parse_target(token: _Token, namespace: str | None, usage: str) -> TargetRef:
     word = token.text
     if "/" in word:
@@ -464,12 +417,6 @@ def _parse_reason(value: str) -> str:
     return reason
 
 
-def _shown(word: str) -> str:
-    """A user's word made safe to echo inside backticks on one line."""
-    flat = " ".join(word.replace("`", "'").split())
-    return flat if len(flat) <= _SHOWN_LENGTH else flat[: _SHOWN_LENGTH - 1] + "…"
-
-
 # --- rendering -------------------------------------------------------------------------------------------------
 
 
@@ -504,6 +451,10 @@ def command_words(command: Command) -> list[str]:
             return ["help"] if command.topic is None else ["help", command.topic]
         case IncidentsCommand():
             return ["incidents"]
+        case AutoStatusCommand():
+            return ["auto", "status"]
+        case AutoResumeCommand():
+            return ["auto", "resume", command.context]
         case _:
             return ["cancel", command.operation_id]
 
@@ -512,15 +463,6 @@ def _target_words(ref: TargetRef) -> list[str]:
     if ref.kind is None:
         return [ref.name]
     return [f"{KIND_SHORT_NAMES[ref.kind]}/{ref.name}", "-n", str(ref.namespace)]
-
-
-def quote(text: str) -> str:
-    """Quote `text` so the tokenizer reads it back whole. Raises ValueError if no quote pair can carry it."""
-    for opening, closing in _RENDER_QUOTES:
-        closers = _QUOTES[opening]
-        if not any(ch in closers and (k + 1 == len(text) or text[k + 1].isspace()) for k, ch in enumerate(text)):
-            return f"{opening}{text}{closing}"
-    raise ValueError(f"no quotes can carry {text!r}")
 
 
 # --- backend options -------------------------------------------------------------------------------------------

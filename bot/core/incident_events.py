@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from bot.core.catalog import SlackUserId
 from bot.core.detection import Signal
+from bot.core.incident_auto import AutoCancelled, AutoCountdown, AutoFired, AutoSkipped
 from bot.core.operations import MessageRef, OperationId, Phase
 
 
@@ -114,4 +115,8 @@ IncidentEvent = (
     | RollbackStarted
     | RollbackNotStarted
     | OperationFinished
+    | AutoCountdown
+    | AutoSkipped
+    | AutoCancelled
+    | AutoFired
 )

@@ -25,14 +25,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Final, NewType
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.core.catalog import BackendKind, ChannelId, SlackUserId, TargetName, WorkloadKind
+from bot.core.catalog import ChannelId, SlackUserId, TargetName
 from bot.core.detection import Signal
 from bot.core.effects import TellUser
+from bot.core.incident_auto import (
+    POLICY_REQUESTER,
+    AutoCancelled,
+    AutoCountdown,
+    AutoFired,
+    AutoRollback,
+    AutoSkipped,
+    AutoState,
+    auto_line,
+)
 
 # The events live in their own module; callers keep importing them from here (re-exported).
 from bot.core.incident_events import (
@@ -51,8 +60,17 @@ from bot.core.incident_events import (
     RollbackStarted,
     WorkloadDeleted,
 )
+from bot.core.incident_parts import (
+    IncidentSource,
+    IncidentState,
+    LastGood,
+    Resolution,
+    TimelineEntry,
+    WorkloadRef,
+    incident_key,
+)
 from bot.core.operations import MessageRef, OperationId, Phase
-from bot.core.rollouts import ContainerImage, RevisionNumber
+from bot.core.rollouts import RevisionNumber
 
 IncidentId = NewType("IncidentId", str)
 
@@ -64,79 +82,10 @@ CARD_REFRESH_INTERVAL: Final = timedelta(seconds=10)
 MAX_TIMELINE: Final = 50
 # The Slack message metadata event type of incident cards, fixed by contract.
 INCIDENT_EVENT_TYPE: Final = "rollbot_incident"
-# Short kind prefixes as kubectl spells them, for targets found by a `watch` scope (`deploy/web -n shop`).
-_KIND_PREFIXES: Final = {
-    WorkloadKind.DEPLOYMENT.value: "deploy",
-    WorkloadKind.DAEMONSET.value: "ds",
-    WorkloadKind.STATEFULSET.value: "sts",
-}
-HELM_RELEASE_KIND: Final = "HelmRelease"
-ECS_SERVICE_KIND: Final = "EcsService"
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class IncidentState(StrEnum):
-    OPEN = "open"
-    ROLLING_BACK = "rolling_back"
-    RESOLVED = "resolved"
-
-
-class IncidentSource(StrEnum):
-    """Who reported the failure (the card's metadata `source`; an automatic-rollback policy may select on it)."""
-
-    WATCH = "watch"
-    ALERTMANAGER = "alertmanager"
-    PIPELINE = "pipeline"
-
-
-class Resolution(StrEnum):
-    ROLLED_BACK = "rolled_back"
-    ROLLED_BACK_BY_ECS = "rolled_back_by_ecs"
-    SUPERSEDED = "superseded"
-    RECOVERED = "recovered"
-    DELETED = "deleted"
-
-
-class WorkloadRef(_Frozen):
-    """What failed and where: a Kubernetes workload, a Helm release or an ECS service (cluster as namespace)."""
-
-    backend: BackendKind
-    location: str | None  # the kube context, or the AWS region
-    kind: str  # Deployment | DaemonSet | StatefulSet | HelmRelease | EcsService
-    namespace: str
-    name: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.backend.value}:{self.location or ''}:{self.kind}:{self.namespace}/{self.name}"
-
-    @property
-    def display(self) -> str:
-        """How people would type it: `deploy/web -n shop` (the ad-hoc target syntax), `helm/web -n shop`…"""
-        if self.kind in _KIND_PREFIXES:
-            return f"{_KIND_PREFIXES[self.kind]}/{self.name} -n {self.namespace}"
-        if self.backend is BackendKind.HELM:
-            return f"helm/{self.name} -n {self.namespace}"
-        return f"ecs/{self.namespace}/{self.name}"
-
-
-def incident_key(workload: WorkloadRef, revision: str) -> str:
-    return f"{workload.key}@{revision}"
-
-
-class TimelineEntry(_Frozen):
-    at: datetime
-    text: str
-
-
-class LastGood(_Frozen):
-    """The revision a rollback would return to, as the backend's history tells it."""
-
-    revision: RevisionNumber
-    images: tuple[ContainerImage, ...] = ()
 
 
 class Incident(_Frozen):
@@ -178,6 +127,9 @@ class Incident(_Frozen):
     def is_grouped(self) -> bool:
         """Part of a mass failure: humans decide from the summary card; no automatic rollback, no own button."""
         return self.group_id is not None
+
+    # The automatic rollback (bot.core.incident_auto), when the target opted in; None when it never applied.
+    auto: AutoRollback | None = None
 
     @property
     def target_label(self) -> str:
@@ -223,6 +175,9 @@ class Incident(_Frozen):
             "resolution": self.resolution.value if self.resolution else None,
             "operation_id": self.operation_id,
             "source": self.source.value,
+            "auto_state": self.auto.state.value if self.auto else None,
+            "auto_due_at": self.auto.due_at.isoformat() if self.auto and self.auto.due_at else None,
+            "auto_why": self.auto.why if self.auto else None,
         }
         if self.group_id is not None:
             payload["group_id"] = self.group_id  # part of a mass failure (its summary's `rollbot_incident_group`)
@@ -334,7 +289,12 @@ def advance(incident: Incident, event: IncidentEvent, now: datetime) -> Incident
         case CardPosted():
             if incident.card == event.card:
                 return IncidentTransition(incident)
-            return IncidentTransition(_next(incident, now, card=event.card, card_refreshed_at=now), changed=True)
+            posted = _next(incident, now, card=event.card, card_refreshed_at=now)
+            # The policy decided before the card existed: its thread starts with that decision and the signal's source.
+            said = (
+                (PostInIncidentThread(f"{incident.source.value}: {auto_line(incident.auto)}"),) if incident.auto else ()
+            )
+            return IncidentTransition(posted, said, changed=True)
         case CardRefreshed():
             if not incident.is_card_stale:
                 return IncidentTransition(incident)
@@ -345,6 +305,8 @@ def advance(incident: Incident, event: IncidentEvent, now: datetime) -> Incident
             return _on_click(incident, event.user, now)
         case JoinedGroup():
             return _on_joined_group(incident, event, now)
+        case AutoCountdown() | AutoSkipped() | AutoCancelled() | AutoFired():
+            return _on_auto(incident, event, now)
     if incident.state is IncidentState.RESOLVED:
         return IncidentTransition(incident)
     match event:
@@ -376,7 +338,7 @@ def advance(incident: Incident, event: IncidentEvent, now: datetime) -> Incident
                 return IncidentTransition(incident)
             line = f"rollback requested as `{event.operation_id}`"
             if incident.rollback_requested_by is not None:
-                line += f" by <@{incident.rollback_requested_by}>"
+                line += f" by {_who(incident.rollback_requested_by)}"
             new = _next(incident, now, state=IncidentState.ROLLING_BACK, operation_id=event.operation_id, note=None)
             return _changed(new, line, now)
         case RollbackNotStarted():
@@ -437,7 +399,12 @@ def _on_joined_group(incident: Incident, event: JoinedGroup, now: datetime) -> I
     summary = event.summary or incident.group_card
     if incident.group_id == event.group_id and incident.group_card == summary:
         return IncidentTransition(incident)
-    new = _next(incident, now, group_id=event.group_id, group_card=summary)
+    updates: dict[str, object] = {"group_id": event.group_id, "group_card": summary}
+    if incident.auto is not None and incident.auto.state is AutoState.COUNTING:
+        # A mass failure's summary asks humans: a countdown started before the group formed never fires.
+        why = f"part of mass failure `{event.group_id}`; roll back from its summary card"
+        updates["auto"] = AutoRollback(state=AutoState.SKIPPED, decided_at=now, why=why)
+    new = _next(incident, now, **updates)
     if summary is None:  # grouped at once (no button, no automatic rollback); the thread hears once it can link
         return IncidentTransition(
             new.model_copy(update={"is_card_stale": _has_card(new)}), (UpdateIncidentCard(),), True
@@ -455,7 +422,7 @@ def _on_click(incident: Incident, user: SlackUserId, now: datetime) -> IncidentT
         text = f"A rollback is already requested: `{incident.operation_id}` — approve it in its thread."
         return IncidentTransition(incident, (TellUser(user, text),))
     if incident.rollback_requested_by is not None:
-        text = f"<@{incident.rollback_requested_by}> already asked for this rollback; it is being requested."
+        text = f"{_who(incident.rollback_requested_by)} already asked for this rollback; it is being requested."
         return IncidentTransition(incident, (TellUser(user, text),))
     refusal = _no_button_text(incident)
     if refusal is not None or incident.last_good is None:
@@ -475,6 +442,51 @@ def _on_operation_finished(incident: Incident, event: OperationFinished, now: da
     return _changed(new, note, now)
 
 
+def _on_auto(
+    incident: Incident, event: AutoCountdown | AutoSkipped | AutoCancelled | AutoFired, now: datetime
+) -> IncidentTransition:
+    auto, is_open = incident.auto, incident.state is IncidentState.OPEN
+    counting = auto is not None and auto.state is AutoState.COUNTING
+    match event:
+        case AutoCountdown() if auto is None and is_open:
+            auto = AutoRollback(
+                state=AutoState.COUNTING, decided_at=now, due_at=event.due_at, approvals=event.approvals
+            )
+            auto = auto.model_copy(update={"to_revision": event.to_revision})
+        case AutoSkipped() if auto is None or counting:
+            auto = AutoRollback(state=AutoState.SKIPPED, decided_at=now, why=event.why)
+        case AutoCancelled() if auto is not None and counting and event.is_approver:
+            auto = auto.model_copy(update={"state": AutoState.CANCELLED, "cancelled_by": event.user, "decided_at": now})
+        case AutoCancelled():
+            return IncidentTransition(incident, (TellUser(event.user, _no_cancel_text(incident, event)),))
+        case AutoFired() if auto is not None and counting and is_open and incident.rollback_requested_by is None:
+            auto = auto.model_copy(
+                update={"state": AutoState.STARTED, "operation_id": event.operation_id, "decided_at": now}
+            )
+            new = _next(incident, now, auto=auto, rollback_requested_by=POLICY_REQUESTER)
+            return _changed(new, auto_line(auto), now)
+        case _:
+            return IncidentTransition(incident)
+    return _changed(_next(incident, now, auto=auto), auto_line(auto), now)
+
+
+def _who(user: SlackUserId) -> str:
+    return "the automatic rollback policy" if user == POLICY_REQUESTER else f"<@{user}>"
+
+
+def _no_cancel_text(incident: Incident, event: AutoCancelled) -> str:
+    auto = incident.auto
+    if auto is None:
+        return "This incident has no automatic rollback to cancel."
+    if auto.state is AutoState.COUNTING:  # not an approver
+        return f"Only approvers of {incident.target_label} can cancel its automatic rollback."
+    if auto.state is AutoState.CANCELLED:
+        return f"<@{auto.cancelled_by}> already cancelled this automatic rollback."
+    if auto.state is AutoState.STARTED:
+        return f"Too late: the automatic rollback already started as `{auto.operation_id}`."
+    return f"Nothing to cancel: the automatic rollback was skipped ({auto.why})."
+
+
 def _resolve(incident: Incident, resolution: Resolution, now: datetime, line: str | None = None) -> IncidentTransition:
     new = _next(incident, now, state=IncidentState.RESOLVED, resolution=resolution, resolved_at=now)
     return _changed(new, line or f"resolved: {resolution.value.replace('_', ' ')}", now)
@@ -489,6 +501,9 @@ def _no_button_text(incident: Incident) -> str | None:
 
 
 def _next(incident: Incident, now: datetime, **update: object) -> Incident:
+    if update.get("state") is IncidentState.RESOLVED and incident.auto and incident.auto.state is AutoState.COUNTING:
+        # An incident that ends stops its countdown: nothing is left to roll back.
+        update["auto"] = AutoRollback(state=AutoState.SKIPPED, decided_at=now, why="the incident ended first")
     return incident.model_copy(update={**update, "version": incident.version + 1, "updated_at": now})
 
 

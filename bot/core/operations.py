@@ -108,8 +108,8 @@ class Operation(BaseModel):
     plan: RollbackPlan
     reason: str | None = None
     is_dry_run: bool = False
-    # Where it came from: a person's command, or the bot's own failure detection.
-    source: Literal["command", "detected"] = "command"
+    # Where it came from: a person's command, the button of an incident card, or the automatic-rollback policy.
+    source: Literal["command", "detected", "policy"] = "command"
     approvals: tuple[Approval, ...] = ()
     decided_by: SlackUserId | None = None  # who rejected or cancelled
     request_message: MessageRef | None = None
@@ -130,6 +130,9 @@ class Operation(BaseModel):
     members: tuple[BatchMember, ...] = ()
     # The incident whose card's button asked for this rollback, if any.
     incident_id: str | None = None
+    # How many approvals it needs when that is not its target's policy: an automatic rollback's own `approvals`
+    # (0: it was created approved).
+    approvals_needed: int | None = None
     # After SUCCEEDED: whether the target stayed healthy for `healthy_for` (pending, then healthy or failing).
     verification: Literal["pending", "healthy", "failing"] | None = None
     # `rollback`, or `resume-sync`: give a reconciler paused by an earlier rollback its recorded settings back.
@@ -161,7 +164,7 @@ class Operation(BaseModel):
 
     @property
     def required_approvals(self) -> int:
-        return self.target.policy.required
+        return self.approvals_needed if self.approvals_needed is not None else self.target.policy.required
 
     def metadata_payload(self) -> dict[str, object]:
         """The `rollbot_operation` message metadata every message about this operation carries."""
@@ -172,6 +175,8 @@ class Operation(BaseModel):
             "backend": self.target.backend.value,
             "from_revision": self.plan.from_revision,
             "to_revision": self.plan.to_revision,
+            # Who asked, by contract: the automatic-rollback policy, or people (a command or a card's button).
+            "source": "policy" if self.source == "policy" else "user",
         }
         if self.incident_id is not None:
             payload["incident_id"] = self.incident_id

@@ -38,7 +38,7 @@ from bot.core.detection import (
     judge_helm_release,
     judge_workload,
 )
-from bot.core.incidents import ECS_SERVICE_KIND, HELM_RELEASE_KIND, WorkloadRef
+from bot.core.incident_parts import ECS_SERVICE_KIND, HELM_RELEASE_KIND, WorkloadRef
 from bot.core.targets import resolve_target
 
 

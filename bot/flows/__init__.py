@@ -38,7 +38,7 @@ from bot.core.incidents import Incident
 from bot.core.lifecycle import Transition
 from bot.core.messages import ChatMessage
 from bot.core.messages.incident_groups import GROUP_ROLLBACK_ACTION
-from bot.core.messages.incidents import INCIDENT_ROLLBACK_ACTION
+from bot.core.messages.incidents import AUTO_CANCEL_ACTION, INCIDENT_ROLLBACK_ACTION
 from bot.core.operations import MessageRef, Operation, OperationId, Phase
 from bot.core.rollouts import RevisionNumber
 from bot.flows.batch import BatchRunner
@@ -110,6 +110,7 @@ class RollbackFlow:
         self._finished_listeners: list[Callable[[Operation], None]] = []
         self._incident_clicks: Callable[[str, SlackUserId], None] | None = None
         self._group_clicks: Callable[[str, SlackUserId], None] | None = None
+        self._auto_cancels: Callable[[str, SlackUserId], None] | None = None
         self._journal = Journal(
             store=store,
             clock=clock,
@@ -232,6 +233,26 @@ class RollbackFlow:
 
         return self._requests.request_for_incident(target, to_revision, user, incident.channel, incident.id, reply)
 
+    def request_automatic(
+        self, target: Target, to_revision: RevisionNumber, incident: Incident, operation_id: OperationId, approvals: int
+    ) -> Operation | None:
+        """The automatic-rollback policy's request (see `Requests.request_automatic`); run at once when approved."""
+        operation = self._requests.request_automatic(target, to_revision, incident, operation_id, approvals)
+        if operation is not None and operation.phase is Phase.APPROVED:
+            self._executor.hand_over(operation.id)
+        return operation
+
+    def on_auto_cancel(self, handler: Callable[[str, SlackUserId], None]) -> None:
+        """Who handles the countdown's Cancel button (incident id, user); without one the press is ignored."""
+        self._auto_cancels = handler
+
+    def on_auto_commands(
+        self, status: Callable[[], ChatMessage], resume: Callable[[str, SlackUserId], ChatMessage]
+    ) -> None:
+        """What `/rollback auto status` and `/rollback auto resume <context>` answer."""
+        self._requests.auto_status = status
+        self._requests.auto_resume = resume
+
     def record_verification(self, operation_id: OperationId, state: str) -> None:
         """A bookkeeping write on a finished operation: its payload's `verification`."""
         if state not in ("pending", "healthy", "failing"):
@@ -322,6 +343,9 @@ class RollbackFlow:
             case "button" if gesture.action_id == GROUP_ROLLBACK_ACTION:
                 if self._group_clicks is not None:
                     self._group_clicks(gesture.value, gesture.user)
+            case "button" if gesture.action_id == AUTO_CANCEL_ACTION:
+                if self._auto_cancels is not None:
+                    self._auto_cancels(gesture.value, gesture.user)
             case "button" if gesture.ref is not None:
                 self._votes.on_button(gesture.ref, gesture.user, gesture.action_id)
             case "report" if gesture.operation_id is not None:

@@ -8,9 +8,8 @@ that lost its context (paused, cut off) cannot open or change incidents any more
 the write: the card (URGENT), edits in place at most once per 10 s (PROGRESS; `sweep` makes the last one),
 timeline lines in the card's thread (NORMAL), the rollback request a button click asks for.
 
-Verification: when any single-target rollback succeeds, the flow records `verification: pending` on the
-operation and a pending verification in the store; the replica that watches the target's context judges it
-with fresh memory until it is healthy for `healthy_for` or failing again, and says so in the operation's thread.
+Verification of successful rollbacks lives in `bot.flows.verification`; the automatic-rollback policy in
+`bot.flows.auto_rollback`, consulted once per incident right before its first card is posted.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ from bot.core.catalog import (
     TargetName,
 )
 from bot.core.detected_targets import FoundWorkload, detect_settings_for, find_target, no_button_reason
-from bot.core.detection import Health, Observations, Sighting, Signal, verify_rollback
+from bot.core.detection import Health, Observations, Sighting, Signal
 from bot.core.effects import TellUser
 from bot.core.errors import BotError, ConcurrentUpdate, FencedOut, UserError
 from bot.core.incidents import (
@@ -64,9 +63,8 @@ from bot.core.incidents import (
     open_incident,
     should_refresh,
 )
-from bot.core.last_good import last_good_in
 from bot.core.messages import ChatMessage, plain
-from bot.core.messages.incidents import incident_card, incident_thread_line, incidents_list, verification_line
+from bot.core.messages.incidents import incident_card, incident_thread_line, incidents_list
 from bot.core.operations import Operation, OperationId, Phase
 from bot.core.outbound import Priority
 from bot.core.rollouts import RevisionNumber
@@ -75,10 +73,11 @@ from bot.core.watch_plan import (
     found_in,
     incident_target,
     judge_sighting,
-    target_workload,
     workload_ref,
 )
 from bot.flows.retrying import Sleep, compare_and_set
+from bot.flows.revisions import last_good_revision
+from bot.flows.verification import Verifications
 from bot.ports import (
     Backend,
     Chat,
@@ -87,10 +86,15 @@ from bot.ports import (
     IncidentMetrics,
     IncidentStore,
     OperationStore,
-    PendingVerification,
 )
 
 log = logging.getLogger("rollbot.flows.incidents")
+
+
+class AutoPolicy(Protocol):
+    """The automatic-rollback flow (bot.flows.auto_rollback), as the incident flow calls it."""
+
+    def consider(self, incident: Incident) -> Incident: ...
 
 
 class Rollbacks(Protocol):
@@ -140,17 +144,26 @@ class IncidentFlow:
         self._sleep = sleep
         self._rollbacks: Rollbacks | None = None
         self._summarised: Callable[[Incident, ContextFence | None], bool] = lambda incident, fence: False
+        self._auto: AutoPolicy | None = None
         self._mutex = threading.RLock()
         self._watched: dict[str, _Watched] = {}
-        # Fresh rule memory per verified operation, from the moment its verification started here.
-        self._verifying: dict[OperationId, Observations] = {}
+        self._verifications = Verifications(
+            store=store,
+            operations=operations,
+            chat=chat,
+            clock=clock,
+            catalog=catalog,
+            seen=self._seen,
+            rollbacks=lambda: self._rollbacks,
+        )
         self._held: dict[str, ContextFence] = {}
         # Incidents whose card this process is posting right now: the sweep and the watcher thread both post
         # missing cards, and without this both would post one for the same new incident.
         self._posting: set[IncidentId] = set()
 
-    def attach(self, rollbacks: Rollbacks) -> None:
+    def attach(self, rollbacks: Rollbacks, auto: AutoPolicy | None = None) -> None:
         self._rollbacks = rollbacks
+        self._auto = auto
 
     def summarise_mass_failures_with(self, summarised: Callable[[Incident, ContextFence | None], bool]) -> None:
         """Asked right before an incident's card is posted: True when a mass failure's summary speaks for it."""
@@ -196,7 +209,7 @@ class IncidentFlow:
             keys = [key for key, watched in self._watched.items() if _is_unsettled(watched)]
         for key in keys:
             self._guarded(lambda key=key: self._judge(key))  # type: ignore[misc]
-        self._guarded(self._verify_pending)
+        self._guarded(self._verifications.run_pending)
 
     def _judge(self, key: str) -> None:
         now = self._clock.now()
@@ -242,7 +255,9 @@ class IncidentFlow:
             watched.settings.channel,
             now,
             target=target_name,
-            last_good=None if refusal else self._last_good(self._target_of(target_name, workload), signal),
+            last_good=None
+            if refusal
+            else last_good_revision(self._backend_of, self._target_of(target_name, workload), signal),
             no_button_reason=refusal,
         )
         try:
@@ -267,7 +282,7 @@ class IncidentFlow:
         """Open a card for a failure someone else reported (`origin`: source, link, alerts_firing)."""
         found = FoundWorkload(**workload.model_dump())
         refusal = no_button_reason(self._catalog, found)
-        last_good = None if refusal else self._last_good(self._target_of(target, workload), signal)
+        last_good = None if refusal else self._last_good(target, workload, signal)
         transition = open_incident(
             self._new_id(),
             workload,
@@ -303,7 +318,7 @@ class IncidentFlow:
             self._write(IncidentId(operation.incident_id), event, None)
         if operation.phase is Phase.SUCCEEDED and not operation.is_batch and not operation.is_resume_sync:
             # A resume-sync changed the reconciler, not the workload: there is no rollback to verify.
-            self._start_verification(operation)
+            self._verifications.start(operation)
 
     def listing(self) -> ChatMessage:
         return incidents_list(self._store.live(), self._clock.now())
@@ -384,6 +399,8 @@ class IncidentFlow:
                 return  # posted meanwhile
             if self._summarised(current, fence):
                 return  # a mass failure: its summary card speaks for it (bot/flows/incident_groups.py)
+            if self._auto is not None:  # the policy decides before the first card, which then shows its countdown
+                current = self._auto.consider(current)
             self._post_new_card(current, fence)
         finally:
             with self._mutex:
@@ -430,70 +447,17 @@ class IncidentFlow:
         else:
             self._write(incident.id, RollbackNotStarted(reason or "the request could not be posted"), None)
 
+    def _last_good(self, name: TargetName | None, workload: WorkloadRef, signal: Signal) -> LastGood | None:
+        return last_good_revision(self._backend_of, self._target_of(name, workload), signal)
+
     def _target_of(self, name: TargetName | None, workload: WorkloadRef) -> Target:
         return incident_target(self._catalog, name, workload)
 
-    def _last_good(self, target: Target, signal: Signal) -> LastGood | None:
-        """The revision a rollback would return to: the newest one before the failed one, as history says."""
-        try:
-            history = self._backend_of(target).history(target)
-        except BotError:
-            log.warning("no history for the incident card", exc_info=True)
-            return None
-        return last_good_in(history, signal)
-
-    # --- verification --------------------------------------------------------------------------------------------
-
-    def _start_verification(self, operation: Operation) -> None:
-        workload = target_workload(operation.target, self._catalog)
-        if workload is None:
-            return
-        found = FoundWorkload(
-            backend=workload.backend,
-            location=workload.location,
-            kind=workload.kind,
-            namespace=workload.namespace,
-            name=workload.name,
-        )
-        settings = detect_settings_for(self._catalog, found)
-        if settings is None or not settings.is_active:
-            return  # nobody watches it: nothing could verify it
-        if self._rollbacks is not None:
-            self._rollbacks.record_verification(operation.id, "pending")
-        self._store.add_verification(
-            PendingVerification(operation_id=operation.id, workload_key=workload.key, started_at=self._clock.now())
-        )
-
-    def _verify_pending(self) -> None:
-        pending = self._store.pending_verifications()
-        if not pending:
-            return
-        now = self._clock.now()
-        for item in pending:
-            with self._mutex:
-                watched = self._watched.get(item.workload_key)
-                if watched is None:
-                    continue  # another replica watches that context (or nobody has seen it yet)
-                memory = self._verifying.get(item.operation_id, Observations())
-                verdict = judge_sighting(watched.sighting, now, watched.settings, memory)
-                self._verifying[item.operation_id] = verdict.observations
-                settings = watched.settings
-            verification = verify_rollback(verdict, item.started_at, now, settings)
-            if not verification.is_finished:
-                continue
-            operation = self._operations.get(item.operation_id)
-            self._store.finish_verification(item)
-            with self._mutex:
-                self._verifying.pop(item.operation_id, None)
-            if operation is None:
-                continue
-            if self._rollbacks is not None:
-                self._rollbacks.record_verification(operation.id, verification.state.value)
-            # The request message is the thread's parent; the progress message is a reply in it, and Slack
-            # refuses a reply to a reply (the line would land in the channel instead).
-            thread = operation.request_message or operation.progress_message
-            if thread is not None:
-                self._quietly(self._chat.post, operation.channel, plain(verification_line(verification)), thread)
+    def _seen(self, workload_key: str) -> tuple[Sighting, DetectSettings] | None:
+        """The last sighting of a workload this replica watches, with its detection settings."""
+        with self._mutex:
+            watched = self._watched.get(workload_key)
+            return None if watched is None else (watched.sighting, watched.settings)
 
     # --- small things ------------------------------------------------------------------------------------------
 

@@ -15,6 +15,8 @@ from bot.core import messages
 from bot.core.catalog import BackendKind, Catalog, ChannelId, SlackUserId, Target
 from bot.core.command_gitops import ResumeSyncCommand, parse_resume_sync, suspend_requested
 from bot.core.commands import (
+    AutoResumeCommand,
+    AutoStatusCommand,
     CancelCommand,
     Command,
     HelpCommand,
@@ -35,8 +37,11 @@ from bot.core.errors import (
     TemporaryError,
     UserError,
 )
+from bot.core.incident_auto import POLICY_REQUESTER
+from bot.core.incidents import Incident
 from bot.core.messages import ChatMessage
 from bot.core.messages import gitops as gitops_words
+from bot.core.messages.auto import automatic_rollback_off
 from bot.core.operations import Operation, OperationId, Phase
 from bot.core.outbound import Priority
 from bot.core.rollouts import BackendOption, RevisionNumber
@@ -89,6 +94,9 @@ class Requests:
         self._command = command_name
         # What `/rollback incidents` answers; wired by the composition root when incidents are on.
         self.incidents_listing: Callable[[], ChatMessage] | None = None
+        # What `/rollback auto status` and `/rollback auto resume <context>` answer (the automatic-rollback flow).
+        self.auto_status: Callable[[], ChatMessage] | None = None
+        self.auto_resume: Callable[[str, SlackUserId], ChatMessage] | None = None
 
     def answer_now(self, text: str) -> ChatMessage | None:
         """The reply to a command that needs no I/O (usage errors, help), fast enough for the 3 s ack; else None."""
@@ -143,6 +151,10 @@ class Requests:
                 case IncidentsCommand():
                     listing = self.incidents_listing
                     reply(listing() if listing is not None else messages.plain("Failure detection is off."))
+                case AutoStatusCommand():
+                    reply(self.auto_status() if self.auto_status else automatic_rollback_off())
+                case AutoResumeCommand():
+                    reply(self.auto_resume(command.context, user) if self.auto_resume else automatic_rollback_off())
                 case RollbackCommand():
                     return self._request(command, user, channel, reply, operation_id)
                 case ResumeSyncCommand():
@@ -329,6 +341,52 @@ class Requests:
             return None
         return self._open(batch, reply)
 
+    def request_automatic(
+        self,
+        target: Target,
+        to_revision: RevisionNumber,
+        incident: Incident,
+        operation_id: OperationId,
+        approvals: int,
+    ) -> Operation | None:
+        """The automatic-rollback policy's request, posted in the card's channel: approved at once (`approvals`
+        0) or waiting for `approvals` approvals under the target's approvers. Requested again under the same
+        `operation_id` (a replica died in between), it continues that operation instead of making a second.
+
+        Raises UserError when it cannot be requested (the target is busy, the plan refused…).
+        """
+        existing = self._store.get(operation_id)
+        if existing is not None:
+            return self._resume(existing, _unanswered)
+        backend = self._backend(target)
+        backend.check_target(target)
+        try:
+            plan = backend.plan_rollback(target, to_revision, {})
+        except NothingToDo:
+            raise UserError(f"{target.name} already runs revision {to_revision}") from None
+        now = self._clock.now()
+        operation = Operation(
+            id=operation_id,
+            phase=Phase.APPROVED if approvals == 0 else Phase.AWAITING_APPROVAL,
+            target=target,
+            requester=POLICY_REQUESTER,
+            channel=incident.channel,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + target.policy.expires_after,
+            requested_revision=to_revision,
+            plan=plan,
+            reason=f"automatic rollback: {incident.signal.reason} on revision {incident.revision} ({incident.id})",
+            source="policy",
+            incident_id=incident.id,
+            approvals_needed=approvals,
+        )
+        busy: list[ChatMessage] = []
+        opened = self._open(operation, busy.append)
+        if opened is None:
+            raise UserError(busy[0].text if busy else "the request could not be posted")
+        return opened
+
     def _open(self, operation: Operation, reply: Reply) -> Operation | None:
         """Store the new operation (taking its locks), then show it: the preview, or the request message."""
         target = operation.target
@@ -387,8 +445,9 @@ class Requests:
             raise
         self._store.link_message(operation.id, ref)
         operation = self._journal.write(operation.id, lambda op: op.model_copy(update={"request_message": ref}))
-        for emoji in (messages.APPROVE_EMOJI, messages.REJECT_EMOJI):
-            self._reporter.quietly(operation.id, self._chat.add_reaction, ref, emoji)
+        if operation.phase is Phase.AWAITING_APPROVAL:  # an automatic rollback with no approvals needs no votes
+            for emoji in (messages.APPROVE_EMOJI, messages.REJECT_EMOJI):
+                self._reporter.quietly(operation.id, self._chat.add_reaction, ref, emoji)
         # A vote cast before the link above existed may have been dropped; count what the message shows now.
         self._reporter.quietly(operation.id, self._votes.reconcile, operation.id)
         reply(self._posted(operation))
@@ -433,6 +492,11 @@ class Requests:
         return {option.name: option for backend in self._backends.values() for option in backend.options()}
 
 
+def _unanswered(message: ChatMessage) -> None:
+    """Nobody typed the policy's request: what a command would be told goes to the log only."""
+    log.info("automatic rollback request", extra={"answer": message.text})
+
+
 def _verb(command: Command | ResumeSyncCommand) -> str:
     match command:
         case ResumeSyncCommand():
@@ -449,3 +513,5 @@ def _verb(command: Command | ResumeSyncCommand) -> str:
             return "help"
         case IncidentsCommand():
             return "incidents"
+        case AutoStatusCommand() | AutoResumeCommand():
+            return "auto"

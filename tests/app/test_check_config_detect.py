@@ -37,14 +37,14 @@ def write(tmp_path: Path):
 def test_a_catalog_without_a_detect_channel_says_detection_is_off(write) -> None:
     result = rollbot("check-config", str(write(VALID)))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.rstrip().endswith("detection: off (no detect.channel anywhere)")
+    assert "; detection: off (no detect.channel anywhere); automatic rollback: off" in result.stdout
 
 
 def test_the_summary_names_the_card_channels_and_every_watched_context(write) -> None:
     result = rollbot("check-config", str(write(DETECTING)))
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("\n") == 1
-    summary = result.stdout.split("detection: ", 1)[1].strip()
+    summary = result.stdout.split("detection: ", 1)[1].split("; automatic rollback:")[0].strip()
     assert summary == (
         "cards to C0INCIDENT, C0WEB; watching ecs:us-east-1 (default); helm:sandbox (shop); "
         "kubernetes:sandbox (every namespace)"

@@ -264,6 +264,8 @@ def test_a_rollback_progresses_to_completed_with_counts_and_new_events(
     assert [(d["status"], d["taskDefinition"].rsplit("/", 1)[-1], d["rolloutState"]) for d in primary] == [
         ("PRIMARY", "myservice:3", "COMPLETED")
     ]
+    tags = {t["key"]: t["value"] for t in ecs.list_tags_for_resource(resourceArn=describe(ecs)["serviceArn"])["tags"]}
+    assert (tags["rollbot:operation"], tags["rollbot:rolled-back-to"]) == ("op-1", "myservice:3")
 
 
 def test_polling_starts_at_about_one_second_and_never_exceeds_five(

@@ -134,3 +134,14 @@ def test_a_deployment_in_progress_is_polled_fast_and_reported_every_poll(aws: Aw
         # Five more polls within a few seconds, though the slow interval is 30 s and nothing changes.
         for count in range(1, 6):
             recorder.wait_for(service("web"), after=count, timeout=3, what=f"poll {count + 1} of web")
+
+
+def test_the_tags_of_rollbots_last_rollback_reach_the_snapshot(ecs: Any, watcher: EcsFailureWatcher) -> None:
+    seed_service(ecs, cluster="default", service="tagged", revisions=revisions("tagged")[:1])
+    arn = ecs.describe_services(cluster="default", services=["tagged"])["services"][0]["serviceArn"]
+    tags = {"rollbot:operation": "op-7", "rollbot:rolled-back-to": "tagged:1"}
+    ecs.tag_resource(resourceArn=arn, tags=[{"key": k, "value": v} for k, v in tags.items()])
+    with watching(watcher, EcsWatch(region=REGION, clusters=("default",))) as recorder:
+        listed = recorder.wait_for(service("tagged"), what="tagged listed")
+    assert listed.service is not None
+    assert (listed.service.rollbot_operation, listed.service.rolled_back_to) == ("op-7", "tagged:1")

@@ -166,4 +166,5 @@ def test_a_single_target_payload_is_unchanged() -> None:
         "backend",
         "from_revision",
         "to_revision",
+        "source",
     }

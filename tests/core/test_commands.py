@@ -13,6 +13,8 @@ from bot.core.commands import (
     MAX_REVISION,
     RESERVED_FLAGS,
     VERBS,
+    AutoResumeCommand,
+    AutoStatusCommand,
     CancelCommand,
     Command,
     HelpCommand,
@@ -474,3 +476,30 @@ def test_undeclared_or_conflicting_options_are_refused(
     with pytest.raises(CommandSyntaxError) as raised:
         validate_options(rollback(options=options), declared)
     assert str(raised.value) == message
+
+
+# --- auto ---------------------------------------------------------------------------------------------------------
+
+
+def test_auto_status_and_resume_parse_and_render_back() -> None:
+    assert parse_command("auto status") == AutoStatusCommand()
+    resume = parse_command("auto resume arn:aws:eks:eu-west-1:1234:cluster/prod")
+    assert resume == AutoResumeCommand(context="arn:aws:eks:eu-west-1:1234:cluster/prod")
+    for command in (AutoStatusCommand(), resume):
+        assert parse_command(render_command(command)) == command
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("auto", "usage: `/rollback auto status` or `/rollback auto resume <context>`"),
+        ("auto stop", "`stop` is not an `auto` command — usage:"),
+        ("auto resume", "`auto resume` takes one context"),
+        ("auto resume a b", "`auto resume` takes one context"),
+        ("auto resume -x", "`-x` is not a cluster context or AWS region"),
+    ],
+)
+def test_auto_usage_errors_say_what_to_type(text: str, problem: str) -> None:
+    with pytest.raises(CommandSyntaxError) as error:
+        parse_command(text)
+    assert problem in str(error.value)

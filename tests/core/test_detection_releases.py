@@ -119,6 +119,18 @@ def test_a_failed_rollout_without_breaker_rollback_is_an_incident_with_a_button(
     assert [(c.reason, c.count) for c in verdict.signal.counts] == [("FAILED", 1), ("failed tasks", 3)]
 
 
+@pytest.mark.parametrize(("running", "made_by"), [(7, "op-1"), (9, None)])
+def test_a_failing_deployment_of_the_revision_rollbot_rolled_back_to_is_marked_as_its_own(
+    running: int, made_by: str | None
+) -> None:
+    failed = ecs_deployment("ecs-svc/333", "PRIMARY", running, "FAILED", reason=BREAKER_REASON, running=0, failed=3)
+    tags = [{"key": "rollbot:operation", "value": "op-1"}, {"key": "rollbot:rolled-back-to", "value": "web:7"}]
+    snapshot = service({**ecs_service([failed], rollback=False), "tags": tags})
+    verdict = judge_ecs_service(snapshot, T0, SETTINGS, Observations())
+    assert verdict.signal is not None
+    assert verdict.signal.made_by_operation == made_by
+
+
 def test_a_circuit_breaker_rolling_back_by_itself_is_said_and_offers_no_button() -> None:
     failed = ecs_deployment("ecs-svc/222", "ACTIVE", 8, "FAILED", reason=BREAKER_REASON, failed=3)
     rollback = ecs_deployment("ecs-svc/333", "PRIMARY", 7, "IN_PROGRESS", running=2, at=T0 + timedelta(seconds=5))

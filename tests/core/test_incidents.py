@@ -115,6 +115,9 @@ def test_the_card_metadata_is_flat_and_follows_the_contract() -> None:
         "resolution": None,
         "operation_id": "op-7",
         "source": "watch",
+        "auto_state": None,
+        "auto_due_at": None,
+        "auto_why": None,
     }
     assert all(isinstance(value, str | int | type(None)) for value in payload.values())
 

@@ -59,6 +59,7 @@ def test_every_request_message_carries_the_operation_metadata(phase: Phase) -> N
             "backend": "helm",
             "from_revision": 3,
             "to_revision": 2,
+            "source": "user",
         },
     }
     _within_limits(message)

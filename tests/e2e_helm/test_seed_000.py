@@ -60,6 +60,7 @@ def test_seed_000_history_then_rollback_to_1_ends_deployed_as_revision_3(
         "backend": "helm",
         "from_revision": 2,
         "to_revision": 1,
+        "source": "user",
     }
     lines = wait_for_thread_line(fake_slack, request, "rolled back to revision 1")
     assert lines[0].startswith("✅ approved by <@U0BOB>")

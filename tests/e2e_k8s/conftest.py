@@ -71,9 +71,12 @@ class KubeCluster:
     kubectl: CliRunner
 
 
-def start_cluster(tmp_path: Path) -> tuple[KubeSim, KubeCluster]:
+def start_cluster(tmp_path: Path, registry: RegistryConfig | None = None) -> tuple[KubeSim, KubeCluster]:
+    """A fresh kubesim and a kubectl for it; `registry` (kept by a test that changes it later) defaults to the
+    seeds' missing images."""
     require_tool("kubectl", KUBECTL.exists(), f"the real kubectl at {KUBECTL}")
-    sim = KubeSim(pod_ready_seconds=POD_READY_SECONDS, registry=RegistryConfig(missing=MISSING_IMAGES)).start()
+    registry = registry if registry is not None else RegistryConfig(missing=list(MISSING_IMAGES))
+    sim = KubeSim(pod_ready_seconds=POD_READY_SECONDS, registry=registry).start()
     tmp_path.mkdir(parents=True, exist_ok=True)
     kubeconfig = tmp_path / "kubeconfig"
     sim.write_kubeconfig(kubeconfig)

@@ -139,6 +139,7 @@ def _ecs_signal(
         counts=tuple(counts),
         messages=distinct_messages(messages),
         is_rolling_back_by_itself=is_rolling_back_by_itself,
+        made_by_operation=service.made_by_rollbot(deployment),
     )
 
 

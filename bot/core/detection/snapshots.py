@@ -24,6 +24,9 @@ from bot.core.rollouts import ContainerImage
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 # Set by rollbot on the template it restores, so a revision rollbot made is never auto-rolled back (§6.10).
 OPERATION_ANNOTATION = "rollbot.dev/operation"
+# The tags the ECS backend leaves on a service it rolls back: the operation, and the `family:revision` it deployed.
+ECS_OPERATION_TAG = "rollbot:operation"
+ECS_ROLLED_BACK_TO_TAG = "rollbot:rolled-back-to"
 # The labels that tie a pod to its template: Deployments via the ReplicaSet, DaemonSets and StatefulSets via
 # their ControllerRevision; DaemonSets also keep the deprecated template generation.
 POD_TEMPLATE_HASH = "pod-template-hash"
@@ -310,6 +313,19 @@ class EcsServiceSnapshot(_Frozen):
     is_circuit_breaker_on: bool = False
     is_circuit_breaker_rollback: bool = False
     events: tuple[EcsEvent, ...] = ()
+    # rollbot's last rollback of the service (its tags): the operation, and the `family:revision` it deployed.
+    rollbot_operation: str | None = None
+    rolled_back_to: str | None = None
+
+    def made_by_rollbot(self, deployment: EcsDeployment) -> str | None:
+        """The rollbot operation whose rollback started `deployment` (it runs the task definition rolled back to)."""
+        if (
+            self.rollbot_operation
+            and self.rolled_back_to
+            and deployment.task_definition.endswith(f"/{self.rolled_back_to}")
+        ):
+            return self.rollbot_operation
+        return None
 
     @property
     def primary(self) -> EcsDeployment | None:
@@ -340,6 +356,7 @@ class EcsServiceSnapshot(_Frozen):
             EcsEvent(id=e["id"], created_at=e["createdAt"], message=e.get("message", ""))
             for e in (obj.get("events") or ())[:10]
         )
+        tags = {str(t.get("key")): str(t.get("value")) for t in obj.get("tags") or ()}
         return cls(
             cluster=cluster,
             service=obj["serviceName"],
@@ -347,6 +364,8 @@ class EcsServiceSnapshot(_Frozen):
             is_circuit_breaker_on=bool(breaker.get("enable")),
             is_circuit_breaker_rollback=bool(breaker.get("rollback")),
             events=events,
+            rollbot_operation=tags.get(ECS_OPERATION_TAG),
+            rolled_back_to=tags.get(ECS_ROLLED_BACK_TO_TAG),
         )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.core.catalog import SlackGroupId, SlackUserId, Target
+from bot.core.incident_auto import POLICY_REQUESTER
 from bot.core.operations import METADATA_EVENT_TYPE, Operation, Phase
 from bot.core.slack_limits import MAX_BLOCKS, MAX_SECTION_TEXT, MAX_TEXT
 
@@ -74,6 +75,8 @@ def escape_keeping_mentions(text: str) -> str:
 
 
 def mention(user: SlackUserId | str) -> str:
+    if user == POLICY_REQUESTER:
+        return "the automatic rollback policy"  # the requester of an automatic rollback is no Slack user
     return f"<@{user}>"
 
 

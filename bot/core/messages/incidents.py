@@ -10,11 +10,12 @@ metadata. Backend strings (reasons, messages, images, names) are escaped: a pod 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from bot.core.catalog import format_duration
 from bot.core.detection import Signal, Verification, VerificationState
+from bot.core.incident_auto import POLICY_REQUESTER, AutoState
 from bot.core.incidents import INCIDENT_EVENT_TYPE, Incident, IncidentId, IncidentSource, IncidentState, Resolution
 from bot.core.messages.blocks import (
     ChatMessage,
@@ -32,6 +33,9 @@ from bot.core.slack_limits import MAX_BLOCKS, MAX_TEXT
 # The card's button; the handler listens for exactly this action id, and its value is the incident id.
 INCIDENT_ROLLBACK_ACTION: Final = "rollbot_incident_rollback"
 INCIDENT_ACTIONS_BLOCK: Final = "rollbot_incident_actions"
+# The countdown's Cancel button (value: the incident id), fixed by contract.
+AUTO_CANCEL_ACTION: Final = "rollbot_auto_cancel"
+AUTO_BLOCK: Final = "rollbot_incident_auto"
 # A listing longer than this is cut, saying how many more there are: it is an ephemeral reply, not a report.
 MAX_INCIDENTS_LISTED: Final = 20
 
@@ -67,6 +71,7 @@ def incident_card(incident: Incident, now: datetime) -> ChatMessage:
         blocks.append(context(f":warning: {escape_keeping_mentions(incident.note)}"))
     if incident.group_id is not None:
         blocks.append(context(_group_text(incident)))
+    blocks.extend(_auto_blocks(incident))
     if incident.has_button and incident.last_good is not None:
         blocks.append(_rollback_button(incident, incident.last_good.revision))
     elif incident.state is IncidentState.OPEN and incident.no_button_reason and not incident.is_ecs_rolling_back:
@@ -231,6 +236,41 @@ def _group_text(incident: Incident) -> str:
     if incident.state is IncidentState.RESOLVED:
         return f":link: Part of mass failure `{escape(incident.group_id or '')}` ({summary})."
     return f":link: Part of mass failure `{escape(incident.group_id or '')}`: roll back from {summary}."
+
+
+def _auto_blocks(incident: Incident) -> list[dict[str, Any]]:
+    """The automatic rollback's state: the countdown with its Cancel button, or what became of it."""
+    auto = incident.auto
+    if auto is None or incident.state is IncidentState.RESOLVED:
+        return []
+    match auto.state:
+        case AutoState.COUNTING if auto.due_at is not None:
+            due = auto.due_at.astimezone(UTC).strftime("%H:%M:%S UTC")
+            text = (
+                f":hourglass_flowing_sand: Rolling back to revision {auto.to_revision} automatically at {due} "
+                "unless cancelled"
+            )
+            if auto.approvals:
+                text += f" (then it waits for {auto.approvals} approval{'s' if auto.approvals > 1 else ''})"
+            button = {
+                "type": "button",
+                "action_id": AUTO_CANCEL_ACTION,
+                "text": {"type": "plain_text", "text": "Cancel", "emoji": True},
+                "value": incident.id,
+            }
+            return [
+                section(text, block_id=AUTO_BLOCK),
+                {"type": "actions", "block_id": f"{AUTO_BLOCK}_actions", "elements": [button]},
+            ]
+        case AutoState.CANCELLED:
+            return [context(f":no_entry_sign: Automatic rollback cancelled by <@{auto.cancelled_by}>")]
+        case AutoState.STARTED if incident.rollback_requested_by == POLICY_REQUESTER or (
+            incident.operation_id is not None and incident.operation_id == auto.operation_id
+        ):  # not once that rollback is over and the incident failed again (reopened)
+            return [context(f":robot_face: Automatic rollback started as `{auto.operation_id}`")]
+        case AutoState.SKIPPED:
+            return [context(f":pause_button: automatic rollback skipped: {escape_keeping_mentions(auto.why or '')}")]
+    return []
 
 
 def _rollback_button(incident: Incident, revision: int) -> dict[str, Any]:

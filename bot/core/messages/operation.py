@@ -117,6 +117,8 @@ def request_message(operation: Operation, now: datetime | None = None) -> ChatMe
 
 
 def _approvals_line(operation: Operation) -> str:
+    if operation.required_approvals == 0:
+        return ":robot_face: started by the automatic rollback policy (approvals: 0)"
     count = len(operation.approvals)
     who = ", ".join(mention(user) for user in operation.approvers)
     line = f":white_check_mark: approvals {count}/{operation.required_approvals}"

@@ -43,7 +43,7 @@ def usage_text(command: str) -> str:
         f"*Usage:* `{command} <target> [<revision>]` (no revision or 0 = the previous one), "
         f'`--to-revision=N`, `--dry-run`, `--reason "…"`\n'
         f"`{command} history <target>` · `{command} status <target>` · `{command} cancel <operation-id>` · "
-        f"`{command} help`"
+        f"`{command} incidents` · `{command} auto status` · `{command} help`"
     )
 
 
