@@ -124,8 +124,9 @@ def test_a_vote_whose_write_failed_is_counted_by_the_next_sweep_and_only_once(wo
 
 
 class _PausingChat:
-    """The world's chat, but the first request-message update made from a thread named `paused-*` freezes until
-    `resume` is set: a replica paused right after storing its claim, before reporting it."""
+    """The world's chat, but the first update showing the claim ("Rolling back") made from a thread named
+    `paused-*` freezes until `resume` is set: a replica paused right after storing its claim, before reporting
+    it. (The approval's own lines, queued before the claim, went out already.)"""
 
     def __init__(self, inner) -> None:
         self._inner = inner
@@ -136,7 +137,8 @@ class _PausingChat:
         return getattr(self._inner, name)
 
     def update(self, ref, message, **scheduling):
-        if threading.current_thread().name.startswith("paused-") and not self.paused.is_set():
+        shows_claim = "Rolling back" in repr(message)
+        if threading.current_thread().name.startswith("paused-") and shows_claim and not self.paused.is_set():
             self.paused.set()
             self.resume.wait(10)
         return self._inner.update(ref, message, **scheduling)
@@ -151,7 +153,9 @@ def test_a_replica_paused_between_its_claim_and_its_report_posts_no_stale_line(w
         threads.append(thread)
         thread.start()
 
-    paused = world.make_flow("replica-a", chat=chat, submit=in_a_paused_thread, lease=LEASE)
+    paused = world.make_flow(
+        "replica-a", chat=chat, submit=in_a_paused_thread, submit_report=in_a_paused_thread, lease=LEASE
+    )
     operation = paused.handle_command("workshop", REQUESTER, CHANNEL, world.reply)
     paused.handle_reaction(operation.request_message, APPROVER, "white_check_mark", added=True)
     assert chat.paused.wait(5)  # the claim is stored; its "rolling back" line is not posted yet
