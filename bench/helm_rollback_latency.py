@@ -47,7 +47,6 @@ from redis import StrictRedis
 from bot.app import build_app
 from bot.core.operations import METADATA_EVENT_TYPE
 from bot.settings import Settings
-from sandbox.kubesim.cluster import KubeSim
 from sandbox.redis_server import DATABASES, RedisServer
 from sandbox.slack.driver import SlackDriver
 from sandbox.slack.records import Change, Message
@@ -66,14 +65,34 @@ CATALOG = (
 
 
 class Scenario:
-    """A fresh kubesim with seed 000 arranged by the real helm in its own HOME and caches."""
+    """A fresh kubesim with seed 000 arranged by the real helm in its own HOME and caches.
+
+    kubesim runs in a process of its own, as an API server does: in this process it would share the
+    interpreter with the bot and the fake Slack, and the bot's Slack traffic would slow helm's API calls.
+    """
 
     def __init__(self, pod_ready: float, *, new_pod: bool = False) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="helm-bench-")
         self.workdir = Path(self._tmp.name)
-        self.sim = KubeSim(pod_ready_seconds=pod_ready).start()
         self.kubeconfig = self.workdir / "kubeconfig"
-        self.sim.write_kubeconfig(self.kubeconfig)
+        self.sim = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sandbox.kubesim",
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "--pod-ready-seconds",
+                str(pod_ready),
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.sim.stdout is not None
+        if "kubesim serving" not in self.sim.stdout.readline():
+            self.sim.kill()
+            raise RuntimeError("kubesim did not start")
         self.env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self.workdir / "home"),
@@ -104,7 +123,8 @@ class Scenario:
         return [f"{row['revision']} {row['status']} {row['description']}" for row in rows]
 
     def close(self) -> None:
-        self.sim.stop()
+        self.sim.terminate()
+        self.sim.wait(timeout=30)
         self._tmp.cleanup()
 
 
