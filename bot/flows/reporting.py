@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Hashable
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from bot.core import messages
 from bot.core.effects import Effect, PostInThread, RefreshRequestMessage, StartExecution, TellUser
@@ -30,6 +30,9 @@ from bot.ports import Chat, Metrics, OperationStore
 log = logging.getLogger("rollbot.flows")
 
 _T = TypeVar("_T")
+
+# How long a report waits for the ref of a request message just posted (written right after the post).
+REQUEST_REF_DELAYS: Final = (0.05, 0.1, 0.2, 0.4, 0.8)
 
 
 class Reporter:
@@ -235,11 +238,17 @@ class Reporter:
 
     def _request_message(self, operation: Operation) -> MessageRef | None:
         """The request message to report under. A vote can be stored in the moment between the request message's
-        post and the write of its ref; its lines are reported later, when the store knows the ref."""
+        post and the write of its ref (the vote finds the operation by the message's link, written first): its
+        lines wait on the lane, briefly, until the store knows the ref. None for an operation never posted."""
         if operation.request_message is not None:
             return operation.request_message
-        stored = self._store.get(operation.id)
-        return stored.request_message if stored is not None else None
+        for delay in (*REQUEST_REF_DELAYS, None):
+            stored = self._store.get(operation.id)
+            if stored is None or stored.request_message is not None or not stored.phase.is_in_flight:
+                return stored.request_message if stored is not None else None
+            if delay is not None:
+                self._sleep(delay)
+        return None
 
     def patiently(self, call: Callable[[], _T]) -> _T:
         """A chat call after a committed change: Slack being briefly unavailable must not lose the line."""

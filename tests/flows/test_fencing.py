@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from bot.core.errors import StoreUnavailable
-from bot.core.operations import Phase
+from bot.core.operations import MessageRef, Phase
 from bot.flows.journal import LOCK_MARGIN
 from tests.fakes.memory_store import InMemoryOperationStore
 from tests.flows.conftest import APPROVER, CHANNEL, OTHER_APPROVER, REQUESTER, World
@@ -171,3 +174,32 @@ def test_a_replica_paused_between_its_claim_and_its_report_posts_no_stale_line(w
     assert thread_lines[-1].startswith("✅ rolled back to revision 1"), thread_lines
     assert not any("rolling back" in line for line in thread_lines), "the paused replica reported its stale claim"
     assert world.backend.rollbacks_applied(world.catalog.get("workshop")) == 1
+
+
+class _VoteOnLinkStore(InMemoryOperationStore):
+    """An approver as quick as can be: the ✅ is handled right after the request message's link is stored, before
+    the operation records the message's ref."""
+
+    vote: Callable[[MessageRef], None] | None = None
+
+    def link_message(self, operation_id, ref) -> None:
+        super().link_message(operation_id, ref)
+        if self.vote is not None:
+            vote, self.vote = self.vote, None
+            vote(ref)
+
+
+def test_a_vote_stored_before_the_request_messages_ref_still_gets_its_lines(world: World) -> None:
+    store = _VoteOnLinkStore(world.clock)
+    reporting = ThreadPoolExecutor(2)
+    flow = world.make_flow(store=store, submit_report=reporting.submit, sleep=time.sleep)
+    store.vote = lambda ref: flow.handle_reaction(ref, APPROVER, "white_check_mark", added=True)
+
+    operation = flow.handle_command("workshop", REQUESTER, CHANNEL, world.reply)
+    reporting.shutdown(wait=True)
+
+    assert store.get(operation.id).phase is Phase.SUCCEEDED
+    thread_lines = world.chat.thread(operation.request_message)
+    assert thread_lines, "the approval's lines were dropped"
+    assert thread_lines[0].startswith("✅ approved by <@U0BOB>"), thread_lines
+    assert thread_lines[-1].startswith("✅ rolled back to revision 1"), thread_lines
