@@ -6,6 +6,10 @@ Seed 000 on a fresh kubesim each time: `helm create workshop`, `helm install --w
 - rollbot: the real bot (`build_app`, real Helm backend, the same helm binary) behind its signed HTTP endpoint,
   the fake Slack and a real redis-server; `/rollback workshop 1` by alice, then the clock starts when bob's ✅
   is sent and stops when the fake Slack records the final thread message (`✅ rolled back to revision 1 …`).
+  Bob reacts `--approve-after` seconds (2) after the request message appears, as a person reading it does:
+  the bot paces its posts at Slack's 1 per second per channel (burst 3), and an approval sent within
+  milliseconds of the request message would time that pacing (the request, "approved", "rolling back" and
+  the final line back to back), not the rollback.
   Milestones on the way: the "rolling back" thread line, and the request message reaching phase `succeeded`.
 - helm: `helm rollback workshop 1 --wait=watcher --timeout 60s --history-max 10` (the bot's flags), timed
   around the process.
@@ -15,6 +19,7 @@ little to wait for. A second comparison adds a good upgrade (image 1.17.0) befor
 back to revision 1 must start a new pod and helm waits about `--pod-ready` seconds for it.
 
     .venv/bin/python bench/helm_rollback_latency.py [--runs 5] [--pod-ready 1.0] [--warmup 1] [--new-pod-runs 3]
+                                                    [--approve-after 2.0]
 
 Prints one JSON document on stdout (logs go to stderr).
 """
@@ -42,7 +47,6 @@ from redis import StrictRedis
 from bot.app import build_app
 from bot.core.operations import METADATA_EVENT_TYPE
 from bot.settings import Settings
-from sandbox.kubesim.cluster import KubeSim
 from sandbox.redis_server import DATABASES, RedisServer
 from sandbox.slack.driver import SlackDriver
 from sandbox.slack.records import Change, Message
@@ -61,14 +65,34 @@ CATALOG = (
 
 
 class Scenario:
-    """A fresh kubesim with seed 000 arranged by the real helm in its own HOME and caches."""
+    """A fresh kubesim with seed 000 arranged by the real helm in its own HOME and caches.
+
+    kubesim runs in a process of its own, as an API server does: in this process it would share the
+    interpreter with the bot and the fake Slack, and the bot's Slack traffic would slow helm's API calls.
+    """
 
     def __init__(self, pod_ready: float, *, new_pod: bool = False) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="helm-bench-")
         self.workdir = Path(self._tmp.name)
-        self.sim = KubeSim(pod_ready_seconds=pod_ready).start()
         self.kubeconfig = self.workdir / "kubeconfig"
-        self.sim.write_kubeconfig(self.kubeconfig)
+        self.sim = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sandbox.kubesim",
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "--pod-ready-seconds",
+                str(pod_ready),
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.sim.stdout is not None
+        if "kubesim serving" not in self.sim.stdout.readline():
+            self.sim.kill()
+            raise RuntimeError("kubesim did not start")
         self.env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self.workdir / "home"),
@@ -99,7 +123,8 @@ class Scenario:
         return [f"{row['revision']} {row['status']} {row['description']}" for row in rows]
 
     def close(self) -> None:
-        self.sim.stop()
+        self.sim.terminate()
+        self.sim.wait(timeout=30)
         self._tmp.cleanup()
 
 
@@ -121,7 +146,7 @@ def awaiting_approval(fake: FakeSlack) -> Message | None:
     return None
 
 
-def rollbot_run(pod_ready: float, new_pod: bool, redis: RedisServer, db: int) -> dict[str, Any]:
+def rollbot_run(pod_ready: float, new_pod: bool, redis: RedisServer, db: int, approve_after: float) -> dict[str, Any]:
     scenario = Scenario(pod_ready, new_pod=new_pod)
     with StrictRedis.from_url(redis.url(db)) as client:
         client.flushdb()
@@ -165,6 +190,7 @@ def rollbot_run(pod_ready: float, new_pod: bool, redis: RedisServer, db: int) ->
                 slack.slash_command("workshop 1", user=ALICE, channel=INCIDENT)
                 request = fake.wait_for(lambda: awaiting_approval(fake), 30, description="the request")
                 assert request is not None
+                time.sleep(approve_after)
                 started = time.monotonic()
                 slack.reaction_added(BOB, "white_check_mark", INCIDENT, request.ts)
                 if not done.wait(90):
@@ -187,28 +213,31 @@ def rollbot_run(pod_ready: float, new_pod: bool, redis: RedisServer, db: int) ->
         scenario.close()
 
 
-def compare(pod_ready: float, new_pod: bool, runs: int, warmups: int, redis: RedisServer) -> dict[str, Any]:
+def compare(
+    pod_ready: float, new_pod: bool, runs: int, warmups: int, redis: RedisServer, approve_after: float
+) -> dict[str, Any]:
     rollbot: list[dict[str, Any]] = []
     helm: list[dict[str, Any]] = []
     warmup: list[dict[str, Any]] = []
     for index in range(warmups):
         warmup.append(
             {
-                "rollbot_wall_s": rollbot_run(pod_ready, new_pod, redis, index % DATABASES)["wall_s"],
+                "rollbot_wall_s": rollbot_run(pod_ready, new_pod, redis, index % DATABASES, approve_after)["wall_s"],
                 "plain_helm_wall_s": plain_helm_run(pod_ready, new_pod)["wall_s"],
             }
         )
     for index in range(warmups, warmups + runs):
         # Alternate which goes first so that neither always runs on a machine warmed by the other.
         if index % 2 == 0:
-            rollbot.append(rollbot_run(pod_ready, new_pod, redis, index % DATABASES))
+            rollbot.append(rollbot_run(pod_ready, new_pod, redis, index % DATABASES, approve_after))
             helm.append(plain_helm_run(pod_ready, new_pod))
         else:
             helm.append(plain_helm_run(pod_ready, new_pod))
-            rollbot.append(rollbot_run(pod_ready, new_pod, redis, index % DATABASES))
+            rollbot.append(rollbot_run(pod_ready, new_pod, redis, index % DATABASES, approve_after))
     rollbot_median = statistics.median(run["wall_s"] for run in rollbot)
     helm_median = statistics.median(run["wall_s"] for run in helm)
     return {
+        "rollbot_to_helm_ratio": round(rollbot_median / helm_median, 2),
         "runs": runs,
         "rollbot_median_s": rollbot_median,
         "plain_helm_median_s": helm_median,
@@ -225,6 +254,9 @@ def main() -> int:
     parser.add_argument("--pod-ready", type=float, default=1.0, help="kubesim's seconds for a pod to become Ready")
     parser.add_argument("--new-pod-runs", type=int, default=3, help="runs of the variant that waits for a new pod")
     parser.add_argument(
+        "--approve-after", type=float, default=2.0, help="seconds bob takes to react once the request is posted"
+    )
+    parser.add_argument(
         "--warmup", type=int, default=1, help="pairs run first and reported apart (a cold process pays imports)"
     )
     args = parser.parse_args()
@@ -235,8 +267,8 @@ def main() -> int:
     version = subprocess.run([str(HELM), "version", "--short"], capture_output=True, text=True, check=True).stdout
     redis = RedisServer().start()
     try:
-        seed_000 = compare(args.pod_ready, False, args.runs, args.warmup, redis)
-        new_pod = compare(args.pod_ready, True, args.new_pod_runs, 0, redis)
+        seed_000 = compare(args.pod_ready, False, args.runs, args.warmup, redis, args.approve_after)
+        new_pod = compare(args.pod_ready, True, args.new_pod_runs, 0, redis, args.approve_after)
     finally:
         redis.stop()
     print(
@@ -246,6 +278,7 @@ def main() -> int:
                 "next to a plain `helm rollback workshop 1 --wait=watcher` on the same scenario",
                 "helm_version": version.strip(),
                 "pod_ready_seconds": args.pod_ready,
+                "approve_after_s": args.approve_after,
                 **seed_000,
                 "rollback_that_waits_for_a_new_pod": {
                     "what": "the same after a good upgrade in between: helm must wait for a new pod of revision 1",

@@ -71,8 +71,13 @@ log = logging.getLogger("rollbot.app")
 
 # Bolt's listener threads only parse, ack and hand over; a few more than Bolt's default 5 absorb bursts.
 LISTENER_THREADS = 16
-# Short request work (answering commands, counting votes): Redis and Slack calls of a few ms each.
+# Request work: answering commands (a command waits for Slack's budget to post its request message).
 REQUEST_WORKERS = 16
+# Counting votes: Redis only, a few ms each; its own pool, so an approval never waits behind commands.
+VOTE_WORKERS = 8
+# Reporting lanes (bot.flows.report_queue): one worker per operation with reports waiting for Slack's budget.
+# Most of them sleep in the outbox; enough for every in-flight operation of a mass failure, created on demand.
+REPORT_WORKERS = 128
 # How long stop() waits for executor threads to notice it; a rollout still running stays in Redis for takeover.
 STOP_GRACE_SECONDS = 5.0
 # How long stop() lets acknowledged request work (commands, votes) finish; what is left is parked for the other
@@ -156,6 +161,8 @@ class RollbotApp:
     server: Server | None
     rollout_executor: ThreadPoolExecutor
     request_executor: ThreadPoolExecutor
+    vote_executor: ThreadPoolExecutor
+    report_executor: ThreadPoolExecutor
     # Socket Mode: the runner owns the WebSocket and the probe server (then `server` is None).
     socket_runner: SocketModeRunner | None = None
     _closers: list[Callable[[], None]] = field(default_factory=list)
@@ -205,15 +212,26 @@ class RollbotApp:
             self._sweeper.join(timeout=5)
         # Work Slack already got an ack for is finished, not dropped: the queue drains within the grace period,
         # and whatever is still queued then stays parked in Redis, handed to the other replicas by goodbye.
-        self.request_executor.shutdown(wait=False)
-        _join_workers(self.request_executor, timeout=REQUEST_DRAIN_SECONDS)
-        self.request_executor.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + REQUEST_DRAIN_SECONDS
+        for gestures in (self.vote_executor, self.request_executor):
+            gestures.shutdown(wait=False)
+            _join_workers(gestures, timeout=max(0.0, deadline - time.monotonic()))
+            gestures.shutdown(wait=False, cancel_futures=True)
         self._quietly(self.flow.say_goodbye)
         # Watches notice `flow.stop()` at their next observation and hand their rollout over.
         self.rollout_executor.shutdown(wait=False, cancel_futures=True)
         _join_workers(self.rollout_executor, timeout=STOP_GRACE_SECONDS)
+        # The lines of what was done (the hand-over lines too) go out within the grace period.
+        self.report_executor.shutdown(wait=False)
+        _join_workers(self.report_executor, timeout=STOP_GRACE_SECONDS)
+        self.report_executor.shutdown(wait=False, cancel_futures=True)
         for close in self._closers:
             self._quietly(close)
+
+    def finish_gestures(self) -> None:
+        """Stop taking gestures and wait until those acknowledged so far are handled and reported (tests)."""
+        for pool in (self.request_executor, self.vote_executor, self.report_executor):
+            pool.shutdown(wait=True)
 
     def __enter__(self) -> RollbotApp:
         return self.start()
@@ -311,6 +329,8 @@ def build_app(
     )
     rollout_executor = ThreadPoolExecutor(max_workers=settings.executor_workers, thread_name_prefix="rollout")
     request_executor = ThreadPoolExecutor(max_workers=REQUEST_WORKERS, thread_name_prefix="request")
+    vote_executor = ThreadPoolExecutor(max_workers=VOTE_WORKERS, thread_name_prefix="vote")
+    report_executor = ThreadPoolExecutor(max_workers=REPORT_WORKERS, thread_name_prefix="report")
     flow = RollbackFlow(
         backends=backends if backends is not None else build_backends(settings),
         chat=chat,
@@ -320,6 +340,8 @@ def build_app(
         catalog=catalog,
         submit=_submitter(rollout_executor),
         submit_request=_submitter(request_executor),
+        submit_vote=_submitter(vote_executor),
+        submit_report=_submitter(report_executor),
         new_operation_id=new_id,
         replica_id=settings.replica_id,
         command_name=settings.slash_command,
@@ -435,6 +457,8 @@ def build_app(
         server=server,
         rollout_executor=rollout_executor,
         request_executor=request_executor,
+        vote_executor=vote_executor,
+        report_executor=report_executor,
         socket_runner=socket_runner,
         incidents=incidents,
         mass_failures=mass_failures,

@@ -15,9 +15,11 @@ the call's buckets for Retry-After and queues the call again in its old place in
 
 No thread ever waits for another thread's work, only for tokens that time refills, so the pools cannot
 deadlock: a PROGRESS call waiting forever holds no lock and no token an URGENT call needs, and an URGENT call
-is granted ahead of it on any bucket they share. A PROGRESS update of a message gives way to a newer update of
-the same message (the older call returns None), and gives up after `progress_patience` (returns None too):
-the rollout thread then observes again and offers a newer one, so progress slows down instead of failing.
+is granted ahead of it on any bucket they share. (Only the first in line of each bucket watches the clock; the
+others are woken by whoever grants, replaces or withdraws the call ahead of them.) A PROGRESS update of a
+message gives way to a newer update of the same message (the older call returns None), and gives up after
+`progress_patience` (returns None too): the rollout thread then observes again and offers a newer one, so
+progress slows down instead of failing.
 
 Budgets are per replica: `replicas` divides them (every replica shares the workspace's budget), and a 429 —
 from a neighbour's traffic, or a limit Slack tightened — pauses the bucket for Retry-After on top of that.
@@ -29,7 +31,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
@@ -230,6 +232,21 @@ class OutboundSchedule:
     def waiting(self) -> list[Ticket]:
         return sorted(self._waiting, key=lambda t: t.order)
 
+    def firsts_in_line(self) -> set[Ticket]:
+        """The best waiting call of each bucket: only these can be granted next (`grant` never lets a call
+        overtake a better one on a bucket they share), so only these need to watch the clock."""
+        best: dict[BucketKey, Ticket] = {}
+        for ticket in self._waiting:
+            for key in ticket.buckets:
+                held = best.get(key)
+                if held is None or ticket.order < held.order:
+                    best[key] = ticket
+        return set(best.values())
+
+    def wait_of(self, ticket: Ticket, now: float) -> float:
+        """Seconds until `ticket`'s buckets have a token for it (0: now, if nothing better waits)."""
+        return self._wait_of(ticket, now)
+
     def _wait_of(self, ticket: Ticket, now: float) -> float:
         reserve = PROGRESS_RESERVE if ticket.priority is Priority.PROGRESS else 0.0
         return max((self._bucket(key).seconds_until_token(now, reserve) for key in ticket.buckets), default=0.0)
@@ -260,6 +277,10 @@ class SlackOutbox:
     """Blocks each caller until its call fits the budget, then sends it from the caller's thread.
 
     `rate_limited(exc)` says whether an exception is Slack's 429 and how long to wait (None otherwise).
+
+    Each waiting caller sleeps on its own condition. Only the first in line of each bucket sleeps with a timeout
+    (until its bucket refills); the others sleep until they are granted, replaced, or become first in line. So
+    a hundred queued reports cost a wake-up per grant, not a hundred.
     """
 
     def __init__(
@@ -276,7 +297,8 @@ class SlackOutbox:
         self._observer = observer
         self._patience = progress_patience
         self._monotonic = monotonic
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
+        self._wakers: dict[Ticket, threading.Condition] = {}
 
     def call(
         self,
@@ -295,18 +317,19 @@ class SlackOutbox:
         (reads that have a cached answer to fall back on) the 429 is raised to the caller after the pause is noted.
         `on_queued(seconds)` is told the estimated wait when the call cannot go at once.
         """
-        with self._changed:
+        with self._lock:
+            firsts = self._schedule.firsts_in_line()
             ticket, replaced = self._schedule.submit(
                 method, priority, self._monotonic(), channel=channel, coalesce_key=coalesce_key
             )
+            self._wakers[ticket] = threading.Condition(self._lock)
             self._count_queued(ticket, +1)
             for old in replaced:
                 self._count_queued(old, -1)
                 if self._observer is not None:
                     self._observer.slack_progress_coalesced()
-            if replaced:
-                self._changed.notify_all()  # the replaced callers return None at once
-            self._pump()
+            self._wake(replaced)  # the replaced callers return None at once
+            self._pump(firsts)
             estimate = (
                 None
                 if ticket.state is TicketState.GRANTED
@@ -314,29 +337,32 @@ class SlackOutbox:
             )
         if estimate is not None and on_queued is not None:
             on_queued(estimate)
-        while True:
-            if not self._wait_for_turn(ticket):
-                return None
-            try:
-                return send()
-            except Exception as exc:
-                wait = self._rate_limited(exc)
-                if wait is None:
-                    raise
-                with self._changed:
-                    now = self._monotonic()
-                    self._schedule.pause(ticket, wait, now)
-                    if retry_rate_limits:
-                        self._schedule.requeue(ticket)
-                        self._count_queued(ticket, +1)
-                    self._changed.notify_all()
-                if not retry_rate_limits:
-                    raise
-            finally:
-                self._count_in_flight(ticket, -1)
+        try:
+            while True:
+                if not self._wait_for_turn(ticket):
+                    return None
+                try:
+                    return send()
+                except Exception as exc:
+                    wait = self._rate_limited(exc)
+                    if wait is None:
+                        raise
+                    with self._lock:
+                        now = self._monotonic()
+                        self._schedule.pause(ticket, wait, now)
+                        if retry_rate_limits:
+                            self._schedule.requeue(ticket)
+                            self._count_queued(ticket, +1)
+                    if not retry_rate_limits:
+                        raise
+                finally:
+                    self._count_in_flight(ticket, -1)
+        finally:
+            with self._lock:
+                self._wakers.pop(ticket, None)
 
     def waiting(self) -> list[Ticket]:
-        with self._changed:
+        with self._lock:
             return self._schedule.waiting()
 
     def _wait_for_turn(self, ticket: Ticket) -> bool:
@@ -344,18 +370,24 @@ class SlackOutbox:
         # Only an update can give up: a newer one will follow. A post (the first progress message) must be sent.
         is_update = ticket.priority is Priority.PROGRESS and ticket.coalesce_key is not None
         deadline = ticket.submitted_at + self._patience if is_update else None
-        with self._changed:
+        with self._lock:
+            waker = self._wakers[ticket]
             while ticket.state is TicketState.WAITING:
                 now = self._monotonic()
-                if deadline is not None and now >= deadline and self._schedule.withdraw(ticket):
-                    self._count_queued(ticket, -1)
-                    if self._observer is not None:
-                        self._observer.slack_progress_coalesced()
-                    return False
-                pause = self._schedule.next_grant_in(now)
+                if deadline is not None and now >= deadline:
+                    firsts = self._schedule.firsts_in_line()
+                    if self._schedule.withdraw(ticket):
+                        self._count_queued(ticket, -1)
+                        if self._observer is not None:
+                            self._observer.slack_progress_coalesced()
+                        self._wake(self._schedule.firsts_in_line() - firsts)
+                        return False
+                pause: float | None = None
+                if ticket in self._schedule.firsts_in_line():
+                    pause = max(self._schedule.wait_of(ticket, now), 0.001)
                 if deadline is not None:
                     pause = min(pause if pause is not None else deadline - now, deadline - now)
-                self._changed.wait(timeout=max(pause, 0.001) if pause is not None else None)
+                waker.wait(timeout=max(pause, 0.001) if pause is not None else None)
                 self._pump()
             if ticket.state is not TicketState.GRANTED:
                 return False
@@ -363,9 +395,18 @@ class SlackOutbox:
             self._count_in_flight(ticket, +1)
             return True
 
-    def _pump(self) -> None:
-        if self._schedule.grant(self._monotonic()):
-            self._changed.notify_all()
+    def _pump(self, firsts: set[Ticket] | None = None) -> None:
+        """Grant what may go now; wake the granted callers and whoever became first in line of a bucket."""
+        before = self._schedule.firsts_in_line() if firsts is None else firsts
+        granted = self._schedule.grant(self._monotonic())
+        self._wake(granted)
+        self._wake(self._schedule.firsts_in_line() - before)
+
+    def _wake(self, tickets: Iterable[Ticket]) -> None:
+        for ticket in tickets:
+            waker = self._wakers.get(ticket)
+            if waker is not None:
+                waker.notify()
 
     def _count_queued(self, ticket: Ticket, delta: int) -> None:
         if self._observer is not None:

@@ -27,6 +27,7 @@ from kubernetes.client.exceptions import ApiException
 from bot.backends import helm_interpret as helm
 from bot.backends import kubernetes_interpret as rules
 from bot.backends.helm_env import helm_environment
+from bot.backends.helm_storage import HelmStorage
 from bot.backends.kubernetes_api import (
     KubernetesBackend,
     KubernetesClients,
@@ -114,6 +115,7 @@ class HelmCliBackend:
         self._environment = helm_environment(environment if environment is not None else os.environ, kubeconfig)
         # helm's own --timeout for the rollback's wait; the bot's rollout timeout, so both give up together.
         self._wait_timeout = wait_timeout
+        self._storage = HelmStorage(self._clients, self._environment)
         self._running: dict[str, _RunningRollback] = {}
         self._lock = threading.Lock()
 
@@ -244,10 +246,11 @@ class HelmCliBackend:
         expected = RevisionNumber(int(plan.backend_data.get("latest_before", "0")) + 1)
         if running is not None:
             return RollbackReceipt(new_revision=expected, message="helm rollback already running")
-        if "latest_before" in plan.backend_data:
-            recorded_row = helm.decide_rollback(
-                spec.release, self._history_rows(spec), int(plan.backend_data["latest_before"]), plan.to_revision
-            )
+        latest_before = int(plan.backend_data["latest_before"]) if "latest_before" in plan.backend_data else None
+        # The release still ends at the plan's revision (one LIST of helm's storage): nothing moved under the
+        # plan and no earlier attempt recorded anything, so helm may run. Otherwise helm's history decides.
+        if latest_before is not None and self._storage.latest_revision(spec) != latest_before:
+            recorded_row = helm.decide_rollback(spec.release, self._history_rows(spec), latest_before, plan.to_revision)
             if recorded_row is not None:
                 # A take-over after a crash: helm already recorded our rollback; never create a second one.
                 return RollbackReceipt(

@@ -10,14 +10,16 @@ package is split by responsibility, around one journal:
 - `votes`     reactions, buttons and cancels; lost votes recounted;
 - `execution` claim, roll back once, watch, finish — under a fenced `lease`;
 - `batch`     a batch's members rolled back in parallel under its one lease (`batch_requests` plans them);
-- `reporting` what goes to Slack after a stored change;
+- `reporting` what goes to Slack after a stored change, queued in order per operation (`report_queue`);
 - `sweeper`   expiry, recounts, orphaned operations and gestures;
 - `inbox`     acknowledged gestures parked until their effect is stored;
 - `retrying`  every retry policy (tenacity, injected sleep).
 
 Bugs are not user errors: a `UserError` is answered as written; anything else is logged with a reference, and
 the person sees "Internal error, reference …", never a traceback. Long work goes to the `submit` callable the
-composition root provides (a bounded executor), and time comes from the `Clock` port.
+composition root provides (a bounded executor), and time comes from the `Clock` port. Commands, votes and
+reports each have their own worker pool (`submit_request`, `submit_vote`, `submit_report`), so an approval is
+never queued behind commands waiting for Slack to post their request messages, and nothing waits behind Slack.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
+from functools import partial
 from typing import Final
 
 from bot.core import messages
@@ -46,6 +49,7 @@ from bot.flows.execution import Executor, Submit
 from bot.flows.gitops import SyncControl
 from bot.flows.inbox import Gesture, GestureParking
 from bot.flows.journal import Journal
+from bot.flows.report_queue import ReportQueue
 from bot.flows.reporting import Reporter
 from bot.flows.requests import Reply, Requests
 from bot.flows.sweeper import RECONCILE_INTERVAL, UNCLAIMED_GRACE, Sweeper
@@ -58,6 +62,10 @@ log = logging.getLogger("rollbot.flows")
 
 # A replica that has not been heard of for this long is gone: what it parked may be adopted.
 DEFAULT_HEARTBEAT_TTL: Final = timedelta(seconds=30)
+
+
+def _inline(work: Callable[[], None]) -> None:
+    work()
 
 
 class RollbackFlow:
@@ -74,6 +82,8 @@ class RollbackFlow:
         catalog: Catalog,
         submit: Submit,
         submit_request: Submit | None = None,
+        submit_vote: Submit | None = None,
+        submit_report: Submit | None = None,
         new_operation_id: Callable[[], OperationId],
         replica_id: str,
         command_name: str = "/rollback",
@@ -92,6 +102,10 @@ class RollbackFlow:
         self._catalog = catalog
         # Short work (answering commands, counting votes) must not queue behind long rollouts.
         self._submit_request = submit_request if submit_request is not None else submit
+        # Votes start rollbacks: they must not wait behind commands that wait for Slack's budget.
+        self._submit_vote = submit_vote if submit_vote is not None else self._submit_request
+        # Without reporting workers (flow tests), reports are made by the thread that lets them go, in order.
+        self._reports = ReportQueue(submit_report if submit_report is not None else _inline)
         self._new_id = new_operation_id
         self.replica_id = replica_id
         self._command = command_name
@@ -105,6 +119,7 @@ class RollbackFlow:
             metrics=metrics,
             start_execution=lambda operation_id: self._executor.hand_over(operation_id),
             sleep=sleep,
+            reports=self._reports,
             owe=self._owe_report,
         )
         self._finished_listeners: list[Callable[[Operation], None]] = []
@@ -184,15 +199,19 @@ class RollbackFlow:
     def _apply_and_tell(
         self, transition: Transition, told: list[str] | None, still_current: Callable[[], bool] | None
     ) -> None:
-        """Report a stored change; an operation that just finished is also told to whoever listens (incidents)."""
-        self._reporter.apply(transition, told, still_current)
+        """Report a stored change; an operation that just finished is also told to whoever listens (incidents),
+        after its own lines."""
         operation = transition.operation
-        if transition.changed and operation.phase.is_terminal and operation.phase is not Phase.PREVIEW:
-            for listener in self._finished_listeners:
-                try:
-                    listener(operation)
-                except Exception:  # an incident's bookkeeping must never undo a finished rollback
-                    log.exception("a finished-operation listener failed", extra={"operation_id": operation.id})
+        finished = transition.changed and operation.phase.is_terminal and operation.phase is not Phase.PREVIEW
+        then = partial(self._tell_finished, operation) if finished and self._finished_listeners else None
+        self._reporter.apply(transition, told, still_current, then)
+
+    def _tell_finished(self, operation: Operation) -> None:
+        for listener in self._finished_listeners:
+            try:
+                listener(operation)
+            except Exception:  # an incident's bookkeeping must never undo a finished rollback
+                log.exception("a finished-operation listener failed", extra={"operation_id": operation.id})
 
     def on_finished(self, listener: Callable[[Operation], None]) -> None:
         """Call `listener` with every operation that reaches a terminal phase in this process."""
@@ -321,7 +340,10 @@ class RollbackFlow:
             else:  # Redis or Slack briefly away: the gesture stays parked and the next sweep handles it again
                 self._parking.retry_later(parked, gesture)
 
-        self._submit_request(work)
+        if gesture.kind in ("reaction", "button") and gesture.action_id != INCIDENT_ROLLBACK_ACTION:
+            self._submit_vote(work)
+        else:
+            self._submit_request(work)
 
     def _handle(self, gesture: Gesture, reply: Reply) -> None:
         match gesture.kind:

@@ -7,6 +7,10 @@ replica takes the operation over, calling `roll_back` again (the backends recogn
 by the operation id they recorded) and watching again. A replica paused past its lease wakes up fenced out: it
 stops without writing or posting anything. An approved operation whose target someone else took meanwhile
 fails at once, saying who holds it, instead of waiting to run later.
+
+The executor never waits for Slack: what it tells the thread is queued on the operation's reporting lane
+(`Reporter.in_order`), so the rollback starts as soon as the claim is stored and the watch keeps pace with the
+rollout however busy Slack is.
 """
 
 from __future__ import annotations
@@ -176,7 +180,7 @@ class Executor:
             stopping=self._stopping,
         )
         if takeover:
-            self._reporter.quietly(
+            self._reporter.in_order(
                 operation_id, self._reporter.post_in_thread, claimed, messages.takeover_line(claimed), Priority.NORMAL
             )
         log.info("execution claimed", extra={"operation_id": operation_id, "takeover": takeover})
@@ -293,8 +297,13 @@ class Executor:
                 if decision.refresh_request:
                     # The channel message shows the latest summary too, but rarely (chat.update is tier 3).
                     operation = lease.confirm()
-                    self._reporter.quietly(
-                        operation.id, self._reporter.refresh_request, operation, Priority.PROGRESS, lease.holds
+                    self._reporter.in_order(
+                        operation.id,
+                        self._reporter.refresh_request,
+                        operation,
+                        Priority.PROGRESS,
+                        lease.holds,
+                        coalesce="refresh",
                     )
         if lease.lost.is_set():
             return
@@ -310,7 +319,7 @@ class Executor:
         transition = lease.hand_over()
         if transition is not None:
             operation = transition.operation
-            self._reporter.quietly(
+            self._reporter.in_order(
                 operation.id,
                 self._reporter.post_in_thread,
                 operation,
@@ -324,10 +333,10 @@ class Executor:
         post = self._reporter.post_in_thread
         if decision.digest is not None:
             line = messages.digest_line(operation, decision.digest)
-            self._reporter.quietly(operation.id, post, operation, line, Priority.NORMAL, lease.holds)
+            self._reporter.in_order(operation.id, post, operation, line, Priority.NORMAL, lease.holds)
         if decision.closing_notes:
             line = messages.closing_notes_line(operation, decision.closing_notes)
-            self._reporter.quietly(operation.id, post, operation, line, Priority.NORMAL, lease.holds)
+            self._reporter.in_order(operation.id, post, operation, line, Priority.NORMAL, lease.holds)
 
     def _publish_progress(self, lease: Lease, operation: Operation, status: RolloutStatus) -> None:
         lease.confirm()  # not a line from a replica that was paused past its lease

@@ -446,10 +446,11 @@ class Requests:
         self._store.link_message(operation.id, ref)
         operation = self._journal.write(operation.id, lambda op: op.model_copy(update={"request_message": ref}))
         if operation.phase is Phase.AWAITING_APPROVAL:  # an automatic rollback with no approvals needs no votes
+            # The voting reactions (Tier 3) wait for Slack on their own lane: not the requester's answer, not the lines.
             for emoji in (messages.APPROVE_EMOJI, messages.REJECT_EMOJI):
-                self._reporter.quietly(operation.id, self._chat.add_reaction, ref, emoji)
+                self._reporter.in_order(operation.id, self._chat.add_reaction, ref, emoji, lane="reactions")
         # A vote cast before the link above existed may have been dropped; count what the message shows now.
-        self._reporter.quietly(operation.id, self._votes.reconcile, operation.id)
+        self._reporter.in_order(operation.id, self._votes.reconcile, operation.id, lane="reactions")
         reply(self._posted(operation))
         log.info("rollback requested", extra={"operation_id": operation.id, "target": operation.target.name})
         return operation

@@ -233,3 +233,29 @@ def test_a_429_on_a_read_is_raised_after_pausing_the_method() -> None:
     thread.join(0.3)
     assert queued
     assert queued[0] == pytest.approx(30, abs=1)
+
+
+def test_many_callers_queued_on_one_bucket_all_go_out_in_their_order_as_it_refills() -> None:
+    # Only the first in line watches the clock; everyone behind it must still be woken in turn.
+    outbox = SlackOutbox(Budget(posts_per_second=40.0), rate_limited=retry_after_of)
+    sent: list[int] = []
+    threads = []
+    for n in range(30):
+        thread, _ = in_thread(
+            lambda n=n: outbox.call(
+                "chat.postMessage", lambda: sent.append(n), priority=Priority.NORMAL, channel=CHANNEL
+            )
+        )
+        while len(outbox.waiting()) + len(sent) < n + 1:  # queued (or sent) before the next one comes
+            threading.Event().wait(0.001)
+        threads.append(thread)
+    urgent, _ = in_thread(
+        lambda: outbox.call("chat.postMessage", lambda: sent.append(-1), priority=Priority.URGENT, channel=CHANNEL)
+    )
+    for thread in [*threads, urgent]:
+        thread.join(5)
+
+    assert not any(thread.is_alive() for thread in [*threads, urgent]), "a queued caller was never woken"
+    assert sorted(sent) == [-1, *range(30)]
+    assert [n for n in sent if n >= 0] == list(range(30))  # same priority: first come, first served
+    assert sent.index(-1) < 29  # the urgent one overtook the normal ones still waiting

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from bot.backends.helm_cli import HelmCliBackend
+from bot.backends.helm_storage import HelmStorage
 from bot.backends.kubernetes_api import KubernetesClients
-from bot.core.catalog import Target
+from bot.core.catalog import HelmTarget, Target
 from bot.core.errors import RevisionNotFound, RollbackRefused, UnknownTarget
 from bot.core.operations import OperationId
 from bot.core.rollouts import RevisionNumber, RolloutPhase
@@ -161,3 +162,26 @@ class TestHelmV3Backend(BackendContract):
             watch_timeout=timedelta(seconds=30),
             deploy=lambda: helm_upgrade(world),
         )
+
+
+@pytest.mark.parametrize("driver", ["", "configmap"])
+def test_the_release_storage_tells_the_latest_revision_helm_recorded(
+    helm_world: HelmWorld, kube_clients: KubernetesClients, driver: str
+) -> None:
+    helm_world.env["HELM_DRIVER"] = driver
+    storage = HelmStorage(kube_clients, helm_world.env)
+    spec = helm_target().spec
+    assert isinstance(spec, HelmTarget)
+    assert storage.latest_revision(spec) is None  # no release yet: helm says what is wrong
+    helm_world.install()
+    helm_world.upgrade()
+    assert storage.latest_revision(spec) == 2
+    helm_upgrade(helm_world)
+    assert storage.latest_revision(spec) == 3
+
+
+def test_a_storage_only_helm_can_read_is_left_to_helm(helm_world: HelmWorld, kube_clients: KubernetesClients) -> None:
+    helm_world.install()
+    spec = helm_target().spec
+    assert isinstance(spec, HelmTarget)
+    assert HelmStorage(kube_clients, {**helm_world.env, "HELM_DRIVER": "sql"}).latest_revision(spec) is None

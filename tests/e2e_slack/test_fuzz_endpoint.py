@@ -74,7 +74,7 @@ def test_generated_requests_are_all_answered_200_or_401_without_a_crash(
         tally.record(fuzzed, sender.send(fuzzed))
 
     send()
-    bot.request_executor.shutdown(wait=True)  # the answers that follow the acks
+    bot.finish_gestures()  # the answers that follow the acks
 
     summary = tally.summary()
     assert summary["requests"] == EXAMPLES
@@ -155,7 +155,7 @@ def test_an_unreachable_response_url_or_unknown_channel_is_a_warning_not_a_trace
         | {"response_url": "ftp://127.0.0.1/x"}
     )
     assert sender.send(FuzzRequest("command", body.encode(), FORM)).status == 200
-    bot.request_executor.shutdown(wait=True)
+    bot.finish_gestures()
     assert bot_log.crashes() == []
     assert bot_log.count("Slack refused the command's answer") == 1
 
@@ -166,7 +166,7 @@ def test_a_command_without_user_or_channel_is_acked_and_ignored(
     # The flow posted a request message to channel "": Slack refused it, logged as an internal error.
     body = urlencode({"command": "/rollback", "text": "shop-1 1", "user_id": ALICE})
     assert sender.send(FuzzRequest("command", body.encode(), FORM)).status == 200
-    bot.request_executor.shutdown(wait=True)
+    bot.finish_gestures()
     assert fake_slack.calls("chat.postMessage") == []
     assert bot_log.crashes() == []
 
@@ -180,7 +180,7 @@ def test_a_reaction_from_nobody_is_not_counted(
     event |= {"item": {"type": "message", "channel": request.channel, "ts": request.ts}}
     body = json.dumps({"type": "event_callback", "event_id": "Ev1", "event": event}).encode()
     assert sender.send(FuzzRequest("event", body, JSON)).status == 200
-    bot.request_executor.shutdown(wait=True)
+    bot.finish_gestures()
     assert bot.store.get(request.operation.id).approvals == ()
     assert bot_log.crashes() == []
 

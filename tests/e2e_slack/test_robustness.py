@@ -44,7 +44,8 @@ def test_many_long_rollbacks_in_flight_do_not_starve_the_acks(slack, fake_slack,
 def test_an_exception_after_ack_still_answers_200(slack, fake_slack, bot) -> None:
     # Pitfall B: an exception escaping a listener after ack() turned the answer into a 404 after 3 s.
     request = request_rollback(slack, fake_slack, bot, "workshop")
-    bot.request_executor.shutdown(wait=True)  # every hand-over now raises RuntimeError inside the listeners
+    for gestures in (bot.request_executor, bot.vote_executor):  # every hand-over now raises RuntimeError
+        gestures.shutdown(wait=True)
     click = slack.block_action(CAROL, INCIDENT, request.ts, "rollbot_approve")
     reaction = slack.reaction_added(BOB, "white_check_mark", INCIDENT, request.ts)
     command = slack.slash_command("status workshop", user=DAVE, channel=INCIDENT)

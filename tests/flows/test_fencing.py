@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from bot.core.errors import StoreUnavailable
-from bot.core.operations import Phase
+from bot.core.operations import MessageRef, Phase
 from bot.flows.journal import LOCK_MARGIN
 from tests.fakes.memory_store import InMemoryOperationStore
 from tests.flows.conftest import APPROVER, CHANNEL, OTHER_APPROVER, REQUESTER, World
@@ -124,8 +127,9 @@ def test_a_vote_whose_write_failed_is_counted_by_the_next_sweep_and_only_once(wo
 
 
 class _PausingChat:
-    """The world's chat, but the first request-message update made from a thread named `paused-*` freezes until
-    `resume` is set: a replica paused right after storing its claim, before reporting it."""
+    """The world's chat, but the first update showing the claim ("Rolling back") made from a thread named
+    `paused-*` freezes until `resume` is set: a replica paused right after storing its claim, before reporting
+    it. (The approval's own lines, queued before the claim, went out already.)"""
 
     def __init__(self, inner) -> None:
         self._inner = inner
@@ -136,7 +140,8 @@ class _PausingChat:
         return getattr(self._inner, name)
 
     def update(self, ref, message, **scheduling):
-        if threading.current_thread().name.startswith("paused-") and not self.paused.is_set():
+        shows_claim = "Rolling back" in repr(message)
+        if threading.current_thread().name.startswith("paused-") and shows_claim and not self.paused.is_set():
             self.paused.set()
             self.resume.wait(10)
         return self._inner.update(ref, message, **scheduling)
@@ -151,7 +156,9 @@ def test_a_replica_paused_between_its_claim_and_its_report_posts_no_stale_line(w
         threads.append(thread)
         thread.start()
 
-    paused = world.make_flow("replica-a", chat=chat, submit=in_a_paused_thread, lease=LEASE)
+    paused = world.make_flow(
+        "replica-a", chat=chat, submit=in_a_paused_thread, submit_report=in_a_paused_thread, lease=LEASE
+    )
     operation = paused.handle_command("workshop", REQUESTER, CHANNEL, world.reply)
     paused.handle_reaction(operation.request_message, APPROVER, "white_check_mark", added=True)
     assert chat.paused.wait(5)  # the claim is stored; its "rolling back" line is not posted yet
@@ -167,3 +174,32 @@ def test_a_replica_paused_between_its_claim_and_its_report_posts_no_stale_line(w
     assert thread_lines[-1].startswith("✅ rolled back to revision 1"), thread_lines
     assert not any("rolling back" in line for line in thread_lines), "the paused replica reported its stale claim"
     assert world.backend.rollbacks_applied(world.catalog.get("workshop")) == 1
+
+
+class _VoteOnLinkStore(InMemoryOperationStore):
+    """An approver as quick as can be: the ✅ is handled right after the request message's link is stored, before
+    the operation records the message's ref."""
+
+    vote: Callable[[MessageRef], None] | None = None
+
+    def link_message(self, operation_id, ref) -> None:
+        super().link_message(operation_id, ref)
+        if self.vote is not None:
+            vote, self.vote = self.vote, None
+            vote(ref)
+
+
+def test_a_vote_stored_before_the_request_messages_ref_still_gets_its_lines(world: World) -> None:
+    store = _VoteOnLinkStore(world.clock)
+    reporting = ThreadPoolExecutor(2)
+    flow = world.make_flow(store=store, submit_report=reporting.submit, sleep=time.sleep)
+    store.vote = lambda ref: flow.handle_reaction(ref, APPROVER, "white_check_mark", added=True)
+
+    operation = flow.handle_command("workshop", REQUESTER, CHANNEL, world.reply)
+    reporting.shutdown(wait=True)
+
+    assert store.get(operation.id).phase is Phase.SUCCEEDED
+    thread_lines = world.chat.thread(operation.request_message)
+    assert thread_lines, "the approval's lines were dropped"
+    assert thread_lines[0].startswith("✅ approved by <@U0BOB>"), thread_lines
+    assert thread_lines[-1].startswith("✅ rolled back to revision 1"), thread_lines
