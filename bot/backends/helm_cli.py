@@ -318,7 +318,7 @@ class HelmCliBackend:
             observer.start()
         if running is not None and observers:
             threading.Thread(target=wake_when_helm_exits, args=(running, observers[0]), daemon=True).start()
-        outcome = HelmOutcome(lambda: self._history_rows(spec), self._monotonic, spec.release, plan, running)
+        outcome = HelmOutcome(lambda: self._history_rows(spec), self._monotonic, spec, plan, running)
         try:
             for status in follow_rollouts(
                 observers,
@@ -327,6 +327,7 @@ class HelmCliBackend:
                 self._monotonic,
                 is_external_done=outcome.is_done,
                 external_failure=outcome.failure,
+                external_name="helm to record the rollback",
             ):
                 if status.phase is RolloutPhase.SUCCEEDED:
                     yield outcome.success(status)

@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from bot.backends import helm_interpret as helm
 from bot.backends import kubernetes_interpret as rules
 from bot.backends.kubernetes_api import KubernetesClients, RolloutObserver, WorkloadRef
+from bot.core.catalog import HelmTarget
 from bot.core.rollouts import RollbackPlan, RolloutStatus
 
 # helm's --timeout is the bot's rollout timeout, but helm starts that clock later (once it has applied the
@@ -33,6 +34,11 @@ HELM_VERDICT_GRACE_SECONDS = 15
 # (failed? done?). One helm process per look would be several a second for the whole rollout: read at most this
 # often.
 HISTORY_READ_INTERVAL_SECONDS = 1.0
+# After a take-over, helm's record of the rollback may stay pending-rollback for good: the helm that wrote it was
+# killed with its replica. A live helm records its verdict moments after the workloads roll out (v3's `--wait`
+# and v4's legacy wait poll every 2 s; v4's watcher is told at once), so a record still pending this long after
+# they rolled out was left by a helm that is gone, and the rollout itself is the outcome to report.
+ORPHANED_RECORD_SECONDS = 5.0
 
 
 @dataclass
@@ -67,17 +73,20 @@ class HelmOutcome:
         self,
         read_history: Callable[[], list[helm.HistoryRow]],
         monotonic: Callable[[], float],
-        release: str,
+        spec: HelmTarget,
         plan: RollbackPlan,
         running: RunningRollback | None,
     ) -> None:
         self._read_history = read_history
         self._monotonic = monotonic
-        self._release = release
+        self._spec = spec
+        self._release = spec.release
         self._plan = plan
         self._running = running
         self._recorded: helm.HistoryRow | None = None
         self._read_at: float | None = None
+        # When the workloads were first seen rolled out while helm's record of the rollback was still pending.
+        self._rolled_out_at: float | None = None
 
     def _recorded_row(self) -> helm.HistoryRow | None:
         now = self._monotonic()
@@ -89,12 +98,23 @@ class HelmOutcome:
         return self._recorded
 
     def is_done(self) -> bool:
+        """Whether helm is done with the rollback. `follow_rollouts` asks only once every workload rolled out."""
         if self._running is not None:
             if not self._running.finished():
                 return False
             return self._running.process.returncode == 0
         row = self._recorded_row()
-        return row is not None and row.status == "deployed"
+        if row is None:
+            return False
+        if row.status == "deployed":
+            return True
+        return row.status == "pending-rollback" and self._is_orphaned()
+
+    def _is_orphaned(self) -> bool:
+        now = self._monotonic()
+        if self._rolled_out_at is None:
+            self._rolled_out_at = now
+        return now - self._rolled_out_at >= ORPHANED_RECORD_SECONDS
 
     def failure(self) -> str | None:
         if self._running is not None:
@@ -107,6 +127,7 @@ class HelmOutcome:
         return None
 
     def success(self, status: RolloutStatus) -> RolloutStatus:
+        row: helm.HistoryRow | None = None
         if self._running is not None and self._running.recorded is not None:
             # helm exited 0, so the revision it stored for this rollback is the deployed one: no extra helm call.
             revision = f"revision {self._running.recorded}"
@@ -116,6 +137,10 @@ class HelmOutcome:
         summary = (
             f"helm rolled {self._release} back to revision {self._plan.to_revision} as {revision}; {status.summary}"
         )
+        if row is not None and row.status in helm.PENDING_STATUSES:
+            spec = self._spec
+            command = helm.rollback_command(spec.release, self._plan.to_revision, spec.namespace, spec.kube_context)
+            summary += ". " + helm.interrupted_rollback_note(row, self._plan.to_revision, command)
         return status.model_copy(update={"summary": summary, "events": (*status.events, summary)})
 
 

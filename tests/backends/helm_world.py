@@ -60,18 +60,18 @@ class HelmWorld:
 
     def interrupted_upgrade(self, release: str = "workshop", tag: str = "non-existing-too") -> None:
         """An upgrade killed while it waits: helm leaves the release in pending-upgrade, as after a crash."""
+        self._killed_while_waiting(
+            ["upgrade", release, str(self.chart), "--set", f"image.tag={tag}"], release, "pending-upgrade"
+        )
+
+    def interrupted_rollback(self, revision: int, release: str = "workshop") -> None:
+        """A rollback killed while it waits for its pods, as when the bot replica running it dies: helm leaves
+        its revision in pending-rollback while the cluster goes on rolling out what helm applied."""
+        self._killed_while_waiting(["rollback", release, str(revision)], release, "pending-rollback")
+
+    def _killed_while_waiting(self, args: list[str], release: str, pending: str) -> None:
         process = subprocess.Popen(
-            [
-                str(self.binary),
-                "upgrade",
-                release,
-                str(self.chart),
-                "--set",
-                f"image.tag={tag}",
-                "--wait",
-                "--timeout",
-                "60s",
-            ],
+            [str(self.binary), *args, "--wait", "--timeout", "60s"],
             env=self.env,
             cwd=self.workdir,
             stdout=subprocess.PIPE,
@@ -79,7 +79,7 @@ class HelmWorld:
             text=True,
         )
         try:
-            self.wait_for_status(release, "pending-upgrade")
+            self.wait_for_status(release, pending)
         finally:
             process.send_signal(signal.SIGKILL)
             process.communicate(timeout=10)
