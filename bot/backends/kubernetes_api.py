@@ -29,6 +29,7 @@ from kubernetes.config.config_exception import ConfigException
 
 from bot.backends import kubernetes_interpret as rules
 from bot.backends import kubernetes_marks as marks
+from bot.core import messages
 from bot.core.catalog import KubernetesTarget, Target, WorkloadKind
 from bot.core.errors import (
     BackendUnavailable,
@@ -447,11 +448,8 @@ def _raw(response: Any) -> dict[str, Any]:
 
 
 def _with_pods(reason: str, stuck: Sequence[UnhealthyUnit]) -> str:
-    if not stuck:
-        return reason
-    shown = ", ".join(f"{unit.name} ({unit.reason})" for unit in stuck[:5])
-    more = f" and {len(stuck) - 5} more" if len(stuck) > 5 else ""
-    return f"{reason}; stuck pods: {shown}{more}"
+    # A rollout of 50 replicas ends with one line: its pods counted per reason, never listed.
+    return f"{reason}; {messages.stuck_pods_text(stuck)}" if stuck else reason
 
 
 def _human(duration: timedelta) -> str:
