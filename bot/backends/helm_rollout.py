@@ -88,9 +88,9 @@ class HelmOutcome:
         # When the workloads were first seen rolled out while helm's record of the rollback was still pending.
         self._rolled_out_at: float | None = None
 
-    def _recorded_row(self) -> helm.HistoryRow | None:
+    def _recorded_row(self, *, fresh: bool = False) -> helm.HistoryRow | None:
         now = self._monotonic()
-        if self._read_at is not None and now - self._read_at < HISTORY_READ_INTERVAL_SECONDS:
+        if not fresh and self._read_at is not None and now - self._read_at < HISTORY_READ_INTERVAL_SECONDS:
             return self._recorded
         before = int(self._plan.backend_data.get("latest_before", "0"))
         self._recorded = helm.rollback_row(self._read_history(), before, self._plan.to_revision)
@@ -133,6 +133,8 @@ class HelmOutcome:
             revision = f"revision {self._running.recorded}"
         else:
             row = self._recorded_row()
+            if row is not None and row.status in helm.PENDING_STATUSES:
+                row = self._recorded_row(fresh=True)  # a pending record is news only if helm has not just written
             revision = f"revision {row.revision}" if row else "a new revision"
         summary = (
             f"helm rolled {self._release} back to revision {self._plan.to_revision} as {revision}; {status.summary}"
