@@ -137,7 +137,7 @@ def test_rollback_to_a_revision_whose_image_is_also_missing_fails_with_the_pods_
 
 
 # Pods take this long to become Ready, so helm is still waiting for revision 1's new pod when it is killed.
-SLOW_PODS = 2.0
+SLOW_PODS = 3.0
 
 
 def interrupted_rollback_to_1(world: HelmWorld, backend: HelmCliBackend) -> RollbackPlan:
