@@ -152,10 +152,19 @@ def interrupted_rollback_to_1(world: HelmWorld, backend: HelmCliBackend) -> Roll
     return plan
 
 
+@pytest.mark.parametrize("binary", [HELM, HELM3], ids=["helm4", "helm3"])
 @pytest.mark.parametrize("kubesim", [SLOW_PODS], indirect=True)
 def test_a_takeover_after_helm_was_killed_reports_the_rollout_and_the_way_out_of_the_pending_record(
-    helm_world: HelmWorld, backend: HelmCliBackend
+    binary: Path, kubesim: KubeSim, tmp_path: Path, kubeconfig: Path, kube_clients: KubernetesClients
 ) -> None:
+    helm_world = HelmWorld(kubesim, tmp_path, kubeconfig, binary=binary)
+    backend = HelmCliBackend(
+        str(binary),
+        kubeconfig=str(kubeconfig),
+        clients=kube_clients,
+        environment=helm_world.env,
+        wait_timeout=timedelta(seconds=20),
+    )
     plan = interrupted_rollback_to_1(helm_world, backend)
     before = helm_world.statuses()
     # The replica taking over has no helm process of its own: only helm's record and the workloads.

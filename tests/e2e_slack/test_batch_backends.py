@@ -3,7 +3,9 @@
 `/rollback storefront` names a Kubernetes Deployment (kubesim, read back with kubectl), a Helm release (the real
 helm against kubesim) and an ECS service (moto with the rollout driver). One approval rolls all three back; each
 backend's own view must then show its previous revision. A busy member starts nothing, a member that really
-fails does not stop the others, and a dry run or an explicit revision changes nothing anywhere.
+fails does not stop the others, and a dry run or an explicit revision changes nothing anywhere. Replicas killed
+as a container dies (`rollbot serve` in its own session) are taken over: mid-batch, and mid-`helm rollback --wait`
+(a single release, whose rollback must wait for new pods), where helm dies too and leaves its record pending.
 """
 
 from __future__ import annotations
