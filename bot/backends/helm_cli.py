@@ -318,7 +318,7 @@ class HelmCliBackend:
             observer.start()
         if running is not None and observers:
             threading.Thread(target=wake_when_helm_exits, args=(running, observers[0]), daemon=True).start()
-        outcome = HelmOutcome(lambda: self._history_rows(spec), self._monotonic, spec, plan, running)
+        outcome = HelmOutcome(lambda: self._history_rows(spec), self._monotonic, target, spec, plan, running)
         try:
             for status in follow_rollouts(
                 observers,

@@ -218,7 +218,7 @@ def rollback_command(release: str, revision: int, namespace: str, kube_context: 
     return f"helm rollback {release} {revision} --namespace {namespace}{context}"
 
 
-def interrupted_rollback_note(row: HistoryRow, to_revision: int, command: str) -> str:
+def interrupted_rollback_note(row: HistoryRow, to_revision: int, command: str, target_name: str) -> str:
     """What to say about a rollback whose workloads rolled out while helm's record of it stayed pending-rollback:
     the helm that wrote it was killed (with its replica) before recording its verdict.
 
@@ -229,7 +229,8 @@ def interrupted_rollback_note(row: HistoryRow, to_revision: int, command: str) -
     return (
         f"helm's record of it, revision {row.revision}, still reads {row.status}: the helm that ran it stopped "
         "with its replica before recording the outcome, and helm refuses upgrades while the latest revision is "
-        f"pending. `{command}` records it as deployed (it re-applies revision {to_revision}, which already runs)"
+        f"pending. `/rollback {target_name} {to_revision}` or `{command}` records it as deployed (it re-applies "
+        f"revision {to_revision}, which already runs)"
     )
 
 

@@ -22,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from bot.backends import helm_interpret as helm
 from bot.backends import kubernetes_interpret as rules
 from bot.backends.kubernetes_api import KubernetesClients, RolloutObserver, WorkloadRef
-from bot.core.catalog import HelmTarget
+from bot.core.catalog import HelmTarget, Target
 from bot.core.rollouts import RollbackPlan, RolloutStatus
 
 # helm's --timeout is the bot's rollout timeout, but helm starts that clock later (once it has applied the
@@ -73,12 +73,14 @@ class HelmOutcome:
         self,
         read_history: Callable[[], list[helm.HistoryRow]],
         monotonic: Callable[[], float],
+        target: Target,
         spec: HelmTarget,
         plan: RollbackPlan,
         running: RunningRollback | None,
     ) -> None:
         self._read_history = read_history
         self._monotonic = monotonic
+        self._target = target
         self._spec = spec
         self._release = spec.release
         self._plan = plan
@@ -142,7 +144,8 @@ class HelmOutcome:
         if row is not None and row.status in helm.PENDING_STATUSES:
             spec = self._spec
             command = helm.rollback_command(spec.release, self._plan.to_revision, spec.namespace, spec.kube_context)
-            summary += ". " + helm.interrupted_rollback_note(row, self._plan.to_revision, command)
+            note = helm.interrupted_rollback_note(row, self._plan.to_revision, command, str(self._target.name))
+            summary += ". " + note
         return status.model_copy(update={"summary": summary, "events": (*status.events, summary)})
 
 

@@ -176,7 +176,7 @@ def test_a_takeover_after_helm_was_killed_reports_the_rollout_and_the_way_out_of
         'helm rolled workshop back to revision 1 as revision 4; deployment "workshop" successfully rolled out. '
         "helm's record of it, revision 4, still reads pending-rollback"
     )
-    assert "`helm rollback workshop 1 --namespace default` records it as deployed" in final.summary
+    assert "`/rollback workshop 1` or `helm rollback workshop 1 --namespace default` records it" in final.summary
     assert helm_world.statuses() == before  # nothing rolled back twice
 
     # The bot's own way out: never the last deployed revision (the broken one the rollback left), but the
