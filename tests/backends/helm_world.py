@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -64,12 +66,20 @@ class HelmWorld:
             ["upgrade", release, str(self.chart), "--set", f"image.tag={tag}"], release, "pending-upgrade"
         )
 
-    def interrupted_rollback(self, revision: int, release: str = "workshop") -> None:
-        """A rollback killed while it waits for its pods, as when the bot replica running it dies: helm leaves
-        its revision in pending-rollback while the cluster goes on rolling out what helm applied."""
-        self._killed_while_waiting(["rollback", release, str(revision)], release, "pending-rollback")
+    def interrupted_rollback(self, revision: int, *, once: Callable[[], bool], release: str = "workshop") -> None:
+        """A rollback killed as when the bot replica running it dies: helm leaves its revision in pending-rollback
+        whatever the cluster does next. helm stores that revision before it applies the manifest, then waits for
+        the pods; it is killed once it has stored it and `once` holds (e.g. its Deployment asks for the image)."""
+        self._killed_while_waiting(["rollback", release, str(revision)], release, "pending-rollback", once)
 
-    def _killed_while_waiting(self, args: list[str], release: str, pending: str) -> None:
+    def deployment_image(self, name: str = "workshop", namespace: str = "default") -> str:
+        """The image the Deployment's pod template asks for now (read from kubesim's store)."""
+        deployment = self.sim.store.get(("apps", "v1", "deployments"), namespace, name)
+        return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
+
+    def _killed_while_waiting(
+        self, args: list[str], release: str, pending: str, applied: Callable[[], bool] = lambda: True
+    ) -> None:
         process = subprocess.Popen(
             [str(self.binary), *args, "--wait", "--timeout", "60s"],
             env=self.env,
@@ -80,6 +90,11 @@ class HelmWorld:
         )
         try:
             self.wait_for_status(release, pending)
+            deadline = time.monotonic() + 30
+            while not applied():
+                if time.monotonic() > deadline:
+                    pytest.fail(f"helm {args[0]} never applied its manifest")
+                time.sleep(0.02)
         finally:
             process.send_signal(signal.SIGKILL)
             process.communicate(timeout=10)

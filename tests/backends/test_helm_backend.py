@@ -34,15 +34,20 @@ def helm_world(kubesim: KubeSim, tmp_path: Path, kubeconfig: Path) -> HelmWorld:
     return HelmWorld(kubesim, tmp_path, kubeconfig)
 
 
-@pytest.fixture
-def backend(helm_world: HelmWorld, kube_clients: KubernetesClients) -> HelmCliBackend:
+def helm_backend(world: HelmWorld, clients: KubernetesClients) -> HelmCliBackend:
+    """The backend driving the world's own helm binary (v4 or v3)."""
     return HelmCliBackend(
-        str(HELM),
-        kubeconfig=str(helm_world.kubeconfig),
-        clients=kube_clients,
-        environment=helm_world.env,
+        str(world.binary),
+        kubeconfig=str(world.kubeconfig),
+        clients=clients,
+        environment=world.env,
         wait_timeout=timedelta(seconds=20),
     )
+
+
+@pytest.fixture
+def backend(helm_world: HelmWorld, kube_clients: KubernetesClients) -> HelmCliBackend:
+    return helm_backend(helm_world, kube_clients)
 
 
 class TestHelmBackend(BackendContract):
@@ -147,7 +152,7 @@ def interrupted_rollback_to_1(world: HelmWorld, backend: HelmCliBackend) -> Roll
     world.run("upgrade", "workshop", str(world.chart), "--set", "image.tag=1.17.0", "--wait")
     world.upgrade()
     plan = backend.plan_rollback(helm_target(), RevisionNumber(1), {})
-    world.interrupted_rollback(1)
+    world.interrupted_rollback(1, once=lambda: world.deployment_image() == "nginx:1.16.0")  # waiting for the pods
     assert world.statuses()[-1] == (4, "pending-rollback", "Rollback to 1")
     return plan
 
@@ -158,13 +163,7 @@ def test_a_takeover_after_helm_was_killed_reports_the_rollout_and_the_way_out_of
     binary: Path, kubesim: KubeSim, tmp_path: Path, kubeconfig: Path, kube_clients: KubernetesClients
 ) -> None:
     helm_world = HelmWorld(kubesim, tmp_path, kubeconfig, binary=binary)
-    backend = HelmCliBackend(
-        str(binary),
-        kubeconfig=str(kubeconfig),
-        clients=kube_clients,
-        environment=helm_world.env,
-        wait_timeout=timedelta(seconds=20),
-    )
+    backend = helm_backend(helm_world, kube_clients)
     plan = interrupted_rollback_to_1(helm_world, backend)
     before = helm_world.statuses()
     # The replica taking over has no helm process of its own: only helm's record and the workloads.
@@ -217,13 +216,7 @@ class TestHelmV3Backend(BackendContract):
         world = HelmWorld(kubesim, tmp_path, kubeconfig, binary=HELM3)
         world.install()
         world.upgrade()
-        backend = HelmCliBackend(
-            str(HELM3),
-            kubeconfig=str(kubeconfig),
-            clients=kube_clients,
-            environment=world.env,
-            wait_timeout=timedelta(seconds=20),
-        )
+        backend = helm_backend(world, kube_clients)
         assert backend.major_version == 3
         return BackendCase(
             backend=backend,

@@ -306,24 +306,44 @@ def doomed_replica_env(
     }
 
 
+def approve_then_kill_the_replica(
+    fake_slack: FakeSlack,
+    redis_url: str,
+    catalog_path: Path,
+    world: BrokenStorefront,
+    text: str,
+    until: Callable[[Any, StoreView], None],
+) -> tuple[Any, StoreView]:
+    """`/rollback <text>`, approved, on a served replica that is killed (helm and kubectl with it) once `until`
+    returns. The request, and a view of the shared Redis for what comes next."""
+    doomed = ServedReplica(doomed_replica_env(fake_slack, redis_url, catalog_path, world))
+    try:
+        view = StoreView(redis_url)
+        with SlackDriver(doomed.events_url, SIGNING_SECRET, fake_slack) as slack:
+            request = request_rollback(slack, fake_slack, view, text)
+            slack.reaction_added(BOB, "white_check_mark", INCIDENT, request.ts)
+            until(request, view)
+        doomed.kill()
+    finally:
+        doomed.stop()
+    return request, view
+
+
 def test_a_replica_killed_mid_batch_is_taken_over_and_nothing_rolls_back_twice(
     fake_slack, redis_url, catalog_path, make_bot, world
 ) -> None:
     world.break_everything()
     # myservice's rollback starts but does not move until the executing replica is dead.
     world.aws.driver.plan_task_definition("myservice:3", HANG)
-    doomed = ServedReplica(doomed_replica_env(fake_slack, redis_url, catalog_path, world))
-    try:
-        view = StoreView(redis_url)
-        with SlackDriver(doomed.events_url, SIGNING_SECRET, fake_slack) as slack:
-            request = request_rollback(slack, fake_slack, view, "storefront")
-            slack.reaction_added(BOB, "white_check_mark", INCIDENT, request.ts)
-            wait_for_thread_line(fake_slack, request, "✅ bootcamp: rolled back", timeout=ROLLOUT_WAIT)
-            wait_for_thread_line(fake_slack, request, "✅ workshop: rolled back", timeout=ROLLOUT_WAIT)
-            eventually(lambda: view.member("myservice", request).receipt is not None, ROLLOUT_WAIT, "myservice started")
-        doomed.kill()
-    finally:
-        doomed.stop()
+
+    def two_done_and_myservice_started(request: Any, view: StoreView) -> None:
+        wait_for_thread_line(fake_slack, request, "✅ bootcamp: rolled back", timeout=ROLLOUT_WAIT)
+        wait_for_thread_line(fake_slack, request, "✅ workshop: rolled back", timeout=ROLLOUT_WAIT)
+        eventually(lambda: view.member("myservice", request).receipt is not None, ROLLOUT_WAIT, "myservice started")
+
+    request, view = approve_then_kill_the_replica(
+        fake_slack, redis_url, catalog_path, world, "storefront", two_done_and_myservice_started
+    )
     assert [m.phase for m in view.store.get(request.operation.id).members] == [
         Phase.SUCCEEDED,
         Phase.SUCCEEDED,
@@ -365,17 +385,13 @@ def test_a_replica_killed_while_helm_waits_is_taken_over_and_the_heir_tells_the_
     world.helm.install(tag="1.16.0")
     world.helm.run("upgrade", "workshop", str(world.helm.chart), "--set", "image.tag=1.17.0", "--wait")
     world.helm.upgrade(tag="non-existing")
-    doomed = ServedReplica(doomed_replica_env(fake_slack, redis_url, catalog_path, world))
-    try:
-        view = StoreView(redis_url)
-        with SlackDriver(doomed.events_url, SIGNING_SECRET, fake_slack) as slack:
-            request = request_rollback(slack, fake_slack, view, "workshop 1")
-            slack.reaction_added(BOB, "white_check_mark", INCIDENT, request.ts)
-            # helm has stored its rollback and waits for revision 1's new pods.
-            eventually(lambda: world.workshop()[-1][1] == "pending-rollback", ROLLOUT_WAIT, "helm rollback started")
-        doomed.kill()
-    finally:
-        doomed.stop()
+
+    def helm_waiting(request: Any, view: StoreView) -> None:
+        # helm has stored its rollback, applied revision 1's manifest and waits for its new pods.
+        eventually(lambda: world.workshop()[-1][1] == "pending-rollback", ROLLOUT_WAIT, "helm rollback started")
+        eventually(lambda: world.helm.deployment_image() == "nginx:1.16.0", ROLLOUT_WAIT, "revision 1 applied")
+
+    request, _ = approve_then_kill_the_replica(fake_slack, redis_url, catalog_path, world, "workshop 1", helm_waiting)
     interrupted = (4, "pending-rollback", "Rollback to 1")
     # helm died with its replica: its record stays pending-rollback whatever the workloads do next.
     assert world.workshop()[-1] == interrupted
