@@ -318,7 +318,16 @@ class HelmCliBackend:
             observer.start()
         if running is not None and observers:
             threading.Thread(target=wake_when_helm_exits, args=(running, observers[0]), daemon=True).start()
-        outcome = HelmOutcome(lambda: self._history_rows(spec), self._monotonic, target, spec, plan, running)
+        outcome = HelmOutcome(
+            lambda: self._history_rows(spec),
+            self._monotonic,
+            str(target.name),
+            spec,
+            plan,
+            running,
+            target_manifest=lambda: self._manifest(spec, plan.to_revision),
+            observers=observers,
+        )
         try:
             for status in follow_rollouts(
                 observers,

@@ -234,6 +234,18 @@ def interrupted_rollback_note(row: HistoryRow, to_revision: int, command: str, t
     )
 
 
+def unapplied_rollback_note(
+    row: HistoryRow, to_revision: int, container: str, running: str, wanted: str, target_name: str
+) -> str:
+    """What to say when helm's record of a rollback reads pending-rollback but the workloads never received its
+    manifest: helm stores the revision first and was stopped before it applied anything."""
+    return (
+        f"helm's record of it, revision {row.revision}, reads {row.status}, but {container} still runs {running}, "
+        f"not revision {to_revision}'s {wanted}: the helm that ran it stopped with its replica before applying "
+        f"it. Nothing was rolled back; `/rollback {target_name} {to_revision}` runs it again"
+    )
+
+
 def _row_summary(row: HistoryRow) -> str:
     description = f', "{row.description}"' if row.description else ""
     return f"revision {row.revision} ({row.status}{description}, chart {chart_and_app(row)})"

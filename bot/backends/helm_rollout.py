@@ -4,6 +4,9 @@ record of it, together with the workloads of its manifest.
 `helm_cli.HelmCliBackend` starts `helm rollback` and decides whether to run it at all; this module only watches:
 `RunningRollback` is the helm subprocess started here, `HelmOutcome` tells whether and how helm finished, and
 `workload_observers` follows the manifest's workloads with the Kubernetes backend's watchers.
+
+A replica that takes a rollback over may find helm's record left `pending-rollback` by a helm killed with the
+replica before it: then what the workloads did is the outcome, told with the way out of that record (ADR 0021).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from kubernetes.client.exceptions import ApiException
 from bot.backends import helm_interpret as helm
 from bot.backends import kubernetes_interpret as rules
 from bot.backends.kubernetes_api import KubernetesClients, RolloutObserver, WorkloadRef
-from bot.core.catalog import HelmTarget, Target
+from bot.core.catalog import HelmTarget
 from bot.core.rollouts import RollbackPlan, RolloutStatus
 
 # helm's --timeout is the bot's rollout timeout, but helm starts that clock later (once it has applied the
@@ -73,14 +76,17 @@ class HelmOutcome:
         self,
         read_history: Callable[[], list[helm.HistoryRow]],
         monotonic: Callable[[], float],
-        target: Target,
+        target_name: str,
         spec: HelmTarget,
         plan: RollbackPlan,
         running: RunningRollback | None,
+        *,
+        target_manifest: Callable[[], list[helm.ManifestObject]] = list,
+        observers: Sequence[RolloutObserver] = (),
     ) -> None:
         self._read_history = read_history
         self._monotonic = monotonic
-        self._target = target
+        self._target_name = target_name  # the catalog's name, for the `/rollback` it may advise
         self._spec = spec
         self._release = spec.release
         self._plan = plan
@@ -89,6 +95,12 @@ class HelmOutcome:
         self._read_at: float | None = None
         # When the workloads were first seen rolled out while helm's record of the rollback was still pending.
         self._rolled_out_at: float | None = None
+        # After a take-over, whether helm applied the target manifest before it was stopped: its images, per
+        # `workload/container`, read once; since when the workloads have been seen asking for other ones.
+        self._target_manifest = target_manifest
+        self._observers = observers
+        self._target_images: dict[str, str] | None = None
+        self._unapplied_since: float | None = None
 
     def _recorded_row(self, *, fresh: bool = False) -> helm.HistoryRow | None:
         now = self._monotonic()
@@ -110,7 +122,7 @@ class HelmOutcome:
             return False
         if row.status == "deployed":
             return True
-        return row.status == "pending-rollback" and self._is_orphaned()
+        return row.status == "pending-rollback" and not self._unapplied_images() and self._is_orphaned()
 
     def _is_orphaned(self) -> bool:
         now = self._monotonic()
@@ -126,7 +138,41 @@ class HelmOutcome:
         row = self._recorded_row()
         if row is not None and row.status == "failed":
             return f"helm marked revision {row.revision} failed: {row.description}"
+        if row is not None and row.status == "pending-rollback":
+            return self._never_applied(row)
         return None
+
+    def _unapplied_images(self) -> list[tuple[str, str, str]]:
+        """(workload/container, image it asks for, image of the target revision) where the two differ.
+
+        helm stores the pending-rollback revision before it applies the manifest, so a helm stopped in between
+        leaves a record over workloads that still run what the rollback was to replace. Only images tell, and
+        only for the workloads already observed; the manifest is read once, on this rare path only."""
+        if self._target_images is None:
+            self._target_images = {item.container: item.image for item in helm.images_in(self._target_manifest())}
+        differing = []
+        for observer in self._observers:
+            template = rules.workload_template(observer.workload or {})
+            spec = template.get("spec") or {}
+            for container in [*(spec.get("initContainers") or ()), *(spec.get("containers") or ())]:
+                key = f"{observer.ref.name}/{container.get('name', '?')}"
+                wanted = self._target_images.get(key)
+                if wanted is not None and container.get("image") != wanted:
+                    differing.append((key, str(container.get("image")), wanted))
+        return differing
+
+    def _never_applied(self, row: helm.HistoryRow) -> str | None:
+        differing = self._unapplied_images()
+        now = self._monotonic()
+        if not differing:
+            self._unapplied_since = None
+            return None
+        if self._unapplied_since is None:
+            self._unapplied_since = now
+        if now - self._unapplied_since < ORPHANED_RECORD_SECONDS:
+            return None  # a live helm may be applying it right now
+        key, running, wanted = differing[0]
+        return helm.unapplied_rollback_note(row, self._plan.to_revision, key, running, wanted, self._target_name)
 
     def success(self, status: RolloutStatus) -> RolloutStatus:
         row: helm.HistoryRow | None = None
@@ -144,7 +190,7 @@ class HelmOutcome:
         if row is not None and row.status in helm.PENDING_STATUSES:
             spec = self._spec
             command = helm.rollback_command(spec.release, self._plan.to_revision, spec.namespace, spec.kube_context)
-            note = helm.interrupted_rollback_note(row, self._plan.to_revision, command, str(self._target.name))
+            note = helm.interrupted_rollback_note(row, self._plan.to_revision, command, self._target_name)
             summary += ". " + note
         return status.model_copy(update={"summary": summary, "events": (*status.events, summary)})
 

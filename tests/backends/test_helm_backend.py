@@ -13,6 +13,7 @@ from bot.core.catalog import Target, WorkloadKind
 from bot.core.errors import RevisionNotFound, RollbackRefused, UnknownTarget
 from bot.core.operations import OperationId
 from bot.core.rollouts import RevisionNumber, RollbackPlan, RolloutPhase
+from sandbox.faults import FaultClient
 from sandbox.kubesim.cluster import KubeSim
 from tests.backends.helm_world import HELM, HELM3, HelmWorld
 from tests.backends.kube_world import KubeWorld
@@ -203,6 +204,32 @@ def test_a_timeout_after_the_workloads_rolled_out_says_it_waited_for_helm(
     assert final.reason == (
         "timed out after 2s waiting for helm to record the rollback; the workloads rolled out: "
         'deployment "workshop" successfully rolled out'
+    )
+
+
+@pytest.mark.parametrize("kubesim", [SLOW_PODS], indirect=True)
+def test_a_takeover_after_helm_was_killed_before_applying_anything_says_nothing_was_rolled_back(
+    helm_world: HelmWorld, backend: HelmCliBackend, kubesim: KubeSim
+) -> None:
+    helm_world.install(tag="1.16.0")
+    helm_world.run("upgrade", "workshop", str(helm_world.chart), "--set", "image.tag=1.17.0", "--wait")
+    helm_world.upgrade()
+    plan = backend.plan_rollback(helm_target(), RevisionNumber(1), {})
+    # The API server holds helm's write of the Deployment: helm has stored its revision and applied nothing.
+    faults = FaultClient(kubesim.url)
+    faults.add(method="PATCH", path="/apis/apps/v1/namespaces/default/deployments/workshop", delay=60)
+    helm_world.interrupted_rollback(1, once=lambda: faults.list()[0]["seen"] >= 1)
+    assert helm_world.statuses()[-1] == (4, "pending-rollback", "Rollback to 1")
+    assert helm_world.deployment_image() == "nginx:non-existing"
+
+    backend.roll_back(helm_target(), plan, OperationId("op-killed"))
+    final = list(backend.watch_rollout(helm_target(), plan, timedelta(seconds=30)))[-1]
+
+    assert final.phase is RolloutPhase.FAILED
+    assert final.summary == (
+        "helm's record of it, revision 4, reads pending-rollback, but workshop/workshop still runs "
+        "nginx:non-existing, not revision 1's nginx:1.16.0: the helm that ran it stopped with its replica before "
+        "applying it. Nothing was rolled back; `/rollback workshop 1` runs it again"
     )
 
 
