@@ -4,6 +4,7 @@ Helm keeps release history in the cluster and rolls back with a three-way merge 
 running hooks; only helm does that right, so this backend never re-implements it. It runs
 `helm history|get manifest|rollback|status`, parses their JSON, and follows the workloads of the target manifest
 with the Kubernetes backend's watchers, so the thread shows per-workload progress and stuck pods while helm waits.
+How a rollback is followed to its end (the helm process, or helm's record after a take-over) is `helm_rollout`.
 """
 
 from __future__ import annotations
@@ -14,24 +15,25 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
-from typing import Any
 
 import structlog
-import urllib3
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from bot.backends import helm_interpret as helm
-from bot.backends import kubernetes_interpret as rules
 from bot.backends.helm_env import helm_environment
+from bot.backends.helm_rollout import (
+    HELM_VERDICT_GRACE_SECONDS,
+    HelmOutcome,
+    RunningRollback,
+    wake_when_helm_exits,
+    workload_observers,
+)
 from bot.backends.helm_storage import HelmStorage
 from bot.backends.kubernetes_api import (
     KubernetesBackend,
     KubernetesClients,
-    RolloutObserver,
     WorkloadRef,
     follow_rollouts,
 )
@@ -63,35 +65,10 @@ READ_TIMEOUT_SECONDS = 60
 # helm writes the pending-rollback revision within a second or two of starting; look for it this often. A fast
 # rollback (seed 000: ~0.2-0.4 s on a busy machine) ends before the first look, which then costs no helm call.
 RECORD_POLL_SECONDS = 0.5
-# helm's --timeout is the bot's rollout timeout, but helm starts that clock later (once it has applied the
-# manifest) and then still writes the release. When this replica runs helm and would time out no earlier than
-# helm, it gives helm this much longer: the thread then reports helm's verdict, the revision helm marked failed
-# is already stored, and the target's lock is never released while helm still writes to the release.
-HELM_VERDICT_GRACE_SECONDS = 15
-# After a take-over the outcome is read from `helm history`; the watch asks on every workload event, twice
-# (failed? done?). One helm process per look would be several a second for the whole rollout: read at most this
-# often.
-HISTORY_READ_INTERVAL_SECONDS = 1.0
 # The kubernetes client imports each API class lazily, about a second apiece on first use. Load the ones the
 # rollout watch uses (AppsV1Api here and in RolloutObserver, CoreV1Api for the pods) when the bot starts, not
 # while the first rollback after a restart streams: measured, that delayed its first thread line by ~2 s.
 _WATCH_APIS = (k8s.AppsV1Api, k8s.CoreV1Api)
-
-
-@dataclass
-class _RunningRollback:
-    """A `helm rollback` subprocess started by this replica, keyed by operation."""
-
-    process: subprocess.Popen[str]
-    started: float
-    output: list[str] = field(default_factory=list)
-    # Set once helm has exited *and* its output is read to the end, so a failure is told with helm's whole text.
-    exited: threading.Event = field(default_factory=threading.Event)
-    # The revision helm stored for this rollback (pending-rollback), once seen in `helm history`.
-    recorded: int | None = None
-
-    def finished(self) -> bool:
-        return self.exited.is_set()
 
 
 class HelmCliBackend:
@@ -116,7 +93,7 @@ class HelmCliBackend:
         # helm's own --timeout for the rollback's wait; the bot's rollout timeout, so both give up together.
         self._wait_timeout = wait_timeout
         self._storage = HelmStorage(self._clients, self._environment)
-        self._running: dict[str, _RunningRollback] = {}
+        self._running: dict[str, RunningRollback] = {}
         self._lock = threading.Lock()
 
     # -- helm invocation -----------------------------------------------------------------------------------
@@ -277,8 +254,8 @@ class HelmCliBackend:
             )
         except FileNotFoundError as exc:
             raise BackendUnavailable(f"the helm binary `{self._helm}` was not found (set ROLLBOT_HELM)") from exc
-        running = _RunningRollback(process=process, started=self._monotonic())
-        threading.Thread(target=self._collect_output, args=(running,), daemon=True).start()
+        running = RunningRollback(process=process, started=self._monotonic())
+        threading.Thread(target=running.collect_output, daemon=True).start()
         with self._lock:
             self._running[key] = running
         log.info("helm rollback started", operation_id=operation_id, release=spec.release, to=plan.to_revision)
@@ -295,7 +272,7 @@ class HelmCliBackend:
             message=f"helm rollback {spec.release} {plan.to_revision}",
         )
 
-    def _await_recorded(self, spec: HelmTarget, plan: RollbackPlan, running: _RunningRollback) -> int | None:
+    def _await_recorded(self, spec: HelmTarget, plan: RollbackPlan, running: RunningRollback) -> int | None:
         """Return once helm has stored the new revision (pending-rollback), so the receipt is a fact."""
         deadline = self._monotonic() + READ_TIMEOUT_SECONDS
         while self._monotonic() < deadline:
@@ -319,16 +296,6 @@ class HelmCliBackend:
         # v4 has --wait=watcher|legacy|hookOnly (default hookOnly: no wait); v3 has a boolean --wait.
         return ["--wait=watcher"] if self.major_version >= 4 else ["--wait"]
 
-    @staticmethod
-    def _collect_output(running: _RunningRollback) -> None:
-        assert running.process.stdout is not None
-        try:
-            for line in running.process.stdout:
-                running.output.append(line.rstrip())
-            running.process.wait()
-        finally:
-            running.exited.set()
-
     def _started_rollback(self, spec: HelmTarget, plan: RollbackPlan) -> int | None:
         before = int(plan.backend_data.get("latest_before", "0"))
         row = helm.rollback_row(self._history_rows(spec), before, plan.to_revision)
@@ -349,12 +316,21 @@ class HelmCliBackend:
             WorkloadRef(kind=kind, name=name, namespace=namespace or spec.namespace, kube_context=spec.kube_context)
             for kind, name, namespace in self._target_workloads(spec, plan)
         ]
-        observers = self._observers(workloads)
+        observers = workload_observers(self._clients, workloads)
         for observer in observers:
             observer.start()
         if running is not None and observers:
-            threading.Thread(target=self._wake_when_helm_exits, args=(running, observers[0]), daemon=True).start()
-        outcome = _HelmOutcome(self, spec, plan, running)
+            threading.Thread(target=wake_when_helm_exits, args=(running, observers[0]), daemon=True).start()
+        outcome = HelmOutcome(
+            lambda: self._history_rows(spec),
+            self._monotonic,
+            str(target.name),
+            spec,
+            plan,
+            running,
+            target_manifest=lambda: self._manifest(spec, plan.to_revision),
+            observers=observers,
+        )
         try:
             for status in follow_rollouts(
                 observers,
@@ -363,6 +339,7 @@ class HelmCliBackend:
                 self._monotonic,
                 is_external_done=outcome.is_done,
                 external_failure=outcome.failure,
+                external_name="helm to record the rollback",
             ):
                 if status.phase is RolloutPhase.SUCCEEDED:
                     yield outcome.success(status)
@@ -375,7 +352,7 @@ class HelmCliBackend:
                 # Its revision is in helm's history now; a later look (a retry, a take-over) reads it there.
                 self._forget(self._rollback_key(spec, plan), running)
 
-    def _forget(self, key: str, running: _RunningRollback) -> None:
+    def _forget(self, key: str, running: RunningRollback) -> None:
         with self._lock:
             if self._running.get(key) is running:
                 del self._running[key]
@@ -385,47 +362,6 @@ class HelmCliBackend:
         if listed is None:  # a plan stored before plans carried their workloads
             return helm.workloads(self._manifest(spec, plan.to_revision))
         return [(WorkloadKind(kind), name, namespace) for kind, name, namespace in json.loads(listed)]
-
-    @staticmethod
-    def _wake_when_helm_exits(running: _RunningRollback, observer: RolloutObserver) -> None:
-        # helm's exit is news the watches do not carry: without this nudge the verdict waits for the next
-        # workload event or the watcher's idle timeout (up to 0.5 s after helm has already finished).
-        running.exited.wait()
-        observer.changes.put(observer)
-
-    def _observers(self, workloads: Sequence[WorkloadRef]) -> list[RolloutObserver]:
-        if not workloads:
-            return []
-        first = RolloutObserver(
-            self._clients.api(workloads[0].kube_context), workloads[0], pod_selector=self._pod_selector(workloads[0])
-        )
-        observers = [first]
-        for workload in workloads[1:]:
-            observers.append(
-                RolloutObserver(
-                    self._clients.api(workload.kube_context),
-                    workload,
-                    pod_selector=self._pod_selector(workload),
-                    changes=first.changes,
-                )
-            )
-        return observers
-
-    def _pod_selector(self, workload: WorkloadRef) -> str | None:
-        # The workload's own selector, so stuck pods of every revision the rollback creates are seen.
-        apps = k8s.AppsV1Api(self._clients.api(workload.kube_context))
-        reader: dict[str, Callable[..., Any]] = {
-            "Deployment": apps.read_namespaced_deployment,
-            "DaemonSet": apps.read_namespaced_daemon_set,
-            "StatefulSet": apps.read_namespaced_stateful_set,
-        }
-        try:
-            response = reader[workload.kind.value](workload.name, workload.namespace, _preload_content=False)
-        except (ApiException, urllib3.exceptions.HTTPError, OSError):
-            # A workload the rollback itself creates does not exist yet; its pods are not filtered then.
-            return None
-        obj = json.loads(response.data)
-        return rules.selector_string((obj.get("spec") or {}).get("selector")) or None
 
     @staticmethod
     def _rollback_key(spec: HelmTarget, plan: RollbackPlan) -> str:
@@ -483,57 +419,3 @@ class HelmCliBackend:
         if not isinstance(target.spec, HelmTarget):
             raise UnknownTarget(f"`{target.name}` is not a helm target")
         return target.spec
-
-
-class _HelmOutcome:
-    """Whether helm has finished, and how, for a rollback started here or (after a take-over) elsewhere."""
-
-    def __init__(
-        self, backend: HelmCliBackend, spec: HelmTarget, plan: RollbackPlan, running: _RunningRollback | None
-    ) -> None:
-        self._backend = backend
-        self._spec = spec
-        self._plan = plan
-        self._running = running
-        self._recorded: helm.HistoryRow | None = None
-        self._read_at: float | None = None
-
-    def _recorded_row(self) -> helm.HistoryRow | None:
-        now = self._backend._monotonic()
-        if self._read_at is not None and now - self._read_at < HISTORY_READ_INTERVAL_SECONDS:
-            return self._recorded
-        before = int(self._plan.backend_data.get("latest_before", "0"))
-        self._recorded = helm.rollback_row(self._backend._history_rows(self._spec), before, self._plan.to_revision)
-        self._read_at = now
-        return self._recorded
-
-    def is_done(self) -> bool:
-        if self._running is not None:
-            if not self._running.finished():
-                return False
-            return self._running.process.returncode == 0
-        row = self._recorded_row()
-        return row is not None and row.status == "deployed"
-
-    def failure(self) -> str | None:
-        if self._running is not None:
-            if self._running.finished() and self._running.process.returncode != 0:
-                return str(helm.translate_helm_error("\n".join(self._running.output), release=self._spec.release))
-            return None
-        row = self._recorded_row()
-        if row is not None and row.status == "failed":
-            return f"helm marked revision {row.revision} failed: {row.description}"
-        return None
-
-    def success(self, status: RolloutStatus) -> RolloutStatus:
-        if self._running is not None and self._running.recorded is not None:
-            # helm exited 0, so the revision it stored for this rollback is the deployed one: no extra helm call.
-            revision = f"revision {self._running.recorded}"
-        else:
-            row = self._recorded_row()
-            revision = f"revision {row.revision}" if row else "a new revision"
-        summary = (
-            f"helm rolled {self._spec.release} back to revision {self._plan.to_revision} as {revision}; "
-            f"{status.summary}"
-        )
-        return status.model_copy(update={"summary": summary, "events": (*status.events, summary)})

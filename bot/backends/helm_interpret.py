@@ -132,12 +132,19 @@ def choose_target(release: str, rows: Sequence[HistoryRow], to_revision: int | N
     latest = rows[-1]
     if latest.status in PENDING_STATUSES:
         good = last_deployed(rows)
-        offer = (
-            f" Roll back to the last deployed revision with `/rollback {target_name} {good.revision}`."
-            if good
-            else " No revision of it was ever deployed."
-        )
-        if to_revision is None or good is None or to_revision != good.revision:
+        resumed = interrupted_rollback_target(latest)
+        accepted = {revision for revision in (resumed, good.revision if good else None) if revision is not None}
+        if resumed is not None:
+            # The last deployed revision is the one that rollback left: offering it would put it back.
+            offer = (
+                f" Its rollback to revision {resumed} was interrupted; finish it with "
+                f"`/rollback {target_name} {resumed}`."
+            )
+        elif good is not None:
+            offer = f" Roll back to the last deployed revision with `/rollback {target_name} {good.revision}`."
+        else:
+            offer = " No revision of it was ever deployed."
+        if to_revision not in accepted:
             raise RollbackRefused(
                 f"helm release `{release}` is stuck in {latest.status} at revision {latest.revision} "
                 f'("{latest.description}").{offer}'
@@ -151,6 +158,12 @@ def choose_target(release: str, rows: Sequence[HistoryRow], to_revision: int | N
     if not to_revision:
         raise RevisionNotFound(f"helm release `{release}` has no revision before {latest.revision}", available)
     raise RevisionNotFound(f"helm release `{release}` has no revision {wanted}; available: {listing}", available)
+
+
+def interrupted_rollback_target(row: HistoryRow) -> int | None:
+    """The revision a rollback left in pending-rollback was going to ("Rollback to N"), else None."""
+    match = re.fullmatch(r"Rollback to (\d+)", row.description)
+    return int(match.group(1)) if row.status == "pending-rollback" and match else None
 
 
 def rollback_row(rows: Sequence[HistoryRow], latest_before: int, to_revision: int) -> HistoryRow | None:
@@ -197,6 +210,40 @@ def decide_rollback(
             "needed"
         )
     return None
+
+
+def rollback_command(release: str, revision: int, namespace: str, kube_context: str | None) -> str:
+    """The `helm rollback` an operator runs by hand to roll `release` back to `revision`."""
+    context = f" --kube-context {kube_context}" if kube_context else ""
+    return f"helm rollback {release} {revision} --namespace {namespace}{context}"
+
+
+def interrupted_rollback_note(row: HistoryRow, to_revision: int, command: str, target_name: str) -> str:
+    """What to say about a rollback whose workloads rolled out while helm's record of it stayed pending-rollback:
+    the helm that wrote it was killed (with its replica) before recording its verdict.
+
+    helm refuses `upgrade` while the latest revision is pending (`another operation (install/upgrade/rollback) is
+    in progress`), but `helm rollback` has no such check: rolling back to the same revision again re-applies what
+    already runs and records a deployed revision after the pending one.
+    """
+    return (
+        f"helm's record of it, revision {row.revision}, still reads {row.status}: the helm that ran it stopped "
+        "with its replica before recording the outcome, and helm refuses upgrades while the latest revision is "
+        f"pending. `/rollback {target_name} {to_revision}` or `{command}` records it as deployed (it re-applies "
+        f"revision {to_revision}, which already runs)"
+    )
+
+
+def unapplied_rollback_note(
+    row: HistoryRow, to_revision: int, container: str, running: str, wanted: str, target_name: str
+) -> str:
+    """What to say when helm's record of a rollback reads pending-rollback but the workloads never received its
+    manifest: helm stores the revision first and was stopped before it applied anything."""
+    return (
+        f"helm's record of it, revision {row.revision}, reads {row.status}, but {container} still runs {running}, "
+        f"not revision {to_revision}'s {wanted}: the helm that ran it stopped with its replica before applying "
+        f"it. Nothing was rolled back; `/rollback {target_name} {to_revision}` runs it again"
+    )
 
 
 def _row_summary(row: HistoryRow) -> str:

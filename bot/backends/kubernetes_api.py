@@ -29,6 +29,7 @@ from kubernetes.config.config_exception import ConfigException
 
 from bot.backends import kubernetes_interpret as rules
 from bot.backends import kubernetes_marks as marks
+from bot.core import messages
 from bot.core.catalog import KubernetesTarget, Target, WorkloadKind
 from bot.core.errors import (
     BackendUnavailable,
@@ -447,11 +448,8 @@ def _raw(response: Any) -> dict[str, Any]:
 
 
 def _with_pods(reason: str, stuck: Sequence[UnhealthyUnit]) -> str:
-    if not stuck:
-        return reason
-    shown = ", ".join(f"{unit.name} ({unit.reason})" for unit in stuck[:5])
-    more = f" and {len(stuck) - 5} more" if len(stuck) > 5 else ""
-    return f"{reason}; stuck pods: {shown}{more}"
+    # A rollout of 50 replicas ends with one line: its pods counted per reason, never listed.
+    return f"{reason}; {messages.stuck_pods_text(stuck)}" if stuck else reason
 
 
 def _human(duration: timedelta) -> str:
@@ -477,20 +475,23 @@ def follow_rollouts(
     *,
     is_external_done: Callable[[], bool] = lambda: True,
     external_failure: Callable[[], str | None] = lambda: None,
+    external_name: str = "the rollout to be confirmed",
 ) -> Iterator[RolloutStatus]:
     """Turn the observers' changes into RolloutStatus, with kubectl rollout status's rules for each workload.
 
-    Finishes SUCCEEDED when every workload rolled out (and `is_external_done`, e.g. helm exited), FAILED on
-    a progress deadline, a deleted workload, an external failure or the timeout; stuck pods are reported once
-    each, as soon as they appear.
+    Finishes SUCCEEDED when every workload rolled out (and `is_external_done`, e.g. helm exited; it is asked only
+    then), FAILED on a progress deadline, a deleted workload, an external failure or the timeout; stuck pods are
+    reported once each, as soon as they appear. A timeout after the workloads rolled out says it waited for
+    `external_name`, never just "timed out: … successfully rolled out".
     """
     changes = observers[0].changes if observers else None
     last_summary = ""
+    rolled_out = False
     reported_stuck: set[tuple[str, str]] = set()
     while True:
         remaining = deadline - monotonic()
         if remaining <= 0:
-            yield _timed_out(observers, timeout, last_summary)
+            yield _timed_out(observers, timeout, last_summary, external_name if rolled_out else None)
             return
         if changes is None:
             change: set[RolloutObserver] | BaseException | None = None
@@ -536,7 +537,8 @@ def follow_rollouts(
                 resume_token=token,
             )
             return
-        if all(verdict.is_done for _, verdict in verdicts) and is_external_done():
+        rolled_out = all(verdict.is_done for _, verdict in verdicts)
+        if rolled_out and is_external_done():
             yield RolloutStatus(
                 phase=RolloutPhase.SUCCEEDED,
                 summary=summary,
@@ -560,15 +562,21 @@ def follow_rollouts(
             )
 
 
-def _timed_out(observers: Sequence[RolloutObserver], timeout: timedelta, last_summary: str) -> RolloutStatus:
+def _timed_out(
+    observers: Sequence[RolloutObserver], timeout: timedelta, last_summary: str, waiting_for: str | None = None
+) -> RolloutStatus:
     stuck = [unit for observer in observers for unit in rules.unhealthy_pods(observer.pods())]
     ready = updated = desired = 0
     for observer in observers:
         if observer.workload:
             counts = rules.replica_counts(observer.workload, observer.ref.kind)
             ready, updated, desired = ready + counts[0], updated + counts[1], desired + counts[2]
-    waiting = last_summary or "no progress observed"
-    reason = _with_pods(f"timed out after {_human(timeout)}: {waiting}", stuck)
+    seen = last_summary or "no progress observed"
+    if waiting_for:
+        reason = f"timed out after {_human(timeout)} waiting for {waiting_for}; the workloads rolled out: {seen}"
+    else:
+        reason = f"timed out after {_human(timeout)}: {seen}"
+    reason = _with_pods(reason, stuck)
     return RolloutStatus(
         phase=RolloutPhase.FAILED,
         summary=f"timed out after {_human(timeout)}",

@@ -15,8 +15,9 @@ POD_READY_SECONDS = 0.1
 
 
 @pytest.fixture
-def kubesim() -> Iterator[KubeSim]:
-    with KubeSim(pod_ready_seconds=POD_READY_SECONDS) as sim:
+def kubesim(request: pytest.FixtureRequest) -> Iterator[KubeSim]:
+    """A fresh kubesim; `@pytest.mark.parametrize("kubesim", [seconds], indirect=True)` slows its pods down."""
+    with KubeSim(pod_ready_seconds=getattr(request, "param", POD_READY_SECONDS)) as sim:
         yield sim
 
 

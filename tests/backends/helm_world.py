@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -60,18 +62,26 @@ class HelmWorld:
 
     def interrupted_upgrade(self, release: str = "workshop", tag: str = "non-existing-too") -> None:
         """An upgrade killed while it waits: helm leaves the release in pending-upgrade, as after a crash."""
+        self._killed_while_waiting(
+            ["upgrade", release, str(self.chart), "--set", f"image.tag={tag}"], release, "pending-upgrade"
+        )
+
+    def interrupted_rollback(self, revision: int, *, once: Callable[[], bool], release: str = "workshop") -> None:
+        """A rollback killed as when the bot replica running it dies: helm leaves its revision in pending-rollback
+        whatever the cluster does next. helm stores that revision before it applies the manifest, then waits for
+        the pods; it is killed once it has stored it and `once` holds (e.g. its Deployment asks for the image)."""
+        self._killed_while_waiting(["rollback", release, str(revision)], release, "pending-rollback", once)
+
+    def deployment_image(self, name: str = "workshop", namespace: str = "default") -> str:
+        """The image the Deployment's pod template asks for now (read from kubesim's store)."""
+        deployment = self.sim.store.get(("apps", "v1", "deployments"), namespace, name)
+        return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
+
+    def _killed_while_waiting(
+        self, args: list[str], release: str, pending: str, applied: Callable[[], bool] = lambda: True
+    ) -> None:
         process = subprocess.Popen(
-            [
-                str(self.binary),
-                "upgrade",
-                release,
-                str(self.chart),
-                "--set",
-                f"image.tag={tag}",
-                "--wait",
-                "--timeout",
-                "60s",
-            ],
+            [str(self.binary), *args, "--wait", "--timeout", "60s"],
             env=self.env,
             cwd=self.workdir,
             stdout=subprocess.PIPE,
@@ -79,7 +89,12 @@ class HelmWorld:
             text=True,
         )
         try:
-            self.wait_for_status(release, "pending-upgrade")
+            self.wait_for_status(release, pending)
+            deadline = time.monotonic() + 30
+            while not applied():
+                if time.monotonic() > deadline:
+                    pytest.fail(f"helm {args[0]} never applied its manifest")
+                time.sleep(0.02)
         finally:
             process.send_signal(signal.SIGKILL)
             process.communicate(timeout=10)

@@ -10,12 +10,14 @@ import pytest
 from bot.backends.helm_cli import HelmCliBackend
 from bot.backends.helm_storage import HelmStorage
 from bot.backends.kubernetes_api import KubernetesClients
-from bot.core.catalog import HelmTarget, Target
+from bot.core.catalog import HelmTarget, Target, WorkloadKind
 from bot.core.errors import RevisionNotFound, RollbackRefused, UnknownTarget
 from bot.core.operations import OperationId
-from bot.core.rollouts import RevisionNumber, RolloutPhase
+from bot.core.rollouts import RevisionNumber, RollbackPlan, RolloutPhase
+from sandbox.faults import FaultClient
 from sandbox.kubesim.cluster import KubeSim
 from tests.backends.helm_world import HELM, HELM3, HelmWorld
+from tests.backends.kube_world import KubeWorld
 from tests.contracts.backend_contract import BackendCase, BackendContract
 
 
@@ -34,15 +36,20 @@ def helm_world(kubesim: KubeSim, tmp_path: Path, kubeconfig: Path) -> HelmWorld:
     return HelmWorld(kubesim, tmp_path, kubeconfig)
 
 
-@pytest.fixture
-def backend(helm_world: HelmWorld, kube_clients: KubernetesClients) -> HelmCliBackend:
+def helm_backend(world: HelmWorld, clients: KubernetesClients) -> HelmCliBackend:
+    """The backend driving the world's own helm binary (v4 or v3)."""
     return HelmCliBackend(
-        str(HELM),
-        kubeconfig=str(helm_world.kubeconfig),
-        clients=kube_clients,
-        environment=helm_world.env,
+        str(world.binary),
+        kubeconfig=str(world.kubeconfig),
+        clients=clients,
+        environment=world.env,
         wait_timeout=timedelta(seconds=20),
     )
+
+
+@pytest.fixture
+def backend(helm_world: HelmWorld, kube_clients: KubernetesClients) -> HelmCliBackend:
+    return helm_backend(helm_world, kube_clients)
 
 
 class TestHelmBackend(BackendContract):
@@ -136,6 +143,97 @@ def test_rollback_to_a_revision_whose_image_is_also_missing_fails_with_the_pods_
     assert any(unit.reason in ("ImagePullBackOff", "ErrImagePull") for unit in final.unhealthy)
 
 
+# Pods take this long to become Ready, so helm is still waiting for revision 1's new pod when it is killed.
+SLOW_PODS = 3.0
+
+
+def interrupted_rollback_to_1(world: HelmWorld, backend: HelmCliBackend) -> RollbackPlan:
+    """Revision 3 is broken and revision 1's pods are gone; the approved rollback to 1 ran on a replica that was
+    killed with its helm while helm waited for the new pods. Returns the plan that replica had."""
+    world.install(tag="1.16.0")
+    world.run("upgrade", "workshop", str(world.chart), "--set", "image.tag=1.17.0", "--wait")
+    world.upgrade()
+    plan = backend.plan_rollback(helm_target(), RevisionNumber(1), {})
+    world.interrupted_rollback(1, once=lambda: world.deployment_image() == "nginx:1.16.0")  # waiting for the pods
+    assert world.statuses()[-1] == (4, "pending-rollback", "Rollback to 1")
+    return plan
+
+
+@pytest.mark.parametrize("binary", [HELM, HELM3], ids=["helm4", "helm3"])
+@pytest.mark.parametrize("kubesim", [SLOW_PODS], indirect=True)
+def test_a_takeover_after_helm_was_killed_reports_the_rollout_and_the_way_out_of_the_pending_record(
+    binary: Path, kubesim: KubeSim, tmp_path: Path, kubeconfig: Path, kube_clients: KubernetesClients
+) -> None:
+    helm_world = HelmWorld(kubesim, tmp_path, kubeconfig, binary=binary)
+    backend = helm_backend(helm_world, kube_clients)
+    plan = interrupted_rollback_to_1(helm_world, backend)
+    before = helm_world.statuses()
+    # The replica taking over has no helm process of its own: only helm's record and the workloads.
+    receipt = backend.roll_back(helm_target(), plan, OperationId("op-killed"))
+    assert receipt.new_revision == 4
+    final = list(backend.watch_rollout(helm_target(), plan, timedelta(seconds=30)))[-1]
+    assert final.phase is RolloutPhase.SUCCEEDED
+    assert final.summary.startswith(
+        'helm rolled workshop back to revision 1 as revision 4; deployment "workshop" successfully rolled out. '
+        "helm's record of it, revision 4, still reads pending-rollback"
+    )
+    assert "`/rollback workshop 1` or `helm rollback workshop 1 --namespace default` records it" in final.summary
+    assert helm_world.statuses() == before  # nothing rolled back twice
+
+    # The bot's own way out: never the last deployed revision (the broken one the rollback left), but the
+    # interrupted rollback's own revision.
+    with pytest.raises(RollbackRefused, match=r"stuck in pending-rollback at revision 4.*`/rollback workshop 1`\.$"):
+        backend.plan_rollback(helm_target(), None, {})
+    again = backend.plan_rollback(helm_target(), RevisionNumber(1), {})
+    assert (again.from_revision, again.to_revision, again.changes) == (4, 1, ())
+    backend.roll_back(helm_target(), again, OperationId("op-way-out"))
+    assert list(backend.watch_rollout(helm_target(), again, timedelta(seconds=30)))[-1].phase is RolloutPhase.SUCCEEDED
+    assert helm_world.statuses()[-2:] == [(4, "pending-rollback", "Rollback to 1"), (5, "deployed", "Rollback to 1")]
+
+
+@pytest.mark.parametrize("kubesim", [SLOW_PODS], indirect=True)
+def test_a_timeout_after_the_workloads_rolled_out_says_it_waited_for_helm(
+    helm_world: HelmWorld, backend: HelmCliBackend, kubesim: KubeSim
+) -> None:
+    plan = interrupted_rollback_to_1(helm_world, backend)
+    cluster = KubeWorld(kubesim)
+    cluster.wait_until(lambda: cluster.rolled_out(WorkloadKind.DEPLOYMENT, "workshop"), what="revision 1's pods")
+    backend.roll_back(helm_target(), plan, OperationId("op-killed"))
+    # Shorter than the wait for a helm that may still record its verdict: the watch times out on helm, not pods.
+    final = list(backend.watch_rollout(helm_target(), plan, timedelta(seconds=2)))[-1]
+    assert final.phase is RolloutPhase.FAILED
+    assert final.reason == (
+        "timed out after 2s waiting for helm to record the rollback; the workloads rolled out: "
+        'deployment "workshop" successfully rolled out'
+    )
+
+
+@pytest.mark.parametrize("kubesim", [SLOW_PODS], indirect=True)
+def test_a_takeover_after_helm_was_killed_before_applying_anything_says_nothing_was_rolled_back(
+    helm_world: HelmWorld, backend: HelmCliBackend, kubesim: KubeSim
+) -> None:
+    helm_world.install(tag="1.16.0")
+    helm_world.run("upgrade", "workshop", str(helm_world.chart), "--set", "image.tag=1.17.0", "--wait")
+    helm_world.upgrade()
+    plan = backend.plan_rollback(helm_target(), RevisionNumber(1), {})
+    # The API server holds helm's write of the Deployment: helm has stored its revision and applied nothing.
+    faults = FaultClient(kubesim.url)
+    faults.add(method="PATCH", path="/apis/apps/v1/namespaces/default/deployments/workshop", delay=60)
+    helm_world.interrupted_rollback(1, once=lambda: faults.list()[0]["seen"] >= 1)
+    assert helm_world.statuses()[-1] == (4, "pending-rollback", "Rollback to 1")
+    assert helm_world.deployment_image() == "nginx:non-existing"
+
+    backend.roll_back(helm_target(), plan, OperationId("op-killed"))
+    final = list(backend.watch_rollout(helm_target(), plan, timedelta(seconds=30)))[-1]
+
+    assert final.phase is RolloutPhase.FAILED
+    assert final.summary == (
+        "helm's record of it, revision 4, reads pending-rollback, but workshop/workshop still runs "
+        "nginx:non-existing, not revision 1's nginx:1.16.0: the helm that ran it stopped with its replica before "
+        "applying it. Nothing was rolled back; `/rollback workshop 1` runs it again"
+    )
+
+
 class TestHelmV3Backend(BackendContract):
     """The same contract with helm v3, whose rollback waits with a boolean --wait."""
 
@@ -146,13 +244,7 @@ class TestHelmV3Backend(BackendContract):
         world = HelmWorld(kubesim, tmp_path, kubeconfig, binary=HELM3)
         world.install()
         world.upgrade()
-        backend = HelmCliBackend(
-            str(HELM3),
-            kubeconfig=str(kubeconfig),
-            clients=kube_clients,
-            environment=world.env,
-            wait_timeout=timedelta(seconds=20),
-        )
+        backend = helm_backend(world, kube_clients)
         assert backend.major_version == 3
         return BackendCase(
             backend=backend,

@@ -85,5 +85,5 @@ def test_a_statefulset_stuck_on_a_broken_pod_fails_naming_the_pod_and_the_way_ou
     final = list(backend.watch_rollout(target, plan, timedelta(seconds=3)))[-1]
 
     assert final.phase is RolloutPhase.FAILED
-    assert "db-2 (ImagePullBackOff)" in (final.reason or "") or "db-2 (ErrImagePull)" in (final.reason or "")
+    assert "pod db-2 ImagePullBackOff" in (final.reason or "") or "pod db-2 ErrImagePull" in (final.reason or "")
     assert "kubectl delete pod db-2 -n default" in (final.reason or "")

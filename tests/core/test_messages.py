@@ -327,3 +327,45 @@ def test_a_plan_without_changes_says_so() -> None:
 def test_message_refs_are_not_part_of_the_text() -> None:
     operation = make_operation(request_message=MessageRef(channel="C0INCIDENT", ts="1.2"))
     assert "1.2" not in messages.request_message(operation).text
+
+
+def crashing(index: int) -> UnhealthyUnit:
+    return UnhealthyUnit(
+        name=f"web-7d9c-{index:05d}",
+        reason="CrashLoopBackOff",
+        message=f"back-off 40s restarting failed container=web pod=web-7d9c-{index:05d}",
+    )
+
+
+def test_a_rollout_of_fifty_pods_ends_with_its_stuck_pods_counted_per_reason_never_listed() -> None:
+    stuck = [crashing(i) for i in range(38)] + [
+        UnhealthyUnit(name="web-7d9c-pull1", reason="ImagePullBackOff", message="Back-off pulling image web:v10"),
+        UnhealthyUnit(name="web-7d9c-pull2", reason="ImagePullBackOff"),
+        UnhealthyUnit(name="web-7d9c-oom01", reason="OOMKilled"),
+        UnhealthyUnit(name="web-7d9c-pend1", reason="Unschedulable", message="0/3 nodes are available"),
+        UnhealthyUnit(name="web-7d9c-pend2", reason="ContainerCreating"),
+    ]
+
+    text = messages.stuck_pods_text(stuck)
+
+    assert text == (
+        "38 pods CrashLoopBackOff (back-off 40s restarting failed container=web pod=web-7d9c-00000); "
+        "2 pods ImagePullBackOff (Back-off pulling image web:v10); "
+        "pod web-7d9c-oom01 OOMKilled; "
+        "2 pods for 2 more reasons"
+    )
+
+
+def test_one_other_reason_is_counted_in_the_singular_and_long_pod_messages_are_cut() -> None:
+    stuck = [
+        *(crashing(i) for i in range(3)),
+        UnhealthyUnit(name="a", reason="ErrImagePull", message="x" * 500),
+        UnhealthyUnit(name="b", reason="ErrImagePull"),
+        UnhealthyUnit(name="c", reason="OOMKilled"),
+        UnhealthyUnit(name="d", reason="Evicted"),
+    ]
+
+    text = messages.stuck_pods_text(stuck)
+
+    assert text.endswith("; 1 pod for 1 more reason")
+    assert "2 pods ErrImagePull (" + "x" * 119 + "…)" in text

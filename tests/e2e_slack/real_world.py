@@ -102,10 +102,16 @@ class DeploymentView:
 class BrokenStorefront:
     """A fresh kubesim (with helm and kubectl pointed at it) and a freshly seeded moto, for one test."""
 
-    def __init__(self, workdir: Path, aws: AwsWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        aws: AwsWorld,
+        monkeypatch: pytest.MonkeyPatch,
+        pod_ready_seconds: float = POD_READY_SECONDS,
+    ) -> None:
         require_tool("kubectl", KUBECTL.exists(), f"the real kubectl at {KUBECTL}")
         self.sim = KubeSim(
-            pod_ready_seconds=POD_READY_SECONDS,
+            pod_ready_seconds=pod_ready_seconds,
             registry=RegistryConfig(missing=MISSING_IMAGES, crashloop=CRASHING_IMAGES),
         )
         self.sim.start()

@@ -3,7 +3,9 @@
 `/rollback storefront` names a Kubernetes Deployment (kubesim, read back with kubectl), a Helm release (the real
 helm against kubesim) and an ECS service (moto with the rollout driver). One approval rolls all three back; each
 backend's own view must then show its previous revision. A busy member starts nothing, a member that really
-fails does not stop the others, and a dry run or an explicit revision changes nothing anywhere.
+fails does not stop the others, and a dry run or an explicit revision changes nothing anywhere. Replicas killed
+as a container dies (`rollbot serve` in its own session) are taken over: mid-batch, and mid-`helm rollback --wait`
+(a single release, whose rollback must wait for new pods), where helm dies too and leaves its record pending.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from tests.e2e_slack.conftest import (
 from tests.e2e_slack.real_world import (
     CATALOG,
     MEMBERS,
+    POD_READY_SECONDS,
     ROLLOUT_WAIT,
     BrokenStorefront,
     DeploymentView,
@@ -54,8 +57,11 @@ def aws() -> Iterator[AwsWorld]:
 
 
 @pytest.fixture
-def world(tmp_path: Path, aws: AwsWorld, monkeypatch: pytest.MonkeyPatch) -> Iterator[BrokenStorefront]:
-    world = BrokenStorefront(tmp_path, aws, monkeypatch)
+def world(
+    request: pytest.FixtureRequest, tmp_path: Path, aws: AwsWorld, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[BrokenStorefront]:
+    """`@pytest.mark.parametrize("world", [seconds], indirect=True)` makes pods take that long to become Ready."""
+    world = BrokenStorefront(tmp_path, aws, monkeypatch, getattr(request, "param", POD_READY_SECONDS))
     try:
         yield world
     finally:
@@ -281,13 +287,11 @@ def test_a_helm_failure_fails_its_member_only_and_helm_records_it(slack, fake_sl
     assert ":large_green_circle: *myservice* → revision 3: rolled back to revision 3" in progress
 
 
-def test_a_replica_killed_mid_batch_is_taken_over_and_nothing_rolls_back_twice(
-    fake_slack, redis_url, catalog_path, make_bot, world
-) -> None:
-    world.break_everything()
-    # myservice's rollback starts but does not move until the executing replica is dead.
-    world.aws.driver.plan_task_definition("myservice:3", HANG)
-    env = {key: value for key, value in os.environ.items() if not key.lower().endswith("_proxy")} | {
+def doomed_replica_env(
+    fake_slack: FakeSlack, redis_url: str, catalog_path: Path, world: BrokenStorefront
+) -> dict[str, str]:
+    """`rollbot serve` against this world, with a 1 s lease so that another replica takes over soon after a kill."""
+    return {key: value for key, value in os.environ.items() if not key.lower().endswith("_proxy")} | {
         "SLACK_BOT_TOKEN": BOT_TOKEN,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
         "SLACK_API_URL": fake_slack.api_url,
@@ -300,18 +304,46 @@ def test_a_replica_killed_mid_batch_is_taken_over_and_nothing_rolls_back_twice(
         "KUBECONFIG": str(world.kubeconfig),
         "ROLLBOT_HELM": str(world.helm.binary),
     }
-    doomed = ServedReplica(env)
+
+
+def approve_then_kill_the_replica(
+    fake_slack: FakeSlack,
+    redis_url: str,
+    catalog_path: Path,
+    world: BrokenStorefront,
+    text: str,
+    until: Callable[[Any, StoreView], None],
+) -> tuple[Any, StoreView]:
+    """`/rollback <text>`, approved, on a served replica that is killed (helm and kubectl with it) once `until`
+    returns. The request, and a view of the shared Redis for what comes next."""
+    doomed = ServedReplica(doomed_replica_env(fake_slack, redis_url, catalog_path, world))
     try:
         view = StoreView(redis_url)
         with SlackDriver(doomed.events_url, SIGNING_SECRET, fake_slack) as slack:
-            request = request_rollback(slack, fake_slack, view, "storefront")
+            request = request_rollback(slack, fake_slack, view, text)
             slack.reaction_added(BOB, "white_check_mark", INCIDENT, request.ts)
-            wait_for_thread_line(fake_slack, request, "✅ bootcamp: rolled back", timeout=ROLLOUT_WAIT)
-            wait_for_thread_line(fake_slack, request, "✅ workshop: rolled back", timeout=ROLLOUT_WAIT)
-            eventually(lambda: view.member("myservice", request).receipt is not None, ROLLOUT_WAIT, "myservice started")
+            until(request, view)
         doomed.kill()
     finally:
         doomed.stop()
+    return request, view
+
+
+def test_a_replica_killed_mid_batch_is_taken_over_and_nothing_rolls_back_twice(
+    fake_slack, redis_url, catalog_path, make_bot, world
+) -> None:
+    world.break_everything()
+    # myservice's rollback starts but does not move until the executing replica is dead.
+    world.aws.driver.plan_task_definition("myservice:3", HANG)
+
+    def two_done_and_myservice_started(request: Any, view: StoreView) -> None:
+        wait_for_thread_line(fake_slack, request, "✅ bootcamp: rolled back", timeout=ROLLOUT_WAIT)
+        wait_for_thread_line(fake_slack, request, "✅ workshop: rolled back", timeout=ROLLOUT_WAIT)
+        eventually(lambda: view.member("myservice", request).receipt is not None, ROLLOUT_WAIT, "myservice started")
+
+    request, view = approve_then_kill_the_replica(
+        fake_slack, redis_url, catalog_path, world, "storefront", two_done_and_myservice_started
+    )
     assert [m.phase for m in view.store.get(request.operation.id).members] == [
         Phase.SUCCEEDED,
         Phase.SUCCEEDED,
@@ -339,3 +371,57 @@ def test_a_replica_killed_mid_batch_is_taken_over_and_nothing_rolls_back_twice(
     for name in MEMBERS:
         assert sum(line.startswith(f"✅ {name}: rolled back") for line in thread) == 1, thread
     wait_for_progress(fake_slack, request, "3/3 finished")
+
+
+# Pods take this long to become Ready: helm's `rollback --wait` is still waiting when its replica is killed.
+SLOW_PODS = 3.0
+
+
+@pytest.mark.parametrize("world", [SLOW_PODS], indirect=True)
+def test_a_replica_killed_while_helm_waits_is_taken_over_and_the_heir_tells_the_truth_about_helm(
+    fake_slack, redis_url, catalog_path, make_bot, world
+) -> None:
+    # Revision 1's pods are long gone (revision 2 replaced them), so rolling back to it waits for new pods.
+    world.helm.install(tag="1.16.0")
+    world.helm.run("upgrade", "workshop", str(world.helm.chart), "--set", "image.tag=1.17.0", "--wait")
+    world.helm.upgrade(tag="non-existing")
+
+    def helm_waiting(request: Any, view: StoreView) -> None:
+        # helm has stored its rollback, applied revision 1's manifest and waits for its new pods.
+        eventually(lambda: world.workshop()[-1][1] == "pending-rollback", ROLLOUT_WAIT, "helm rollback started")
+        eventually(lambda: world.helm.deployment_image() == "nginx:1.16.0", ROLLOUT_WAIT, "revision 1 applied")
+
+    request, _ = approve_then_kill_the_replica(fake_slack, redis_url, catalog_path, world, "workshop 1", helm_waiting)
+    interrupted = (4, "pending-rollback", "Rollback to 1")
+    # helm died with its replica: its record stays pending-rollback whatever the workloads do next.
+    assert world.workshop()[-1] == interrupted
+
+    make_bot(replica_id="replica-heir", lease=timedelta(seconds=1))
+
+    wait_for_phase(fake_slack, request, "succeeded", timeout=ROLLOUT_WAIT)
+    thread = wait_for_thread_line(fake_slack, request, "✅ rolled back to revision 1")
+    assert any("another one took over" in line for line in thread), thread
+    finals = [line for line in thread if line.startswith("✅ rolled back to revision 1")]
+    assert len(finals) == 1, thread
+    told = finals[0]
+    assert "as revision 4" in told
+    assert 'deployment "workshop" successfully rolled out' in told
+    assert "timed out" not in told
+    assert "revision 4, still reads pending-rollback" in told
+    way_out = "helm rollback workshop 1 --namespace default --kube-context sandbox"
+    assert f"`/rollback workshop 1` or `{way_out}` records it as deployed" in told
+    # The heir ran no helm rollback of its own.
+    assert world.workshop() == [
+        (1, "superseded", "Install complete"),
+        (2, "superseded", "Upgrade complete"),
+        (3, "deployed", "Upgrade complete"),
+        interrupted,
+    ]
+    # The advice is right: helm refuses an upgrade until the way out has been run, and accepts one after.
+    upgrade = ("upgrade", "workshop", str(world.helm.chart), "--set", "image.tag=1.16.0")
+    refused = world.helm.run(*upgrade, check=False)
+    assert "another operation (install/upgrade/rollback) is in progress" in refused.stderr
+    world.helm.run(*way_out.split()[1:])
+    assert world.workshop()[-1] == (5, "deployed", "Rollback to 1")
+    world.helm.run(*upgrade)
+    assert world.workshop()[-1] == (6, "deployed", "Upgrade complete")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -39,6 +40,8 @@ from bot.core.thread_digest import MAX_REASONS_SHOWN, Digest, EventTally
 # An example message or event quoted in a digest is cut here: the count is the news, the text a hint (long
 # enough for a registry's answer, "…manifest for nginx:x not found: manifest unknown").
 MAX_QUOTED: Final = 300
+# The same in a rollout's final line, which may name three reasons after the failure itself.
+MAX_QUOTED_IN_FINAL_LINE: Final = 120
 
 
 def approvers_text(operation: Operation) -> str:
@@ -235,6 +238,26 @@ def _problems_now(operation: Operation, units: tuple[UnhealthyUnit, ...]) -> lis
     if hidden:
         lines.append(f"…and {_units(operation, sum(n for _, n in hidden))} for {len(hidden)} more reasons")
     return lines
+
+
+def stuck_pods_text(units: Sequence[UnhealthyUnit]) -> str:
+    """The pods stuck as a rollout ended, for its final line: counted per reason, at most `MAX_REASONS_SHOWN`
+    reasons, each with one pod's own message ("38 pods CrashLoopBackOff (back-off 40s restarting failed
+    container …)"); a lone pod by its name, the other reasons counted. Never a list of pod names."""
+    by_reason = Counter(unit.reason for unit in units)
+    example = {unit.reason: unit.message for unit in reversed(units) if unit.message}
+    named = {unit.reason: unit.name for unit in reversed(units)}
+    parts = []
+    for reason, count in by_reason.most_common(MAX_REASONS_SHOWN):
+        who = f"pod {named[reason]}" if count == 1 else f"{count} pods"
+        detail = f" ({cut(' '.join(example[reason].split()), MAX_QUOTED_IN_FINAL_LINE)})" if reason in example else ""
+        parts.append(f"{who} {reason}{detail}")
+    hidden = by_reason.most_common()[MAX_REASONS_SHOWN:]
+    if hidden:
+        pods = sum(count for _, count in hidden)
+        more = "1 more reason" if len(hidden) == 1 else f"{len(hidden)} more reasons"
+        parts.append(f"{pods} pod{'' if pods == 1 else 's'} for {more}")
+    return "; ".join(parts)
 
 
 def unhealthy_text(unit: UnhealthyUnit) -> str:
