@@ -19,6 +19,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from bot.core.catalog import (
@@ -105,6 +106,8 @@ class _Watched:
     memory: Observations
     fence: ContextFence
     last_health: Health | None = None
+    # When time alone may change its verdict (None: judge it again at every tick while unsettled).
+    recheck_at: datetime | None = None
 
 
 class IncidentFlow:
@@ -182,7 +185,8 @@ class IncidentFlow:
     def tick(self) -> None:
         """Judge again what is not settled (rules hold for a while), and run pending verifications."""
         with self._mutex:
-            keys = [key for key, watched in self._watched.items() if _is_unsettled(watched)]
+            now = self._clock.now()
+            keys = [key for key, watched in self._watched.items() if _is_due(watched, now)]
         for key in keys:
             self._guarded(lambda key=key: self._judge(key))  # type: ignore[misc]
         self._guarded(self._verify_pending)
@@ -196,6 +200,7 @@ class IncidentFlow:
             verdict = judge_sighting(watched.sighting, now, watched.settings, watched.memory)
             watched.memory = verdict.observations
             watched.last_health = verdict.health
+            watched.recheck_at = verdict.recheck_at
         workload = workload_ref(watched.found)
         current = current_revision(watched.sighting)
         latest = self._store.find_by_workload(workload.key)
@@ -517,8 +522,11 @@ class IncidentFlow:
             log.warning("a Slack call about an incident failed", exc_info=True)
 
 
-def _is_unsettled(watched: _Watched) -> bool:
-    return watched.last_health not in (Health.HEALTHY, Health.IGNORED)
+def _is_due(watched: _Watched, now: datetime) -> bool:
+    """Unsettled, and due: with thousands of workloads watched, the tick judges only those whose holds mature."""
+    if watched.last_health in (Health.HEALTHY, Health.IGNORED):
+        return False
+    return watched.recheck_at is None or watched.recheck_at <= now
 
 
 def _lease_of(workload: WorkloadRef) -> str:
