@@ -57,8 +57,10 @@ log = structlog.get_logger(__name__)
 
 # Pods of a selected workload are listed again at most this often (and at least this often while selected).
 POD_INTERVAL_SECONDS = 3.0
-# Seconds of pod listings the reporting thread does before it looks at its inbox again.
+# Seconds of pod listings the reporting thread does before it looks at its inbox again, and the longest it
+# handles changes before a turn of pod listings (so that neither starves the other).
 POD_LISTING_BUDGET = 0.25
+EVENT_BUDGET = 1.0
 # The only conditions the rules read (bot/core/detection/workloads.py), and only in these states: the others
 # are dropped before parsing, since a parsed condition costs more than the rest of a snapshot.
 _READ_CONDITIONS = {"Progressing": "False", "ReplicaFailure": "True"}
@@ -159,10 +161,6 @@ class _Inbox:
                 if remaining <= 0 or not self._ready.wait(remaining):
                     return None
 
-    def __len__(self) -> int:
-        with self._ready:
-            return len(self._latest) + sum(1 for item in self._order if not isinstance(item, tuple))
-
 
 class KubernetesFailureWatcher:
     """`bot.ports.FailureWatcher` for `backend: kubernetes` watch scopes, over the contexts of `clients`."""
@@ -254,13 +252,20 @@ class KubernetesFailureWatcher:
     ) -> None:
         pods = _PodLister(core, apps, self._pod_interval, self._monotonic)
         while not stop.is_set():
-            event = events.get(timeout=min(0.5, self._pod_interval))
-            if isinstance(event, StreamFailed):
-                raise event.error
-            if isinstance(event, Listed):
-                self._relisted(state, event, pods, report)
-            elif isinstance(event, Changed):
-                self._changed(state, event, pods, report)
+            # Everything pending first (workload changes carry the signals that need no pods, such as a passed
+            # deadline), for a bounded time; then a turn of pod listings.
+            wait = min(0.5, self._pod_interval)
+            turn_ends = self._monotonic() + EVENT_BUDGET
+            while (event := events.get(timeout=wait)) is not None and not stop.is_set():
+                if isinstance(event, StreamFailed):
+                    raise event.error
+                if isinstance(event, Listed):
+                    self._relisted(state, event, pods, report)
+                else:
+                    self._changed(state, event, pods, report)
+                if self._monotonic() >= turn_ends:
+                    break
+                wait = 0.0
             # Selected workloads whose pods are due are listed again and reported, changed or not: the oldest
             # first, for a bounded time, so the inbox is never starved by pod listings.
             budget_ends = self._monotonic() + POD_LISTING_BUDGET
