@@ -125,7 +125,11 @@ class IncidentFlow:
         backend_of: Callable[[Target], Backend],
         new_incident_id: Callable[[], IncidentId],
         sleep: Sleep,
+        post_cards: Callable[[Callable[[], None]], object] | None = None,
     ) -> None:
+        """`post_cards` runs the posting of a new card (at once when None). The app gives it a small pool: a card
+        waits for the channel's Slack budget (1 post/s), and the watcher that found the next failure must not
+        wait with it."""
         self._store = store
         self._operations = operations
         self._chat = chat
@@ -135,6 +139,7 @@ class IncidentFlow:
         self._backend_of = backend_of
         self._new_id = new_incident_id
         self._sleep = sleep
+        self._post_cards = post_cards
         self._rollbacks: Rollbacks | None = None
         self._mutex = threading.RLock()
         self._watched: dict[str, _Watched] = {}
@@ -353,7 +358,7 @@ class IncidentFlow:
         for effect in transition.effects:
             match effect:
                 case PostIncidentCard():
-                    self._post_card(incident, fence)
+                    self._post_new(incident, fence)
                 case UpdateIncidentCard():
                     self._refresh(incident.id)
                 case PostInIncidentThread() if incident.card is not None:
@@ -363,6 +368,14 @@ class IncidentFlow:
                     self._request_rollback(incident, effect)
                 case TellUser():
                     self._quietly(self._chat.post_ephemeral, incident.channel, effect.user, plain(effect.text))
+
+    def _post_new(self, incident: Incident, fence: ContextFence | None) -> None:
+        if self._post_cards is None:
+            self._post_card(incident, fence)
+            return
+        # Off this thread; a card that fails to post here is posted by the sweep.
+        post_cards = self._post_cards
+        post_cards(lambda: self._guarded(lambda: self._post_card(incident, fence)))
 
     def _post_card(self, incident: Incident, fence: ContextFence | None) -> None:
         with self._mutex:
