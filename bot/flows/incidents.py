@@ -325,7 +325,7 @@ class IncidentFlow:
             if fence is None:
                 continue  # the context's holder keeps its cards
             if incident.card is None and incident.state is not IncidentState.RESOLVED:
-                self._guarded(lambda i=incident, f=fence: self._post_card(i, f))  # type: ignore[misc]
+                self._guarded(lambda i=incident, f=fence: self._post_new(i, f))  # type: ignore[misc]
                 done += 1
             due = next_refresh_at(incident)
             if due is not None and due <= now:
@@ -373,9 +373,21 @@ class IncidentFlow:
         if self._post_cards is None:
             self._post_card(incident, fence)
             return
-        # Off this thread; a card that fails to post here is posted by the sweep.
-        post_cards = self._post_cards
-        post_cards(lambda: self._guarded(lambda: self._post_card(incident, fence)))
+        # Off this thread (the watcher's, or the sweep's next to the lease renewals); claimed now, so the sweep
+        # does not queue it twice while it waits its turn. A card that fails to post is posted by a later sweep.
+        with self._mutex:
+            if incident.id in self._posting:
+                return
+            self._posting.add(incident.id)
+
+        def post() -> None:
+            try:
+                self._guarded(lambda: self._post_claimed(incident, fence))
+            finally:
+                with self._mutex:
+                    self._posting.discard(incident.id)
+
+        self._post_cards(post)
 
     def _post_card(self, incident: Incident, fence: ContextFence | None) -> None:
         with self._mutex:
@@ -383,13 +395,16 @@ class IncidentFlow:
                 return  # the other thread is posting it
             self._posting.add(incident.id)
         try:
-            current = self._store.get(incident.id)
-            if current is None or current.card is not None:
-                return  # posted meanwhile
-            self._post_new_card(current, fence)
+            self._post_claimed(incident, fence)
         finally:
             with self._mutex:
                 self._posting.discard(incident.id)
+
+    def _post_claimed(self, incident: Incident, fence: ContextFence | None) -> None:
+        current = self._store.get(incident.id)
+        if current is None or current.card is not None:
+            return  # posted meanwhile
+        self._post_new_card(current, fence)
 
     def _post_new_card(self, incident: Incident, fence: ContextFence | None) -> None:
         # Slack has no fencing: check the token right before the post, so a replica that lost the context
