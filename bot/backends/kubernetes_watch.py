@@ -13,16 +13,15 @@ from its newest ReplicaSet, listed only then. Once a workload is healthy again i
 Every stream's events go through one inbox to the thread that called `watch`, which alone calls `report`: the
 flow sees one ordered series of sightings. The inbox keeps only the newest state of each workload, so a burst
 of changes (10,000 pods settling after a relist) costs one sighting per workload, never a growing backlog. Pod
-listings are I/O the reporting thread does between events, oldest first and for at most `POD_LISTING_BUDGET`
-per turn, so a thousand workloads mid-rollout never hold back the sighting of a Deployment whose deadline just
-passed. Decisions are the core's (`bot.core.detection`); this module only looks.
+listings are done by `kubernetes_pod_lister.PodLister` on a thread of its own and arrive in the same inbox, so a
+thousand workloads mid-rollout never hold back the sighting of a Deployment whose deadline just passed.
+Decisions are the core's (`bot.core.detection`); this module only looks.
 
 Projections are slim (about 2 KB per workload): conditions the rules do not read are dropped before parsing.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import deque
@@ -36,6 +35,7 @@ from kubernetes import client as k8s
 
 from bot.backends.kubernetes_api import KubernetesClients, translating_errors
 from bot.backends.kubernetes_interpret import selector_string
+from bot.backends.kubernetes_pod_lister import PodLister, PodsListed
 from bot.backends.kubernetes_stream import (
     DEFAULT_BACKOFF,
     PAGE_SIZE,
@@ -49,8 +49,7 @@ from bot.backends.kubernetes_stream import (
 )
 from bot.core.catalog import WorkloadKind
 from bot.core.catalog_detect import KubernetesWatch, WatchScope
-from bot.core.detection import REVISION_ANNOTATION, PodSnapshot, Sighting, WorkloadSnapshot, needs_pods
-from bot.core.detection.snapshots import CONTROLLER_REVISION_HASH, POD_TEMPLATE_HASH
+from bot.core.detection import PodSnapshot, Sighting, WorkloadSnapshot, needs_pods
 from bot.core.errors import UnknownTarget
 
 log = structlog.get_logger(__name__)
@@ -82,17 +81,6 @@ class HeldWorkload:
 
 
 @dataclass
-class _PodWatch:
-    """The last pod listing of a selected workload; dropped once `needs_pods` lets go of it."""
-
-    listed_at: float
-    pods: tuple[PodSnapshot, ...]
-    # The Deployment revision the update hash was read for, and the hash (None: no ReplicaSet for it yet).
-    hash_revision: int | None = None
-    update_hash: str | None = None
-
-
-@dataclass
 class _Scope:
     """The state of one `watch` call (one context): snapshots by key, and the pods of the selected ones."""
 
@@ -100,7 +88,8 @@ class _Scope:
     # Which kind and namespace ("*": all) each stream speaks for, by stream name.
     streams: dict[str, tuple[WorkloadKind, str]] = field(default_factory=dict)
     held: dict[WorkloadKey, HeldWorkload] = field(default_factory=dict)
-    pods: dict[WorkloadKey, _PodWatch] = field(default_factory=dict)
+    # The last pod listing of each selected workload.
+    pods: dict[WorkloadKey, PodsListed] = field(default_factory=dict)
 
 
 def project_workload(kind: WorkloadKind) -> Callable[[dict[str, Any]], HeldWorkload]:
@@ -129,10 +118,10 @@ class _Inbox:
 
     def __init__(self) -> None:
         self._ready = threading.Condition()
-        self._order: deque[WorkloadKey | Listed[HeldWorkload] | StreamFailed] = deque()
+        self._order: deque[WorkloadKey | Listed[HeldWorkload] | StreamFailed | PodsListed] = deque()
         self._latest: dict[WorkloadKey, Changed[HeldWorkload]] = {}
 
-    def put(self, event: StreamEvent[HeldWorkload]) -> None:
+    def put(self, event: StreamEvent[HeldWorkload] | PodsListed) -> None:
         with self._ready:
             if isinstance(event, Changed):
                 key = event.item.key
@@ -146,7 +135,7 @@ class _Inbox:
                 self._order.append(event)
             self._ready.notify()
 
-    def get(self, timeout: float) -> StreamEvent[HeldWorkload] | None:
+    def get(self, timeout: float) -> StreamEvent[HeldWorkload] | PodsListed | None:
         with self._ready:
             deadline = time.monotonic() + timeout
             while True:
@@ -194,12 +183,19 @@ class KubernetesFailureWatcher:
         streams = list(self._streams(api, scope, events))
         state.streams = {stream.name: stream_scope for stream, stream_scope in streams}
         threads = [stream.start() for stream, _ in streams]
+        lister = PodLister(
+            k8s.CoreV1Api(api), k8s.AppsV1Api(api), events, interval=self._pod_interval, monotonic=self._monotonic
+        )
+        done = threading.Event()
+        pod_thread = threading.Thread(target=lister.run, args=(done,), name=f"watch-pods-{state.location}", daemon=True)
+        pod_thread.start()
         try:
-            self._loop(k8s.CoreV1Api(api), k8s.AppsV1Api(api), state, events, report, stop)
+            self._loop(lister, state, events, report, stop)
         finally:
+            done.set()
             for stream, _ in streams:
                 stream.close()
-            for thread in threads:
+            for thread in [*threads, pod_thread]:
                 thread.join(timeout=5)
 
     def _streams(
@@ -243,46 +239,30 @@ class KubernetesFailureWatcher:
 
     def _loop(
         self,
-        core: k8s.CoreV1Api,
-        apps: k8s.AppsV1Api,
+        lister: PodLister,
         state: _Scope,
         events: _Inbox,
         report: Callable[[Sighting], None],
         stop: threading.Event,
     ) -> None:
-        pods = _PodLister(core, apps, self._pod_interval, self._monotonic)
         while not stop.is_set():
-            # Everything pending first (workload changes carry the signals that need no pods, such as a passed
-            # deadline), for a bounded time; then a turn of pod listings.
-            wait = min(0.5, self._pod_interval)
-            turn_ends = self._monotonic() + EVENT_BUDGET
-            while (event := events.get(timeout=wait)) is not None and not stop.is_set():
-                if isinstance(event, StreamFailed):
-                    raise event.error
-                if isinstance(event, Listed):
-                    self._relisted(state, event, pods, report)
-                else:
-                    self._changed(state, event, pods, report)
-                if self._monotonic() >= turn_ends:
-                    break
-                wait = 0.0
-            # Selected workloads whose pods are due are listed again and reported, changed or not: the oldest
-            # first, for a bounded time, so the inbox is never starved by pod listings.
-            budget_ends = self._monotonic() + POD_LISTING_BUDGET
-            for key in pods.due(state):
-                held = state.held.get(key)
-                if held is None or stop.is_set():
-                    continue
-                pods.refresh(state, held)
-                report(self._sighting(state, held, pods))
-                if self._monotonic() >= budget_ends:
-                    break
+            event = events.get(timeout=0.5)
+            if event is None or stop.is_set():
+                continue
+            if isinstance(event, StreamFailed):
+                raise event.error
+            if isinstance(event, Listed):
+                self._relisted(state, event, lister, report)
+            elif isinstance(event, PodsListed):
+                self._pods_listed(state, event, lister, report)
+            else:
+                self._changed(state, event, lister, report)
 
     def _relisted(
         self,
         state: _Scope,
         listed: Listed[HeldWorkload],
-        pods: _PodLister,
+        lister: PodLister,
         report: Callable[[Sighting], None],
     ) -> None:
         kind, namespace = state.streams[listed.stream]
@@ -296,11 +276,10 @@ class KubernetesFailureWatcher:
         started = self._monotonic()
         for key in gone:
             held = state.held.pop(key)
-            state.pods.pop(key, None)
-            report(self._sighting(state, held, pods, deleted=True, resync=True))
+            report(self._sighting(state, held, lister, deleted=True, resync=True))
         for key, held in fresh.items():
             state.held[key] = held
-            report(self._sighting(state, held, pods, resync=True))
+            report(self._sighting(state, held, lister, resync=True))
         # The listing is judged now: the moment a new holder knows its context (the bench's cold sync).
         log.info(
             "workloads judged",
@@ -310,27 +289,42 @@ class KubernetesFailureWatcher:
             seconds=round(self._monotonic() - started, 2),
         )
 
+    def _pods_listed(
+        self, state: _Scope, listed: PodsListed, lister: PodLister, report: Callable[[Sighting], None]
+    ) -> None:
+        """A pod listing is reported even when nothing changed: the flow's holds (`failing_for`) mature on it."""
+        held = state.held.get(listed.key)
+        if held is None or not lister.is_current(listed):
+            return  # gone, healthy again, or a newer revision since the listing started
+        state.pods[listed.key] = listed
+        report(self._sighting(state, held, lister))
+
     def _changed(
-        self, state: _Scope, changed: Changed[HeldWorkload], pods: _PodLister, report: Callable[[Sighting], None]
+        self, state: _Scope, changed: Changed[HeldWorkload], lister: PodLister, report: Callable[[Sighting], None]
     ) -> None:
         held = changed.item
         if changed.is_deleted:
             state.held.pop(held.key, None)
-            state.pods.pop(held.key, None)
-            report(self._sighting(state, held, pods, deleted=True))
+            report(self._sighting(state, held, lister, deleted=True))
             return
         state.held[held.key] = held
-        report(self._sighting(state, held, pods))
+        report(self._sighting(state, held, lister))
 
     def _sighting(
-        self, state: _Scope, held: HeldWorkload, pods: _PodLister, *, deleted: bool = False, resync: bool = False
+        self, state: _Scope, held: HeldWorkload, lister: PodLister, *, deleted: bool = False, resync: bool = False
     ) -> Sighting:
         snapshot = held.snapshot
         listed: tuple[PodSnapshot, ...] = ()
         if not deleted and needs_pods(snapshot):
-            snapshot, listed = pods.known(state, held)
+            lister.select(held.key, snapshot, held.selector)
+            known = state.pods.get(held.key)
+            if known is not None and known.snapshot.revision_key == snapshot.revision_key:
+                listed = known.pods
+                if snapshot.kind is WorkloadKind.DEPLOYMENT:
+                    snapshot = snapshot.model_copy(update={"update_hash": known.snapshot.update_hash})
         else:
-            # Healthy (or gone): its pods say nothing any more, so they are not kept.
+            # Healthy (or gone): its pods say nothing any more, so they are neither listed nor kept.
+            lister.drop(held.key)
             state.pods.pop(held.key, None)
         return Sighting(
             location=state.location,
@@ -342,117 +336,7 @@ class KubernetesFailureWatcher:
         )
 
 
-class _PodLister:
-    """Lists the update revision's pods of selected workloads, each at most once per `interval`."""
-
-    def __init__(
-        self, core: k8s.CoreV1Api, apps: k8s.AppsV1Api, interval: float, monotonic: Callable[[], float]
-    ) -> None:
-        self._core = core
-        self._apps = apps
-        self._interval = interval
-        self._monotonic = monotonic
-
-    def due(self, state: _Scope) -> list[WorkloadKey]:
-        """Selected workloads whose pods are due, the longest-waiting first."""
-        now = self._monotonic()
-        due = [
-            (watched.listed_at, key) for key, watched in state.pods.items() if now - watched.listed_at >= self._interval
-        ]
-        return [key for _, key in sorted(due)]
-
-    def known(self, state: _Scope, held: HeldWorkload) -> tuple[WorkloadSnapshot, tuple[PodSnapshot, ...]]:
-        """The snapshot (a Deployment's with its update hash) and the pods last listed; no I/O.
-
-        A workload newly selected, or a Deployment whose revision changed, is due at once (what was listed for an
-        older revision says nothing about this one).
-        """
-        snapshot = held.snapshot
-        watched = state.pods.get(held.key)
-        if watched is None:
-            watched = state.pods[held.key] = _PodWatch(listed_at=float("-inf"), pods=())
-        if snapshot.kind is WorkloadKind.DEPLOYMENT:
-            if watched.hash_revision != snapshot.revision:
-                watched.listed_at, watched.pods, watched.update_hash = float("-inf"), (), None
-            snapshot = snapshot.model_copy(update={"update_hash": watched.update_hash})
-        return snapshot, watched.pods
-
-    def refresh(self, state: _Scope, held: HeldWorkload) -> None:
-        """List the update revision's pods again (and a Deployment's update hash, until it is known)."""
-        snapshot, _ = self.known(state, held)
-        watched = state.pods[held.key]
-        if snapshot.kind is WorkloadKind.DEPLOYMENT and (
-            watched.hash_revision != snapshot.revision or watched.update_hash is None
-        ):
-            watched.update_hash = self._deployment_hash(held)
-            watched.hash_revision = snapshot.revision
-            snapshot = snapshot.model_copy(update={"update_hash": watched.update_hash})
-        watched.pods = self._list_pods(held, snapshot)
-        watched.listed_at = self._monotonic()
-
-    def _deployment_hash(self, held: HeldWorkload) -> str | None:
-        """The pod-template-hash of the Deployment's ReplicaSet for its current revision (the newest)."""
-        snapshot = held.snapshot
-        with translating_errors(f"listing the ReplicaSets of deployment/{snapshot.name}"):
-            listing = _json(
-                self._apps.list_namespaced_replica_set(
-                    snapshot.namespace,
-                    label_selector=held.selector,
-                    _preload_content=False,
-                    _request_timeout=_REQUEST_TIMEOUT,
-                )
-            )
-        newest: tuple[int, str] | None = None
-        for replica_set in listing.get("items") or ():
-            meta = replica_set.get("metadata") or {}
-            owners = meta.get("ownerReferences") or ()
-            if not any(o.get("kind") == "Deployment" and o.get("name") == snapshot.name for o in owners):
-                continue
-            revision = str((meta.get("annotations") or {}).get(REVISION_ANNOTATION) or "0")
-            template_hash = (meta.get("labels") or {}).get(POD_TEMPLATE_HASH)
-            if template_hash and revision.isdigit() and (newest is None or int(revision) > newest[0]):
-                newest = (int(revision), str(template_hash))
-        return newest[1] if newest else None
-
-    def _list_pods(self, held: HeldWorkload, snapshot: WorkloadSnapshot) -> tuple[PodSnapshot, ...]:
-        selector = _update_revision_selector(held.selector, snapshot)
-        if selector is None:
-            return ()  # the update revision has no ReplicaSet yet, hence no pods
-        with translating_errors(f"listing the pods of {snapshot.kind.value.lower()}/{snapshot.name}"):
-            listing = _json(
-                self._core.list_namespaced_pod(
-                    snapshot.namespace,
-                    label_selector=selector,
-                    _preload_content=False,
-                    _request_timeout=_REQUEST_TIMEOUT,
-                )
-            )
-        return tuple(PodSnapshot.from_manifest(pod) for pod in listing.get("items") or ())
-
-
-def _update_revision_selector(selector: str, snapshot: WorkloadSnapshot) -> str | None:
-    """The workload's selector narrowed to the update revision's pods, where the revision has a label."""
-    if snapshot.kind is WorkloadKind.DEPLOYMENT:
-        if snapshot.update_hash is None:
-            return None
-        return _and(selector, f"{POD_TEMPLATE_HASH}={snapshot.update_hash}")
-    if snapshot.kind is WorkloadKind.STATEFULSET and snapshot.update_revision:
-        return _and(selector, f"{CONTROLLER_REVISION_HASH}={snapshot.update_revision}")
-    # A DaemonSet's status names no update revision: its pods are at most one per node, and the core tells
-    # the update's pods apart by their template generation.
-    return selector
-
-
-def _and(selector: str, requirement: str) -> str:
-    return f"{selector},{requirement}" if selector else requirement
-
-
 def _stream_name(kind: WorkloadKind, namespace: str) -> str:
     """Also the words in its errors: "listing StatefulSets in all namespaces: …"."""
     where = "all namespaces" if namespace == "*" else f"namespace `{namespace}`"
     return f"{kind.value}s in {where}"
-
-
-def _json(response: Any) -> dict[str, Any]:
-    parsed = json.loads(response.data)
-    return parsed if isinstance(parsed, dict) else {}
