@@ -5,7 +5,7 @@ Implements `bot.ports.FailureWatcher` for `KubernetesWatch` scopes. Per kind the
 Each object is projected at once into a `WorkloadSnapshot` (plus its pod selector); nothing else is kept.
 
 Pods are never watched. For the workloads `needs_pods` selects (mid-rollout, or short of available replicas)
-this module lists the pods of the update revision only (the workload's selector plus the revision's hash
+the watcher lists the pods of the update revision only (the workload's selector plus the revision's hash
 label), at most every `pod_interval` while they stay selected, and reports each listing, so the flow's holds
 (`failing_for`) mature even when the workload object itself does not change. A Deployment's update hash comes
 from its newest ReplicaSet, listed only then. Once a workload is healthy again its pods are forgotten.
