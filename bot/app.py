@@ -68,7 +68,8 @@ STOP_GRACE_SECONDS = 5.0
 # How long stop() lets acknowledged request work (commands, votes) finish; what is left is parked for the other
 # replicas. Well inside Kubernetes' default 30 s termination grace period.
 REQUEST_DRAIN_SECONDS = 10.0
-# New incident cards posted at once (each waits for its channel's Slack budget; a burst queues behind them).
+# How many new incident cards are posted at the same time (each waits for its channel's Slack budget; the
+# rest of a burst queues behind them).
 CARD_POSTERS = 4
 # A replica silent for this long (no sweep) is gone: another one adopts the gestures it had acknowledged.
 HEARTBEAT_TTL = timedelta(seconds=30)

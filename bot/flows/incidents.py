@@ -373,8 +373,8 @@ class IncidentFlow:
         if self._post_cards is None:
             self._post_card(incident, fence)
             return
-        # Off this thread (the watcher's, or the sweep's next to the lease renewals); claimed now, so the sweep
-        # does not queue it twice while it waits its turn. A card that fails to post is posted by a later sweep.
+        # Off this thread (the watcher's, or the sweep's); claimed now, so the sweep does not queue it twice
+        # while it waits its turn. A card that fails to post is posted by a later sweep.
         with self._mutex:
             if incident.id in self._posting:
                 return
