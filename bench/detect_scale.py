@@ -4,7 +4,8 @@
    N one-replica Deployments in M namespaces plus DaemonSets and StatefulSets (`bench/kubesim_scale.py`'s way).
 2. Starts the real bot (`python -m bot`, production wiring, real watchers) as a subprocess against that kubesim,
    a private redis-server and the fake Slack, with a catalog whose `watch` scope covers every namespace.
-   Cold sync = bot start → the last "workloads listed" log line of the three kinds.
+   Cold sync = bot start → the last "workloads judged" log line of the three kinds (every listed object has been
+   judged by the incident flow, not merely received).
 3. Injects F failures: Deployments switched to a missing image with `progressDeadlineSeconds: 3`
    (`failing_for` is 10m, so only the deadline rule can open them). The moment the rule became true is when
    this script's own all-namespaces watch first sees `Progressing=False/ProgressDeadlineExceeded` (also
@@ -16,10 +17,20 @@
    reported too.
 4. Reports the bot's peak RSS (VmHWM) and the cards posted for workloads that were never broken (must be 0).
 
+What bounds the card latency: every card goes to one detect channel, and the bot keeps to Slack's pace for
+`chat.postMessage` there (1 a second, a burst of 3; ADR 0012), times `--slack-budget-scale` (default 1: Slack's
+real pace). F failures that turn true within seconds of each other therefore cannot all be posted within 2 s:
+the k-th card waits about (k - 3) s for its turn whatever the detection does. So the bench also reports the
+decision latency (the moment the rule became true → the incident stored in Redis, which is what detection
+controls) and the floor Slack's pace sets under the card latency. `--slack-budget-scale 60` (the fake enforces
+no limit) shows the card latency when Slack's pace is not the bound. With the mass-failure summary (more than 5
+in one channel), only the first five post cards of their own, so Slack's pace binds far less.
+
 Targets: sync <= 60 s, bot RSS <= 250 MB, p99 <= 2 s to an own card (a summary's later members show within the
 10 s edit limit), zero cards for healthy workloads.
 
     .venv/bin/python bench/detect_scale.py [--deployments 10000] [--namespaces 500] [--others 200] [--failures 50]
+        [--slack-budget-scale 1]
 """
 
 from __future__ import annotations
@@ -41,9 +52,11 @@ from typing import Any
 
 import redis as redis_client
 import yaml
+from redis import Redis
 
 from bench.kubesim_scale import HEADERS, Client, deployment, peak_rss_mb
 from bot.adapters.redis_incidents import RedisIncidentStore
+from bot.adapters.slack_outbox import POST_BURST, POSTS_PER_SECOND
 from bot.core.incidents import IncidentId
 from sandbox.redis_server import RedisServer
 from sandbox.slack.seed import ALICE, BOB, BOT_TOKEN, INCIDENT, SIGNING_SECRET
@@ -125,15 +138,23 @@ def figures(values: list[float]) -> dict[str, Any]:
     }
 
 
-def follow(proc: subprocess.Popen[str], sink: queue.SimpleQueue[tuple[float, dict[str, Any]]]) -> None:
+def follow(proc: subprocess.Popen[str], sink: queue.SimpleQueue[tuple[float, dict[str, Any]]], copy: Path) -> None:
+    """The bot's JSON log lines, parsed for this script, and copied whole to `copy` for a human to read."""
     assert proc.stdout is not None
-    for line in proc.stdout:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            sink.put((time.time(), record))
+    with copy.open("w", encoding="utf-8") as log_file:
+        for line in proc.stdout:
+            log_file.write(line)
+            log_file.flush()
+            _parsed(line, sink)
+
+
+def _parsed(line: str, sink: queue.SimpleQueue[tuple[float, dict[str, Any]]]) -> None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return
+    if isinstance(record, dict):
+        sink.put((time.time(), record))
 
 
 def main() -> int:
@@ -145,6 +166,12 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--wait", type=float, default=300, help="how long to wait for the cards after injecting")
+    parser.add_argument(
+        "--slack-budget-scale",
+        type=float,
+        default=1.0,
+        help="ROLLBOT_SLACK_BUDGET_SCALE for the bot: 1 keeps to Slack's real pace of posts per channel",
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="detect-bench-"))
@@ -209,6 +236,7 @@ def main() -> int:
             "ROLLBOT_PORT": "0",
             "KUBECONFIG": str(workdir / "kubeconfig"),
             "ROLLBOT_LOG_LEVEL": "INFO",
+            "ROLLBOT_SLACK_BUDGET_SCALE": str(args.slack_budget_scale),
             "PYTHONPATH": str(REPO),
         }
         logs: queue.SimpleQueue[tuple[float, dict[str, Any]]] = queue.SimpleQueue()
@@ -221,18 +249,28 @@ def main() -> int:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        threading.Thread(target=follow, args=(bot, logs), daemon=True).start()
+        threading.Thread(target=follow, args=(bot, logs, workdir / "bot.log"), daemon=True).start()
         listed: dict[str, float] = {}
+        judged: dict[str, float] = {}
+        kept: list[tuple[float, dict[str, Any]]] = []  # for the warnings reported at the end
         deadline = time.time() + args.timeout
-        while len(listed) < 3 and time.time() < deadline:
+        while len(judged) < 3 and time.time() < deadline:
             try:
                 at, record = logs.get(timeout=5)
             except queue.Empty:
                 continue
-            if record.get("event") == "workloads listed" and record.get("namespace") in (None, "*"):
+            kept.append((at, record))
+            if record.get("namespace") not in (None, "*"):
+                continue
+            if record.get("event") == "workloads listed":
                 listed.setdefault(str(record.get("kind")), at)
-        print(f"listed: {listed}", file=sys.stderr)
-        result["cold_sync_seconds"] = round(max(listed.values()) - bot_started, 2) if len(listed) == 3 else None
+            elif record.get("event") == "workloads judged":
+                judged.setdefault(str(record.get("kind")), at)
+        print(f"listed: {listed}, judged: {judged}", file=sys.stderr)
+        for item in kept:
+            logs.put(item)
+        result["listed_seconds"] = round(max(listed.values()) - bot_started, 2) if len(listed) == 3 else None
+        result["cold_sync_seconds"] = round(max(judged.values()) - bot_started, 2) if len(judged) == 3 else None
         result["bot_rss_after_sync_mb"] = round(peak_rss_mb(bot.pid), 1)
 
         watch = DeadlineWatch(url)
@@ -338,6 +376,23 @@ def main() -> int:
         result["cards_for_failures"] = len(set(broken) & set(cards))
         result["injected_failures"] = len(broken)
         result["cards_for_healthy_workloads"] = len(set(cards) - set(broken))
+        opened = {
+            f"{incident.workload.namespace}/{incident.workload.name}": incident.opened_at.timestamp()
+            for incident in RedisIncidentStore(Redis.from_url(redis.url(0))).live()
+        }
+        decided = [opened[k] - watch.seen[k][0] for k in broken if k in opened and k in watch.seen]
+        rate = POSTS_PER_SECOND * args.slack_budget_scale
+        # Only own cards are posted one per failure; the summary's members arrive with its edits.
+        posted_in_order = sorted(own_cards[k] for k in broken if k in own_cards)
+        result["slack_budget"] = {
+            "posts_per_second_per_channel": rate,
+            "burst": POST_BURST,
+            "channels": 1,
+            # The k-th card of a burst of failures cannot be posted before (k - burst) / rate s after the first.
+            "floor_for_the_last_card_s": round(max(0.0, (len(posted_in_order) - POST_BURST) / rate), 1),
+            "posting_took_s": round(posted_in_order[-1] - posted_in_order[0], 1) if posted_in_order else None,
+        }
+        result["decision_latency_s"] = figures(decided)
         result["detection_latency_s"] = figures(from_watch)
         result["detection_latency_from_last_transition_time_s"] = figures(from_condition)
         result["kubectl_rollout_status_s"] = figures(list(kubectl_seconds.values()))
@@ -350,6 +405,7 @@ def main() -> int:
                 troubles.append(f"{record.get('level')}: {record.get('event')} {record.get('exception', '')[-300:]}")
         result["bot_warnings_and_errors"] = {"count": len(troubles), "first": troubles[:5]}
         result["kubesim_peak_rss_mb"] = round(peak_rss_mb(sim.pid), 1)
+        print(f"the bot's log: {workdir / 'bot.log'}", file=sys.stderr)
         result["targets"] = {
             "cold_sync_s": 60,
             "bot_rss_mb": 250,

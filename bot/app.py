@@ -83,6 +83,9 @@ STOP_GRACE_SECONDS = 5.0
 # How long stop() lets acknowledged request work (commands, votes) finish; what is left is parked for the other
 # replicas. Well inside Kubernetes' default 30 s termination grace period.
 REQUEST_DRAIN_SECONDS = 10.0
+# How many new incident cards are posted at the same time (each waits for its channel's Slack budget; the
+# rest of a burst queues behind them).
+CARD_POSTERS = 4
 # A replica silent for this long (no sweep) is gone: another one adopts the gestures it had acknowledged.
 HEARTBEAT_TTL = timedelta(seconds=30)
 
@@ -359,6 +362,10 @@ def build_app(
     auto: AutoRollbackFlow | None = None
     watching: ContextWatching | None = None
     if incident_store is not None:
+        # New incident cards are posted from here, each waiting for the channel's Slack budget, so a burst of
+        # failures never holds up the watcher that is judging the next one.
+        card_pool = ThreadPoolExecutor(max_workers=CARD_POSTERS, thread_name_prefix="rollbot-cards")
+        closers.append(lambda: card_pool.shutdown(wait=False, cancel_futures=True))
         incidents = IncidentFlow(
             store=incident_store,
             operations=store,
@@ -369,6 +376,7 @@ def build_app(
             backend_of=flow.backend_of,
             new_incident_id=new_incident,
             sleep=time.sleep,
+            post_cards=card_pool.submit,
         )
         if auto_ledgers is not None:
             auto = AutoRollbackFlow(

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import queue
 import threading
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
 import urllib3
@@ -88,6 +87,12 @@ class StreamFailed:
 StreamEvent = Listed[P] | Changed[P] | StreamFailed
 
 
+class EventSink(Protocol[P]):
+    """Where a stream puts its events: a `queue.Queue`, or a watcher's own coalescing inbox."""
+
+    def put(self, event: Listed[P] | Changed[P] | StreamFailed) -> None: ...
+
+
 class _Gone(BackendUnavailable):
     """The resourceVersion (or a list's continue token) is too old (410): list again."""
 
@@ -101,7 +106,7 @@ class CollectionStream(Generic[P]):
         name: str,
         list_call: Callable[..., Any],
         project: Callable[[dict[str, Any]], P | None],
-        events: queue.Queue[StreamEvent[P]],
+        events: EventSink[P],
         *,
         args: tuple[str, ...] = (),
         label_selector: str | None = None,

@@ -150,7 +150,6 @@ class Incident(_Frozen):
             self.state is IncidentState.OPEN
             and self.rollback_requested_by is None
             and not self.is_ecs_rolling_back
-            and not self.signal.is_stuck
             and self.no_button_reason is None
             and self.last_good is not None
             and not self.is_grouped
@@ -495,8 +494,6 @@ def _resolve(incident: Incident, resolution: Resolution, now: datetime, line: st
 def _no_button_text(incident: Incident) -> str | None:
     if incident.is_ecs_rolling_back:
         return "ECS is already rolling this service back by itself."
-    if incident.signal.is_stuck:
-        return "helm refuses every action while the release is pending; get it out of pending first."
     return incident.no_button_reason
 
 

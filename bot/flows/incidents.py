@@ -18,6 +18,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from bot.core.batches import member_outcome
@@ -115,6 +116,8 @@ class _Watched:
     memory: Observations
     fence: ContextFence
     last_health: Health | None = None
+    # When time alone may change its verdict (None: judge it again at every tick while unsettled).
+    recheck_at: datetime | None = None
 
 
 class IncidentFlow:
@@ -132,7 +135,11 @@ class IncidentFlow:
         backend_of: Callable[[Target], Backend],
         new_incident_id: Callable[[], IncidentId],
         sleep: Sleep,
+        post_cards: Callable[[Callable[[], None]], object] | None = None,
     ) -> None:
+        """`post_cards` runs the posting of a new card (at once when None). The app gives it a small pool: a card
+        waits for the channel's Slack budget (1 post/s), and the watcher that found the next failure must not
+        wait with it."""
         self._store = store
         self._operations = operations
         self._chat = chat
@@ -142,6 +149,7 @@ class IncidentFlow:
         self._backend_of = backend_of
         self._new_id = new_incident_id
         self._sleep = sleep
+        self._post_cards = post_cards
         self._rollbacks: Rollbacks | None = None
         self._summarised: Callable[[Incident, ContextFence | None], bool] = lambda incident, fence: False
         self._auto: AutoPolicy | None = None
@@ -206,7 +214,8 @@ class IncidentFlow:
     def tick(self) -> None:
         """Judge again what is not settled (rules hold for a while), and run pending verifications."""
         with self._mutex:
-            keys = [key for key, watched in self._watched.items() if _is_unsettled(watched)]
+            now = self._clock.now()
+            keys = [key for key, watched in self._watched.items() if _is_due(watched, now)]
         for key in keys:
             self._guarded(lambda key=key: self._judge(key))  # type: ignore[misc]
         self._guarded(self._verifications.run_pending)
@@ -220,6 +229,7 @@ class IncidentFlow:
             verdict = judge_sighting(watched.sighting, now, watched.settings, watched.memory)
             watched.memory = verdict.observations
             watched.last_health = verdict.health
+            watched.recheck_at = verdict.recheck_at
         workload = workload_ref(watched.found)
         current = current_revision(watched.sighting)
         latest = self._store.find_by_workload(workload.key)
@@ -344,7 +354,7 @@ class IncidentFlow:
             if fence is None:
                 continue  # the context's holder keeps its cards
             if incident.card is None and incident.state is not IncidentState.RESOLVED:
-                self._guarded(lambda i=incident, f=fence: self._post_card(i, f))  # type: ignore[misc]
+                self._guarded(lambda i=incident, f=fence: self._post_new(i, f))  # type: ignore[misc]
                 done += 1
             due = next_refresh_at(incident)
             if due is not None and due <= now:
@@ -377,7 +387,7 @@ class IncidentFlow:
         for effect in transition.effects:
             match effect:
                 case PostIncidentCard():
-                    self._post_card(incident, fence)
+                    self._post_new(incident, fence)
                 case UpdateIncidentCard():
                     self._refresh(incident.id)
                 case PostInIncidentThread() if incident.card is not None:
@@ -388,23 +398,46 @@ class IncidentFlow:
                 case TellUser():
                     self._quietly(self._chat.post_ephemeral, incident.channel, effect.user, plain(effect.text))
 
+    def _post_new(self, incident: Incident, fence: ContextFence | None) -> None:
+        if self._post_cards is None:
+            self._post_card(incident, fence)
+            return
+        # Off this thread (the watcher's, or the sweep's); claimed now, so the sweep does not queue it twice
+        # while it waits its turn. A card that fails to post is posted by a later sweep.
+        with self._mutex:
+            if incident.id in self._posting:
+                return
+            self._posting.add(incident.id)
+
+        def post() -> None:
+            try:
+                self._guarded(lambda: self._post_claimed(incident, fence))
+            finally:
+                with self._mutex:
+                    self._posting.discard(incident.id)
+
+        self._post_cards(post)
+
     def _post_card(self, incident: Incident, fence: ContextFence | None) -> None:
         with self._mutex:
             if incident.id in self._posting:
                 return  # the other thread is posting it
             self._posting.add(incident.id)
         try:
-            current = self._store.get(incident.id)
-            if current is None or current.card is not None:
-                return  # posted meanwhile
-            if self._summarised(current, fence):
-                return  # a mass failure: its summary card speaks for it (bot/flows/incident_groups.py)
-            if self._auto is not None:  # the policy decides before the first card, which then shows its countdown
-                current = self._auto.consider(current)
-            self._post_new_card(current, fence)
+            self._post_claimed(incident, fence)
         finally:
             with self._mutex:
                 self._posting.discard(incident.id)
+
+    def _post_claimed(self, incident: Incident, fence: ContextFence | None) -> None:
+        current = self._store.get(incident.id)
+        if current is None or current.card is not None:
+            return  # posted meanwhile
+        if self._summarised(current, fence):
+            return  # a mass failure: its summary card speaks for it (bot/flows/incident_groups.py)
+        if self._auto is not None:  # the policy decides before the first card, which then shows its countdown
+            current = self._auto.consider(current)
+        self._post_new_card(current, fence)
 
     def _post_new_card(self, incident: Incident, fence: ContextFence | None) -> None:
         # Slack has no fencing: check the token right before the post, so a replica that lost the context
@@ -482,8 +515,11 @@ class IncidentFlow:
             log.warning("a Slack call about an incident failed", exc_info=True)
 
 
-def _is_unsettled(watched: _Watched) -> bool:
-    return watched.last_health not in (Health.HEALTHY, Health.IGNORED)
+def _is_due(watched: _Watched, now: datetime) -> bool:
+    """Unsettled, and due: with thousands of workloads watched, the tick judges only those whose holds mature."""
+    if watched.last_health in (Health.HEALTHY, Health.IGNORED):
+        return False
+    return watched.recheck_at is None or watched.recheck_at <= now
 
 
 def _lease_of(workload: WorkloadRef) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -70,18 +69,24 @@ class ContextWatching:
         self._held: dict[str, _Holding] = {}
         self._mutex = threading.Lock()
         self._stopping = threading.Event()
-        self._loop: threading.Thread | None = None
+        self._loops: list[threading.Thread] = []
 
     def start(self) -> ContextWatching:
-        self._loop = threading.Thread(target=self._run, name="rollbot-contexts", daemon=True)
-        self._loop.start()
+        # Two threads: the incident tick and sweep may wait on Redis or Slack under load; the lease renewals
+        # must not wait with them, or a busy holder loses its contexts (and relists) for nothing.
+        self._loops = [
+            threading.Thread(target=self._compete_forever, name="rollbot-contexts", daemon=True),
+            threading.Thread(target=self._tick_forever, name="rollbot-incident-tick", daemon=True),
+        ]
+        for loop in self._loops:
+            loop.start()
         return self
 
     def stop(self) -> None:
         """Stop watching and give every context back at once, so another replica takes it without waiting."""
         self._stopping.set()
-        if self._loop is not None:
-            self._loop.join(timeout=5)
+        for loop in self._loops:
+            loop.join(timeout=5)
         with self._mutex:
             names = list(self._held)
         for name in names:
@@ -148,15 +153,16 @@ class ContextWatching:
             except BotError:
                 log.warning("could not release a watch lease; it lapses by itself", extra={"lease": name})
 
-    def _run(self) -> None:
-        next_round = 0.0
+    def _compete_forever(self) -> None:
         while not self._stopping.is_set():
-            if time.monotonic() >= next_round:
-                next_round = time.monotonic() + self._renew_every.total_seconds()
-                try:
-                    self.compete()
-                except BotError:
-                    log.warning("competing for watch leases failed; next round tries again", exc_info=True)
+            try:
+                self.compete()
+            except BotError:
+                log.warning("competing for watch leases failed; next round tries again", exc_info=True)
+            self._stopping.wait(self._renew_every.total_seconds())
+
+    def _tick_forever(self) -> None:
+        while not self._stopping.is_set():
             try:
                 self._incidents.tick()
                 self._incidents.sweep()

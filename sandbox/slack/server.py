@@ -37,7 +37,7 @@ from sandbox.slack.blockkit import validate_blocks
 from sandbox.slack.faults import SlackFault, fault_control
 from sandbox.slack.ratelimits import RateLimiter, RateLimitMode
 from sandbox.slack.records import Call, Encoding, ResponseEffect, ResponseUrlPost
-from sandbox.slack.seed import Clock, Token, WallClock, Workspace, default_workspace
+from sandbox.slack.seed import Channel, Clock, Token, WallClock, Workspace, default_workspace
 from sandbox.slack.socket_mode import EnvelopeType, SocketAck, SocketLink, serve_link
 from sandbox.slack.state import RESPONSE_URL_MAX_USES, RESPONSE_URL_TTL_SECONDS, ResponseUrl, SlackState
 from sandbox.slack.webapi import METHODS, ApiOptions, Context, SlackApiError, decode_json_fields
@@ -220,6 +220,11 @@ class FakeSlack(SlackState):
     def set_scopes(self, token: str, scopes: tuple[str, ...]) -> None:
         with self._lock:
             self.workspace.tokens[token].scopes = tuple(scopes)
+
+    def add_channel(self, channel: Channel) -> None:
+        """A channel created while the fake runs (tests that spread cards over several channels)."""
+        with self._lock:
+            self.workspace.add_channel(channel)
 
     def join_channel(self, channel: str, user: str) -> None:
         with self._lock:

@@ -6,6 +6,7 @@ ErrImagePull/ImagePullBackOff, exactly what the pod rule reads.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -251,3 +252,41 @@ def test_a_broken_statefulset_update_comes_with_its_update_revisions_pods(
     assert broken.workload.update_revision is not None
     assert broken.workload.update_revision != broken.workload.current_revision
     assert {pod.template_hash for pod in broken.pods} == {broken.workload.update_revision}
+
+
+def test_changes_that_arrive_while_the_flow_is_busy_are_reported_once_with_the_newest_state(
+    apps: k8s.AppsV1Api, watcher: KubernetesFailureWatcher
+) -> None:
+    create(apps, WorkloadKind.DEPLOYMENT, "web")
+    busy, free = threading.Event(), threading.Event()
+    recorder = SightingRecorder()
+
+    def slow_report(sighting: Sighting) -> None:
+        recorder.report(sighting)
+        if busy.is_set():
+            free.wait(timeout=20)  # the flow is stuck on something (Slack's budget, a slow Redis)
+
+    stop = threading.Event()
+    thread = threading.Thread(target=watcher.watch, args=(KubernetesWatch(kube_context=CONTEXT), slow_report, stop))
+    thread.start()
+    try:
+        wait_settled(recorder, "web")
+        busy.set()
+        before = len(recorder.snapshot())
+        for replicas in [3, 4, 5, 4, 3, 2, 3, 4, 5, 6] * 2:
+            apps.patch_namespaced_deployment("web", "default", {"spec": {"replicas": replicas}})
+        final = apps.read_namespaced_deployment("web", "default").metadata.generation
+        busy.clear()
+        free.set()
+        newest = recorder.wait_for(
+            lambda s: of("web")(s) and s.workload is not None and s.workload.generation == final,
+            after=before,
+            what="web at its newest generation",
+        )
+        assert newest.workload is not None
+        assert newest.workload.replicas == 6
+        seen = [s for s in recorder.snapshot()[before:] if of("web")(s)]
+        assert len(seen) < 10, f"20 changes made {len(seen)} sightings while the flow was busy"
+    finally:
+        stop.set()
+        thread.join(timeout=10)

@@ -444,3 +444,29 @@ def test_without_an_update_hash_the_pods_given_are_taken_as_the_new_revisions() 
     rolling = snap(deployment(updated=1, ready=3, current=4, revision=3, conditions=ROLLING_OUT), update_hash=None)
     crashing = pods(pod("web-a", template_hash=OLD_HASH, waiting="CrashLoopBackOff", phase="Running", restarts=2))
     assert judge_over(rolling, crashing, [0, 2])[-1].is_failing
+
+
+def test_a_verdict_says_when_time_alone_may_change_it_so_thousands_of_workloads_are_not_rejudged_every_second() -> None:
+    # Recovering: due when `healthy_for` has held; judged then, it is healthy.
+    done = snap(deployment(revision=4, generation=4))
+    recovering = judge_workload(done, [], T0, SETTINGS, Observations())
+    assert recovering.recheck_at == T0 + SETTINGS.healthy_for
+    due = judge_workload(done, [], recovering.recheck_at, SETTINGS, recovering.observations)
+    assert due.health is Health.HEALTHY
+    # Pods failing: due when `failing_for` has held; judged then, it fails.
+    rolling = snap(deployment(updated=1, ready=3, current=4, revision=3, generation=3, conditions=ROLLING_OUT))
+    erring = pods(pod("web-7d9f8c6b5-a", waiting="ErrImagePull", message="rpc error: not found"))
+    held = judge_workload(rolling, erring, T0, SETTINGS, Observations())
+    assert held.recheck_at == T0 + SETTINGS.failing_for
+    assert held.recheck_at is not None
+    assert judge_workload(rolling, erring, held.recheck_at, SETTINGS, held.observations).is_failing
+    # ReplicaFailure: due 60 s after the condition's own transition, even for a watcher that saw it late.
+    quota = condition("ReplicaFailure", "True", "FailedCreate", "exceeded quota", T0)
+    refused = snap(deployment(updated=0, ready=3, current=3, revision=3, generation=3, conditions=[quota]))
+    late = judge_workload(refused, [], T0 + timedelta(seconds=20), SETTINGS, Observations())
+    assert late.recheck_at == T0 + timedelta(seconds=60)
+    # Nothing held: time alone changes nothing, yet it is looked at again now and then.
+    slow = pods(pod("web-7d9f8c6b5-a", waiting="ContainerCreating"))
+    idle = judge_workload(rolling, slow, T0, SETTINGS, Observations())
+    assert idle.health is Health.PROGRESSING
+    assert idle.recheck_at == T0 + timedelta(seconds=30)

@@ -119,8 +119,10 @@ def test_a_stuck_helm_release_card_says_how_to_get_out() -> None:
     text = all_text(messages.incident_card(stuck, T0 + timedelta(minutes=11)))
     assert ":warning: Stuck" in text
     assert "another operation (install/upgrade/rollback) is in progress" in text
+    assert "but it still allows a rollback" in text
     assert "kubectl delete secret sh.helm.release.v1.web.v6 -n shop" in text
-    assert buttons(messages.incident_card(stuck, T0)) == []
+    (button,) = buttons(messages.incident_card(stuck, T0))
+    assert button["text"]["text"] == f"Roll back to revision {stuck.last_good.revision}"  # type: ignore[union-attr]
 
 
 def test_a_workload_outside_the_catalog_says_why_there_is_no_button() -> None:

@@ -267,12 +267,12 @@ def test_the_card_is_told_when_ecs_starts_rolling_back() -> None:
     assert lines(advance(ecs, Detected(rolling), T0).effects) == ["ECS is rolling it back by itself"]
 
 
-def test_a_stuck_helm_release_offers_no_button() -> None:
+def test_a_stuck_helm_release_offers_the_rollback_helm_still_allows() -> None:
     stuck = incident(sig=signal(reason="pending-upgrade", revision="6", is_stuck=True))
-    assert not stuck.has_button
-    (told,) = advance(stuck, RollbackClicked(ALICE), T0).effects
-    assert isinstance(told, TellUser)
-    assert "pending" in told.text
+    assert stuck.has_button
+    clicked = advance(stuck, RollbackClicked(ALICE), T0)
+    assert clicked.incident.rollback_requested_by == ALICE
+    assert isinstance(clicked.effects[0], RequestRollback)
 
 
 def test_a_workload_outside_the_catalog_without_ad_hoc_rights_offers_no_button() -> None:

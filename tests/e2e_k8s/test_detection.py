@@ -19,6 +19,7 @@ import yaml
 
 from bot.app import RollbotApp, build_app
 from bot.settings import Settings
+from sandbox.faults import FaultClient
 from sandbox.kubesim.cluster import KubeSim
 from sandbox.kubesim.registry import RegistryConfig
 from sandbox.slack.driver import SlackDriver
@@ -44,6 +45,7 @@ CATALOG: dict[str, Any] = {
 }
 GOOD = "jocatalin/kubernetes-bootcamp:v1"
 MISSING = "jocatalin/kubernetes-bootcamp:v10"
+FIXED = "jocatalin/kubernetes-bootcamp:v2"
 NEVER_READY = "jocatalin/kubernetes-bootcamp:never-ready"
 
 
@@ -172,3 +174,34 @@ def test_a_paused_deployment_and_a_scaling_make_no_card(
     cluster.kubectl("scale", "deployment/scaled", "--replicas=1")
     time.sleep(FAILING_FOR + 5)
     assert cards(fake_slack) == []
+
+
+def test_a_relist_after_410_gone_neither_duplicates_open_incidents_nor_resolves_them_wrongly(
+    cluster: KubeCluster, bot: RollbotApp, fake_slack: FakeSlack
+) -> None:
+    for name in ("web", "api"):
+        deploy(cluster, name)
+        cluster.kubectl("set", "image", f"deployment/{name}", f"kubernetes-bootcamp={MISSING}")
+    fake_slack.wait_for(lambda: len(cards(fake_slack)) == 2, FAILING_FOR + 10, description="two cards")
+    web, api = sorted(cards(fake_slack), key=lambda card: card_payload(fake_slack, card)["name"], reverse=True)
+
+    # The watch ends, and resuming it is answered 410 Gone: the events of the gap are lost, only a relist helps.
+    faults = FaultClient(cluster.sim.url)
+    faults.add(method="GET", path="/apis/apps/v1/namespaces/default/deployments", watch=True, status=410, count=1)
+    cluster.sim.store.stop_all_watches()
+    # In the gap: api is fixed by a newer revision, web stays broken.
+    cluster.kubectl("set", "image", "deployment/api", f"kubernetes-bootcamp={FIXED}")
+    fake_slack.wait_for(
+        lambda: card_payload(fake_slack, api)["state"] == "resolved", 20, description="api resolved by the relist"
+    )
+    assert [rule["hits"] for rule in faults.list()] == [1], "the watcher relisted after the 410"
+    assert card_payload(fake_slack, api)["resolution"] == "superseded"
+
+    # web, still failing on the same revision, keeps its one open card through the relist and the holds after it.
+    time.sleep(FAILING_FOR + 2)
+    assert card_payload(fake_slack, web)["state"] == "open"
+    assert len(cards(fake_slack)) == 2
+
+    cluster.kubectl("set", "image", "deployment/web", f"kubernetes-bootcamp={FIXED}")
+    fake_slack.wait_for(lambda: card_payload(fake_slack, web)["state"] == "resolved", 20, description="web resolved")
+    assert len(cards(fake_slack)) == 2

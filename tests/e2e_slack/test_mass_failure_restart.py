@@ -18,7 +18,7 @@ from bot.app import RollbotApp
 from bot.core.catalog import BackendKind
 from sandbox.slack.server import FakeSlack
 from tests.e2e_slack.conftest import CATALOG, eventually
-from tests.e2e_slack.test_incident_replicas import CARDS, workload
+from tests.e2e_slack.test_mass_failure_replicas import CARDS, workload
 from tests.fakes.watcher import FakeWatcher, WatchedWorld
 
 

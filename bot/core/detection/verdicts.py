@@ -91,6 +91,9 @@ class Verdict(_Frozen):
     signal: Signal | None = None
     # One line for logs and the thread: "3/5 updated, 2 available".
     summary: str = ""
+    # The earliest moment time alone may change this verdict (a hold maturing), so that a caller watching
+    # thousands of objects judges again only those that are due. None: unknown, judge again at every chance.
+    recheck_at: datetime | None = None
 
     @property
     def is_failing(self) -> bool:

@@ -50,6 +50,8 @@ UNREADY_REASON: Final = "Unhealthy"
 REPLICA_FAILURE_HOLD: Final = timedelta(seconds=60)
 DEADLINE_REASON: Final = "ProgressDeadlineExceeded"
 STALLED_REASON: Final = "Stalled"
+# A rollout with no hold running cannot change by time alone; it is judged again this often all the same.
+IDLE_RECHECK: Final = timedelta(seconds=30)
 
 
 def needs_pods(snapshot: WorkloadSnapshot) -> bool:
@@ -95,8 +97,36 @@ def judge_workload(
         if is_held(since, now, settings.healthy_for):
             settled = observations.model_copy(update={"settled_revision": revision})
             return Verdict(health=Health.HEALTHY, observations=settled, summary=summary)
-        return Verdict(health=Health.RECOVERING, observations=observations, summary=summary)
-    return Verdict(health=Health.PROGRESSING, observations=memory.held_since(facts, now), summary=summary)
+        return Verdict(
+            health=Health.RECOVERING,
+            observations=observations,
+            summary=summary,
+            recheck_at=since + settings.healthy_for,
+        )
+    observations = memory.held_since(facts, now)
+    return Verdict(
+        health=Health.PROGRESSING,
+        observations=observations,
+        summary=summary,
+        recheck_at=_next_maturity(snapshot, observations, settings, now),
+    )
+
+
+def _next_maturity(
+    snapshot: WorkloadSnapshot, observations: Observations, settings: DetectSettings, now: datetime
+) -> datetime:
+    """When the first of the holds still running matures (or `IDLE_RECHECK` from now if none runs)."""
+    due: list[datetime] = []
+    for fact, since in observations.first_seen.items():
+        if fact == "ReplicaFailure":
+            failure = snapshot.condition("ReplicaFailure")
+            started = failure.last_transition_time if failure is not None else None
+            due.append((started or since) + REPLICA_FAILURE_HOLD)
+        elif fact == "pods":
+            due.append(since + settings.failing_for)
+        elif fact.startswith("stall:"):
+            due.append(since + settings.stall_after)
+    return min(due, default=now + IDLE_RECHECK)
 
 
 # --- the rules -------------------------------------------------------------------------------------------------

@@ -219,13 +219,22 @@ def _why_text(signal: Signal) -> str:
 
 
 def _stuck_text(incident: Incident) -> str:
+    # helm's upgrade and install check for a pending revision; its rollback does not (pkg/action/rollback.go),
+    # so rolling back to the last good revision is the way out that needs no hand-editing of helm's records.
     workload, signal = incident.workload, incident.signal
     secret = f"sh.helm.release.v1.{workload.name}.v{signal.revision}"
+    refusal = (
+        f"helm refuses to upgrade this release while it is `{escape(signal.reason)}` "
+        '("another operation (install/upgrade/rollback) is in progress"), but it still allows a rollback.'
+    )
+    if incident.last_good is not None:
+        refusal += (
+            " If no helm process is still working on it, roll back to revision "
+            f"{incident.last_good.revision} with the button below."
+        )
     return (
-        f"helm refuses every action on this release while it is `{escape(signal.reason)}` "
-        '("another operation (install/upgrade/rollback) is in progress"). If no helm process is still running, '
-        f"delete the pending revision's record: `kubectl delete secret {escape(secret)} -n "
-        f"{escape(workload.namespace)}`, then roll back or upgrade again."
+        f"{refusal} To upgrade instead, first delete the pending revision's record: "
+        f"`kubectl delete secret {escape(secret)} -n {escape(workload.namespace)}`."
     )
 
 
