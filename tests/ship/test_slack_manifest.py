@@ -178,7 +178,13 @@ def test_every_listener_is_an_event_the_command_or_a_button(manifest: dict[str, 
     command = manifest["features"]["slash_commands"][0]["command"]
     probes = [event_body(NEVER_SENT), command_body(command)]
     probes += [event_body(t) for t in manifest["settings"]["event_subscriptions"]["bot_events"]]
-    buttons = ("rollbot_approve", "rollbot_reject", "rollbot_incident_rollback", "rollbot_auto_cancel")
+    buttons = (
+        "rollbot_approve",
+        "rollbot_reject",
+        "rollbot_incident_rollback",
+        "rollbot_auto_cancel",
+        "rollbot_incident_group_rollback",
+    )
     probes += [action_body(a) for a in buttons]
     for listener in bot.bolt._listeners:
         assert any(matches(listener, body) for body in probes), f"a listener the manifest does not wire: {listener}"
