@@ -94,6 +94,7 @@ true
 {{- define "rollbot.catalogYaml" -}}
 {{- $catalog := dict "defaults" (.Values.catalog.defaults | default dict) "targets" (.Values.catalog.targets | default dict) -}}
 {{- with .Values.catalog.watch }}{{- $_ := set $catalog "watch" . -}}{{- end -}}
+{{- with .Values.catalog.groups }}{{- $_ := set $catalog "groups" . -}}{{- end -}}
 {{- toYaml $catalog -}}
 {{- end -}}
 

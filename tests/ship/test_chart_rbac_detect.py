@@ -234,3 +234,16 @@ def assert_every_role_is_bound(objects: list[dict[str, Any]]) -> None:
     assert bindings == roles
     cluster_roles = {r["metadata"]["name"] for r in of_kind(objects, "ClusterRole")}
     assert {b["roleRef"]["name"] for b in of_kind(objects, "ClusterRoleBinding")} == cluster_roles
+
+
+def test_the_mounted_catalog_carries_the_batch_groups(render: Callable[..., list[dict[str, Any]]]) -> None:
+    catalog = {
+        "targets": {
+            "bootcamp": {"backend": "kubernetes", "kind": "Deployment", "name": "bootcamp", "namespace": "shop"},
+            "workshop": {"backend": "helm", "release": "workshop", "namespace": "shop"},
+        },
+        "groups": {"storefront": ["bootcamp", "workshop"]},
+    }
+    objects = render(values_for(catalog))
+    (text,) = find(objects, "ConfigMap")["data"].values()
+    assert dict(parse_catalog(yaml.safe_load(text)).groups) == {"storefront": ("bootcamp", "workshop")}
