@@ -33,7 +33,8 @@ import structlog
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.backends.aws_ecs import EcsBackend
-from bot.core.catalog import ApprovalPolicy, EcsTarget, SlackUserId, Target, TargetName
+from bot.core.catalog import EcsTarget, SlackUserId, Target, TargetName
+from bot.core.catalog_approvals import ApprovalPolicy
 from bot.core.operations import OperationId
 from bot.core.rollouts import RolloutPhase
 from sandbox.aws import FAIL, AwsWorld

@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from bot.core.catalog import Target, TargetName, strictest_policy
+from bot.core.catalog import Target, TargetName
+from bot.core.catalog_approvals import strictest_policy
 from bot.core.messages import decisions as words
 from bot.core.operations import BatchMember, Operation, Phase
 from bot.core.rollouts import RevisionNumber, RollbackPlan, RollbackReceipt, RolloutPhase, RolloutStatus

@@ -6,7 +6,7 @@ grammar (`core.commands`), the catalog (`core.targets`) and the state machine (`
 package is split by responsibility, around one journal:
 
 - `journal`   every stored transition: compare-and-set retries, fencing, metrics, then the effects;
-- `requests`  slash commands, up to the request message;
+- `requests`  slash commands, up to the request message (`request_posting` stores and posts it);
 - `votes`     reactions, buttons and cancels; lost votes recounted;
 - `execution` claim, roll back once, watch, finish — under a fenced `lease`;
 - `batch`     a batch's members rolled back in parallel under its one lease (`batch_requests` plans them);
@@ -51,7 +51,8 @@ from bot.flows.inbox import Gesture, GestureParking
 from bot.flows.journal import Journal
 from bot.flows.report_queue import ReportQueue
 from bot.flows.reporting import Reporter
-from bot.flows.requests import Reply, Requests
+from bot.flows.request_posting import Reply
+from bot.flows.requests import Requests
 from bot.flows.sweeper import RECONCILE_INTERVAL, UNCLAIMED_GRACE, Sweeper
 from bot.flows.votes import Votes, approver_group_members
 from bot.ports import Backend, Chat, Clock, Inbox, Metrics, OperationStore, Reconcilers, SyncPauses

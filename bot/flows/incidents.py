@@ -9,7 +9,8 @@ the write: the card (URGENT), edits in place at most once per 10 s (PROGRESS; `s
 timeline lines in the card's thread (NORMAL), the rollback request a button click asks for.
 
 Verification of successful rollbacks lives in `bot.flows.verification`; the automatic-rollback policy in
-`bot.flows.auto_rollback`, consulted once per incident right before its first card is posted.
+`bot.flows.auto_rollback`, consulted once per incident right before its first card is posted; the card, its
+thread and private answers in `bot.flows.incident_cards`.
 """
 
 from __future__ import annotations
@@ -22,22 +23,12 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from bot.core.batches import member_outcome
-from bot.core.catalog import (
-    BackendKind,
-    Catalog,
-    ChannelId,
-    DetectSettings,
-    SlackUserId,
-    Target,
-    TargetName,
-)
+from bot.core.catalog import BackendKind, Catalog, ChannelId, DetectSettings, SlackUserId, Target, TargetName
 from bot.core.detected_targets import FoundWorkload, detect_settings_for, find_target, no_button_reason
 from bot.core.detection import Health, Observations, Sighting, Signal
 from bot.core.effects import TellUser
-from bot.core.errors import BotError, ConcurrentUpdate, FencedOut, UserError
+from bot.core.errors import ConcurrentUpdate, FencedOut, UserError
 from bot.core.incidents import (
-    CardPosted,
-    CardRefreshed,
     Detected,
     HealthyAgain,
     Incident,
@@ -62,40 +53,19 @@ from bot.core.incidents import (
     incident_key,
     next_refresh_at,
     open_incident,
-    should_refresh,
 )
-from bot.core.messages import ChatMessage, plain
-from bot.core.messages.incidents import incident_card, incident_thread_line, incidents_list
+from bot.core.messages import ChatMessage
+from bot.core.messages.incidents import incidents_list
 from bot.core.operations import Operation, OperationId, Phase
-from bot.core.outbound import Priority
 from bot.core.rollouts import RevisionNumber
-from bot.core.watch_plan import (
-    current_revision,
-    found_in,
-    incident_target,
-    judge_sighting,
-    workload_ref,
-)
+from bot.core.watch_plan import current_revision, found_in, incident_target, judge_sighting, workload_ref
+from bot.flows.incident_cards import AutoPolicy, IncidentCards
 from bot.flows.retrying import Sleep, compare_and_set
 from bot.flows.revisions import last_good_revision
 from bot.flows.verification import Verifications
-from bot.ports import (
-    Backend,
-    Chat,
-    Clock,
-    ContextFence,
-    IncidentMetrics,
-    IncidentStore,
-    OperationStore,
-)
+from bot.ports import Backend, Chat, Clock, ContextFence, IncidentMetrics, IncidentStore, OperationStore
 
 log = logging.getLogger("rollbot.flows.incidents")
-
-
-class AutoPolicy(Protocol):
-    """The automatic-rollback flow (bot.flows.auto_rollback), as the incident flow calls it."""
-
-    def consider(self, incident: Incident) -> Incident: ...
 
 
 class Rollbacks(Protocol):
@@ -142,14 +112,12 @@ class IncidentFlow:
         wait with it."""
         self._store = store
         self._operations = operations
-        self._chat = chat
         self._clock = clock
         self._catalog = catalog
         self._metrics = metrics
         self._backend_of = backend_of
         self._new_id = new_incident_id
         self._sleep = sleep
-        self._post_cards = post_cards
         self._rollbacks: Rollbacks | None = None
         self._summarised: Callable[[Incident, ContextFence | None], bool] = lambda incident, fence: False
         self._auto: AutoPolicy | None = None
@@ -165,9 +133,17 @@ class IncidentFlow:
             rollbacks=lambda: self._rollbacks,
         )
         self._held: dict[str, ContextFence] = {}
-        # Incidents whose card this process is posting right now: the sweep and the watcher thread both post
-        # missing cards, and without this both would post one for the same new incident.
-        self._posting: set[IncidentId] = set()
+        self._cards = IncidentCards(
+            store=store,
+            chat=chat,
+            clock=clock,
+            metrics=metrics,
+            record=self._write,
+            guarded=self._guarded,
+            summarised=lambda incident, fence: self._summarised(incident, fence),
+            auto=lambda: self._auto,
+            post_cards=post_cards,
+        )
 
     def attach(self, rollbacks: Rollbacks, auto: AutoPolicy | None = None) -> None:
         self._rollbacks = rollbacks
@@ -354,11 +330,11 @@ class IncidentFlow:
             if fence is None:
                 continue  # the context's holder keeps its cards
             if incident.card is None and incident.state is not IncidentState.RESOLVED:
-                self._guarded(lambda i=incident, f=fence: self._post_new(i, f))  # type: ignore[misc]
+                self._guarded(lambda i=incident, f=fence: self._cards.post_new(i, f))  # type: ignore[misc]
                 done += 1
             due = next_refresh_at(incident)
             if due is not None and due <= now:
-                self._guarded(lambda i=incident: self._refresh(i.id))  # type: ignore[misc]
+                self._guarded(lambda i=incident: self._cards.refresh(i.id))  # type: ignore[misc]
                 done += 1
         return done
 
@@ -387,83 +363,15 @@ class IncidentFlow:
         for effect in transition.effects:
             match effect:
                 case PostIncidentCard():
-                    self._post_new(incident, fence)
+                    self._cards.post_new(incident, fence)
                 case UpdateIncidentCard():
-                    self._refresh(incident.id)
+                    self._cards.refresh(incident.id)
                 case PostInIncidentThread() if incident.card is not None:
-                    line = plain(incident_thread_line(effect.text))
-                    self._quietly(self._chat.post, incident.channel, line, incident.card)
+                    self._cards.post_in_thread(incident, effect.text)
                 case RequestRollback():
                     self._request_rollback(incident, effect)
                 case TellUser():
-                    self._quietly(self._chat.post_ephemeral, incident.channel, effect.user, plain(effect.text))
-
-    def _post_new(self, incident: Incident, fence: ContextFence | None) -> None:
-        if self._post_cards is None:
-            self._post_card(incident, fence)
-            return
-        # Off this thread (the watcher's, or the sweep's); claimed now, so the sweep does not queue it twice
-        # while it waits its turn. A card that fails to post is posted by a later sweep.
-        with self._mutex:
-            if incident.id in self._posting:
-                return
-            self._posting.add(incident.id)
-
-        def post() -> None:
-            try:
-                self._guarded(lambda: self._post_claimed(incident, fence))
-            finally:
-                with self._mutex:
-                    self._posting.discard(incident.id)
-
-        self._post_cards(post)
-
-    def _post_card(self, incident: Incident, fence: ContextFence | None) -> None:
-        with self._mutex:
-            if incident.id in self._posting:
-                return  # the other thread is posting it
-            self._posting.add(incident.id)
-        try:
-            self._post_claimed(incident, fence)
-        finally:
-            with self._mutex:
-                self._posting.discard(incident.id)
-
-    def _post_claimed(self, incident: Incident, fence: ContextFence | None) -> None:
-        current = self._store.get(incident.id)
-        if current is None or current.card is not None:
-            return  # posted meanwhile
-        if self._summarised(current, fence):
-            return  # a mass failure: its summary card speaks for it (bot/flows/incident_groups.py)
-        if self._auto is not None:  # the policy decides before the first card, which then shows its countdown
-            current = self._auto.consider(current)
-        self._post_new_card(current, fence)
-
-    def _post_new_card(self, incident: Incident, fence: ContextFence | None) -> None:
-        # Slack has no fencing: check the token right before the post, so a replica that lost the context
-        # (paused past its lease) does not post a second card for an incident its successor posts.
-        if fence is not None and not self._store.holds(fence):
-            raise FencedOut(f"lost the watch lease {fence.lease}")
-        now = self._clock.now()
-        # Asked again at the last moment (after any wait for Slack's budget): a replica whose watch lease lapsed
-        # while its card waited must not post a second card next to the new holder's.
-        still_holds = None if fence is None else (lambda: self._store.holds(fence))
-        ref = self._chat.post(
-            incident.channel, incident_card(incident, now), priority=Priority.URGENT, still_current=still_holds
-        )
-        self._metrics.incident_opened(incident.workload.backend.value, incident.signal.reason)
-        self._metrics.detection_latency(
-            incident.workload.backend.value, max(0.0, (now - incident.signal.since).total_seconds())
-        )
-        self._write(incident.id, CardPosted(ref), fence)
-
-    def _refresh(self, incident_id: IncidentId) -> None:
-        incident = self._store.get(incident_id)
-        now = self._clock.now()
-        if incident is None or incident.card is None or not should_refresh(incident, now):
-            return  # not yet: the sweep edits it once the 10 s are up
-        self._chat.update(incident.card, incident_card(incident, now), priority=Priority.PROGRESS)
-        self._write(incident_id, CardRefreshed(), None)
+                    self._cards.tell(incident, effect.user, effect.text)
 
     def _request_rollback(self, incident: Incident, effect: RequestRollback) -> None:
         reason: str | None = None
@@ -506,13 +414,6 @@ class IncidentFlow:
             log.info("lost a watch lease while acting on it; its new holder takes over")
         except Exception:  # one object's trouble must not stop the others
             log.exception("incident work failed")
-
-    @staticmethod
-    def _quietly(work: Callable[..., object], *args: Any) -> None:
-        try:
-            work(*args)
-        except BotError:
-            log.warning("a Slack call about an incident failed", exc_info=True)
 
 
 def _is_due(watched: _Watched, now: datetime) -> bool:

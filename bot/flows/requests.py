@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta
-from typing import Final
 
 from bot.core import messages
 from bot.core.catalog import BackendKind, Catalog, ChannelId, SlackUserId, Target
@@ -28,12 +26,9 @@ from bot.core.commands import (
     validate_options,
 )
 from bot.core.errors import (
-    BotError,
     CommandSyntaxError,
-    DuplicateOperation,
     NothingToDo,
     RevisionNotFound,
-    TargetBusy,
     TemporaryError,
     UserError,
 )
@@ -43,22 +38,17 @@ from bot.core.messages import ChatMessage
 from bot.core.messages import gitops as gitops_words
 from bot.core.messages.auto import automatic_rollback_off
 from bot.core.operations import Operation, OperationId, Phase
-from bot.core.outbound import Priority
 from bot.core.rollouts import BackendOption, RevisionNumber
 from bot.core.targets import check_channel, resolve_target
 from bot.flows.batch_requests import is_batch, plan_batch, plan_incident_batch
 from bot.flows.gitops import SyncControl
-from bot.flows.journal import LOCK_MARGIN, Journal
+from bot.flows.journal import Journal
 from bot.flows.reporting import Reporter
+from bot.flows.request_posting import Reply, RequestPoster
 from bot.flows.votes import Votes
-from bot.ports import Backend, Chat, Clock, LockInfo, Metrics, OperationStore
+from bot.ports import Backend, Chat, Clock, Metrics, OperationStore
 
 log = logging.getLogger("rollbot.flows")
-
-# A request message that waits longer than this for Slack's budget is announced to the requester as queued.
-QUEUED_NOTICE_AFTER: Final = timedelta(seconds=2)
-
-Reply = Callable[[ChatMessage], None]
 
 
 class Requests:
@@ -82,16 +72,16 @@ class Requests:
         self._gitops = gitops
         self._backends = backends
         self._backend = backend_of
-        self._journal = journal
         self._votes = votes
-        self._reporter = reporter
-        self._chat = chat
         self._store = store
         self._clock = clock
         self._metrics = metrics
         self._catalog = catalog
         self._new_id = new_operation_id
         self._command = command_name
+        self._poster = RequestPoster(
+            journal=journal, votes=votes, reporter=reporter, chat=chat, store=store, clock=clock, metrics=metrics
+        )
         # What `/rollback incidents` answers; wired by the composition root when incidents are on.
         self.incidents_listing: Callable[[], ChatMessage] | None = None
         # What `/rollback auto status` and `/rollback auto resume <context>` answer (the automatic-rollback flow).
@@ -180,7 +170,7 @@ class Requests:
         if operation_id is not None:
             existing = self._store.get(operation_id)
             if existing is not None:
-                return self._resume(existing, reply)
+                return self._poster.resume(existing, reply)
         check_channel(self._catalog, channel)
         new_id = operation_id if operation_id is not None else self._new_id()
         if is_batch(command, self._catalog):
@@ -198,7 +188,7 @@ class Requests:
             if reconciled is not None:
                 reply(reconciled)
                 return None
-            return self._open(batch, reply)
+            return self._poster.open(batch, reply)
         suspend, command = suspend_requested(command)
         target = resolve_target(command.target, self._catalog)
         backend = self._backend(target)
@@ -234,7 +224,7 @@ class Requests:
             is_dry_run=command.dry_run,
             gitops=gitops,
         )
-        return self._open(operation, reply)
+        return self._poster.open(operation, reply)
 
     def _resume_sync(
         self,
@@ -248,7 +238,7 @@ class Requests:
         if operation_id is not None:
             existing = self._store.get(operation_id)
             if existing is not None:
-                return self._resume(existing, reply)
+                return self._poster.resume(existing, reply)
         check_channel(self._catalog, channel)
         target = resolve_target(command.target, self._catalog)
         backend = self._backend(target)
@@ -272,7 +262,7 @@ class Requests:
             action="resume-sync",
             gitops=gitops,
         )
-        return self._open(operation, reply)
+        return self._poster.open(operation, reply)
 
     def request_for_incident(
         self,
@@ -316,7 +306,7 @@ class Requests:
             incident_id=incident_id,
             gitops=gitops,
         )
-        return self._open(operation, reply)
+        return self._poster.open(operation, reply)
 
     def request_for_incident_group(
         self,
@@ -339,7 +329,7 @@ class Requests:
         if batch is None:
             reply(messages.plain("Every one of them is already at its last good revision: nothing to roll back."))
             return None
-        return self._open(batch, reply)
+        return self._poster.open(batch, reply)
 
     def request_automatic(
         self,
@@ -357,7 +347,7 @@ class Requests:
         """
         existing = self._store.get(operation_id)
         if existing is not None:
-            return self._resume(existing, _unanswered)
+            return self._poster.resume(existing, _unanswered)
         backend = self._backend(target)
         backend.check_target(target)
         try:
@@ -382,92 +372,10 @@ class Requests:
             approvals_needed=approvals,
         )
         busy: list[ChatMessage] = []
-        opened = self._open(operation, busy.append)
+        opened = self._poster.open(operation, busy.append)
         if opened is None:
             raise UserError(busy[0].text if busy else "the request could not be posted")
         return opened
-
-    def _open(self, operation: Operation, reply: Reply) -> Operation | None:
-        """Store the new operation (taking its locks), then show it: the preview, or the request message."""
-        target = operation.target
-        try:
-            self._store.create(operation, lock_ttl=target.policy.expires_after + LOCK_MARGIN)
-        except DuplicateOperation:
-            existing = self._store.get(operation.id)
-            if existing is None:
-                raise
-            return self._resume(existing, reply)  # the same command, handled twice at once
-        except TargetBusy as exc:
-            if operation.is_batch and exc.holders:
-                held = {
-                    name: (holder.operation_id, holder.requester, holder.since)
-                    for name, holder in exc.holders.items()
-                    if isinstance(holder, LockInfo)
-                }
-                reply(messages.batch_busy(held))
-                return None
-            holder = exc.holder if isinstance(exc.holder, LockInfo) else self._store.lock_holder(target.lock_key)
-            if holder is None:
-                reply(messages.user_error(str(exc)))
-            else:
-                reply(messages.target_busy(target, holder.operation_id, holder.requester, holder.since))
-            return None
-        self._metrics.phase_entered(target.backend.value, operation.phase.value)
-        return self._show(operation, reply)
-
-    def _resume(self, operation: Operation, reply: Reply) -> Operation:
-        """A command handled again: answer as the first handling would have, posting what it did not post."""
-        if operation.is_dry_run or operation.request_message is not None or not operation.phase.is_in_flight:
-            reply(self._posted(operation) if operation.request_message is not None else self._preview(operation))
-            return operation
-        log.info("posting the request message of a replayed command", extra={"operation_id": operation.id})
-        return self._show(operation, reply) or operation
-
-    def _show(self, operation: Operation, reply: Reply) -> Operation | None:
-        """The preview of a dry run, or the request message people vote on."""
-        if operation.is_dry_run:
-            reply(self._preview(operation))
-            return operation
-
-        def queued(seconds: float) -> None:
-            if seconds >= QUEUED_NOTICE_AFTER.total_seconds():
-                reply(messages.request_queued(operation, seconds))
-
-        try:
-            ref = self._reporter.patiently(
-                lambda: self._chat.post(
-                    operation.channel, messages.request_message(operation), priority=Priority.URGENT, on_queued=queued
-                )
-            )
-        except BotError:
-            # Nobody can see the request, so nobody could approve it: give the target back at once.
-            self._abandon(operation, "the request message could not be posted")
-            raise
-        self._store.link_message(operation.id, ref)
-        operation = self._journal.write(operation.id, lambda op: op.model_copy(update={"request_message": ref}))
-        if operation.phase is Phase.AWAITING_APPROVAL:  # an automatic rollback with no approvals needs no votes
-            # The voting reactions (Tier 3) wait for Slack on their own lane: not the requester's answer, not the lines.
-            for emoji in (messages.APPROVE_EMOJI, messages.REJECT_EMOJI):
-                self._reporter.in_order(operation.id, self._chat.add_reaction, ref, emoji, lane="reactions")
-        # A vote cast before the link above existed may have been dropped; count what the message shows now.
-        self._reporter.in_order(operation.id, self._votes.reconcile, operation.id, lane="reactions")
-        reply(self._posted(operation))
-        log.info("rollback requested", extra={"operation_id": operation.id, "target": operation.target.name})
-        return operation
-
-    @staticmethod
-    def _posted(operation: Operation) -> ChatMessage:
-        return messages.batch_request_posted(operation) if operation.is_batch else messages.request_posted(operation)
-
-    @staticmethod
-    def _preview(operation: Operation) -> ChatMessage:
-        return messages.request_message(operation)
-
-    def _abandon(self, operation: Operation, why: str) -> None:
-        def cancel(op: Operation) -> Operation:
-            return op.model_copy(update={"phase": Phase.CANCELLED, "outcome": why, "finished_at": self._clock.now()})
-
-        self._reporter.quietly(operation.id, self._journal.write, operation.id, cancel)
 
     def _help(self) -> ChatMessage:
         options: list[tuple[str, BackendOption]] = []

@@ -22,7 +22,7 @@ import yaml
 
 from bot.app import RollbotApp, build_app
 from bot.core.catalog import ChannelId
-from bot.core.incidents import INCIDENT_EVENT_TYPE
+from bot.core.incident_record import INCIDENT_EVENT_TYPE
 from bot.core.messages.incidents import INCIDENT_ROLLBACK_ACTION
 from bot.core.operations import MessageRef
 from bot.settings import Settings

@@ -14,7 +14,8 @@ import boto3
 import pytest
 
 from bot.backends.aws_ecs import EcsBackend, EcsClients
-from bot.core.catalog import ApprovalPolicy, EcsTarget, SlackUserId, Target, TargetName
+from bot.core.catalog import EcsTarget, SlackUserId, Target, TargetName
+from bot.core.catalog_approvals import ApprovalPolicy
 from bot.core.errors import (
     BackendUnavailable,
     NothingToDo,

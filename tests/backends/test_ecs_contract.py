@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from bot.backends.aws_ecs import EcsBackend
-from bot.core.catalog import ApprovalPolicy, EcsTarget, SlackUserId, Target, TargetName
+from bot.core.catalog import EcsTarget, SlackUserId, Target, TargetName
+from bot.core.catalog_approvals import ApprovalPolicy
 from bot.core.rollouts import RevisionNumber
 from sandbox.aws import AwsWorld
 from sandbox.aws.scenarios import RevisionSpec, myservice_revisions, register_revisions, seed_service

@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 
 from bot.core.batches import MemberErrored, MemberObserved, MemberReceiptRecorded, member_outcome
-from bot.core.catalog import ApprovalPolicy, SlackUserId, strictest_policy
+from bot.core.catalog import SlackUserId
+from bot.core.catalog_approvals import ApprovalPolicy, strictest_policy
 from bot.core.commands import RollbackCommand, TargetRef, parse_command, render_command
 from bot.core.errors import CommandSyntaxError
 from bot.core.lifecycle import ClaimRefused, ExecutionClaimed, RollbackErrored, advance

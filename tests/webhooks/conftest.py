@@ -20,7 +20,7 @@ import yaml
 
 from bot.app import RollbotApp, build_app
 from bot.core.catalog import BackendKind, parse_catalog
-from bot.core.incidents import INCIDENT_EVENT_TYPE
+from bot.core.incident_record import INCIDENT_EVENT_TYPE
 from sandbox.slack.records import Message
 from sandbox.slack.seed import ALICE, BOB, INCIDENT
 from sandbox.slack.server import FakeSlack

@@ -16,7 +16,8 @@ from typing import Any, Final
 from bot.core.catalog import format_duration
 from bot.core.detection import Signal, Verification, VerificationState
 from bot.core.incident_auto import POLICY_REQUESTER, AutoState
-from bot.core.incidents import INCIDENT_EVENT_TYPE, Incident, IncidentId, IncidentSource, IncidentState, Resolution
+from bot.core.incident_record import INCIDENT_EVENT_TYPE
+from bot.core.incidents import Incident, IncidentId, IncidentSource, IncidentState, Resolution
 from bot.core.messages.blocks import (
     ChatMessage,
     archive_link,
