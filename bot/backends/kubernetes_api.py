@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from bot.backends import kubernetes_interpret as rules
 from bot.backends import kubernetes_marks as marks
+from bot.backends.kubernetes_changes import template_changes
 from bot.backends.kubernetes_clients import (
     KubernetesClients,
     WorkloadRef,
@@ -133,7 +134,7 @@ class KubernetesBackend:
         return RollbackPlan(
             from_revision=from_revision,
             to_revision=chosen.revision,
-            changes=tuple(rules.template_changes(rules.workload_template(obj), chosen.template)),
+            changes=tuple(template_changes(rules.workload_template(obj), chosen.template)),
             notes=tuple(notes),
             options=dict(options),
             backend_data={
