@@ -18,6 +18,8 @@ What the flow sees instead of a `SlackApiError` (slack.md §5.3):
     internal_error…
     anything else               ChatRejected (a PermanentError naming the method and Slack's error code)
 
+The translation itself is `slack_errors.translate_error`; shrinking a message that is too long is `slack_shrink`.
+
 Every call goes through one `SlackOutbox` (the workspace's budget): it paces posts per channel and each method
 by its tier, sends URGENT before NORMAL before PROGRESS, and lets a newer PROGRESS update of a message replace
 one still waiting (then `update` returns None). The flow still decides how often progress is worth showing
@@ -26,7 +28,6 @@ one still waiting (then `update` returns None). The flow still decides how often
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -50,13 +51,14 @@ from bot.adapters.slack_client import (
     retry_after_seconds,
     without_rate_limit_retries,
 )
+from bot.adapters.slack_errors import translate_error
 from bot.adapters.slack_outbox import DEFAULT_PROGRESS_PATIENCE, Budget, SlackOutbox
+from bot.adapters.slack_shrink import shrink_message
 from bot.core.catalog import ChannelId, SlackGroupId, SlackUserId
-from bot.core.errors import ChatUnavailable, FencedOut, PermanentError, UserError
+from bot.core.errors import ChatUnavailable, FencedOut
 from bot.core.messages import ChatMessage
 from bot.core.operations import MessageRef
 from bot.core.outbound import Priority
-from bot.core.slack_limits import MAX_BLOCKS, MAX_BLOCKS_JSON, MAX_TEXT_KEPT
 from bot.ports import Clock
 
 log = structlog.get_logger(__name__)
@@ -71,11 +73,6 @@ __all__ = [
     "retry_after_seconds",
 ]
 
-# Slack's limits, defined once in the core.
-MAX_TEXT_CHARS = MAX_TEXT_KEPT
-MAX_BLOCKS_JSON_CHARS = MAX_BLOCKS_JSON
-TRUNCATION_MARK = "… (truncated)"
-TRUNCATED_BLOCKS_NOTE = "_Some details were left out: the message was too long for Slack._"
 # usergroups.users.list is tier 2 (20/min): membership changes rarely, so five minutes of staleness is fine.
 DEFAULT_CACHE_TTL = timedelta(minutes=5)
 # Remembered message threads and replacements (for update fallbacks); old entries are forgotten first.
@@ -85,64 +82,12 @@ TOO_LONG = frozenset({"msg_too_long", "msg_blocks_too_long"})
 GONE = frozenset({"message_not_found", "edit_window_closed"})
 # chat.postMessage with a thread_ts whose parent no longer exists.
 NO_THREAD = frozenset({"cannot_reply_to_message", "thread_not_found"})
-NOT_IN_CHANNEL = frozenset({"not_in_channel", "channel_not_found"})
-TRANSIENT = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout", "team_added_to_org"})
 SLACKBOT = "USLACKBOT"
-
-
-class NotInChannel(UserError):
-    """The bot cannot post in the channel: the fix is an `/invite`, which only a person can do."""
-
-    def __init__(self, channel: ChannelId) -> None:
-        super().__init__(
-            f"I'm not a member of <#{channel}>, so I can't post there. "
-            "Invite me with `/invite @rollbot` in that channel, then run the command again."
-        )
-        self.channel = channel
-
-
-class ChatRejected(PermanentError):
-    """Slack refused a call for a reason retrying will not fix (bad token, missing scope, invalid blocks…)."""
-
-    def __init__(self, method: str, error: str, detail: str = "") -> None:
-        super().__init__(f"Slack refused {method}: {error}{f' ({detail})' if detail else ''}")
-        self.method = method
-        self.error = error
 
 
 class _SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
-
-
-def truncate_text(text: str, limit: int = MAX_TEXT_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - len(TRUNCATION_MARK)] + TRUNCATION_MARK
-
-
-def shrink_blocks(
-    blocks: tuple[dict[str, Any], ...], budget: int = MAX_BLOCKS_JSON_CHARS
-) -> tuple[dict[str, Any], ...]:
-    """Keep blocks in order while they fit `budget`; header and actions (the Approve/Reject buttons) always stay."""
-    note = {"type": "context", "elements": [{"type": "mrkdwn", "text": TRUNCATED_BLOCKS_NOTE}]}
-    essential = {"header", "actions"}
-    used = len(json.dumps(note)) + sum(len(json.dumps(b)) for b in blocks if b.get("type") in essential)
-    kept: list[dict[str, Any]] = []
-    for block in blocks:
-        size = len(json.dumps(block))
-        if block.get("type") in essential:
-            kept.append(block)
-        elif used + size <= budget and len(kept) < MAX_BLOCKS - 2:
-            kept.append(block)
-            used += size
-    kept.append(note)
-    return tuple(kept)
-
-
-def shrink_message(message: ChatMessage) -> ChatMessage:
-    """A version of `message` Slack accepts: truncated fallback text, detail blocks dropped."""
-    return message.model_copy(
-        update={"text": truncate_text(message.text), "blocks": shrink_blocks(message.blocks) if message.blocks else ()}
-    )
 
 
 K = TypeVar("K")
@@ -311,7 +256,7 @@ class SlackChat:
         except SlackApiError as exc:
             if error_code(exc) == "already_reacted":
                 return
-            raise self._translate("reactions.add", exc, target.channel) from exc
+            raise translate_error("reactions.add", exc, target.channel) from exc
 
     def reactions(self, ref: MessageRef) -> Mapping[str, Sequence[SlackUserId]]:
         """reactions.get with `full`, so no user list is truncated."""
@@ -323,7 +268,7 @@ class SlackChat:
                 is_read=True,
             )
         except SlackApiError as exc:
-            raise self._translate("reactions.get", exc, target.channel) from exc
+            raise translate_error("reactions.get", exc, target.channel) from exc
         message = response.get("message") or {}
         return {
             str(reaction["name"]): tuple(SlackUserId(user) for user in reaction.get("users") or ())
@@ -351,7 +296,7 @@ class SlackChat:
                 log.error("unknown approver group, nobody in it can approve", group=group)
                 members = frozenset()
             else:
-                error = self._translate("usergroups.users.list", exc, None)
+                error = translate_error("usergroups.users.list", exc, None)
                 if cached is not None and isinstance(error, ChatUnavailable):
                     log.warning("using a stale group membership", group=group, error=code)
                     return cached[0]
@@ -379,7 +324,7 @@ class SlackChat:
             answer = bool(profile.get("is_bot") or profile.get("is_app_user"))
         except SlackApiError as exc:
             if error_code(exc) != "user_not_found":
-                raise self._translate("users.info", exc, None) from exc
+                raise translate_error("users.info", exc, None) from exc
             answer = True
         with self._lock:
             self._bots[user] = (answer, now)
@@ -436,7 +381,7 @@ class SlackChat:
             if code in passthrough:
                 raise
             if code not in TOO_LONG:
-                raise self._translate(method, exc, channel) from exc
+                raise translate_error(method, exc, channel) from exc
             log.warning("message too long for slack, shrinking it", method=method, error=code)
         shrunk = shrink_message(message)
         try:
@@ -444,7 +389,7 @@ class SlackChat:
         except SlackApiError as exc:
             if error_code(exc) in passthrough:
                 raise
-            raise self._translate(method, exc, channel) from exc
+            raise translate_error(method, exc, channel) from exc
 
     def _call(
         self,
@@ -491,24 +436,6 @@ class SlackChat:
         if response is None:
             raise _Superseded(method)
         return response
-
-    def _translate(self, method: str, exc: SlackApiError, channel: ChannelId | None) -> Exception:
-        code = error_code(exc)
-        status = exc.response.status_code
-        if code in RATE_LIMITED:
-            wait = retry_after_seconds(exc.response.headers) or 1.0
-            return ChatUnavailable(f"Slack rate limited {method}", delay=timedelta(seconds=wait))
-        if code in NOT_IN_CHANNEL and channel is not None:
-            return NotInChannel(channel)
-        if code == "is_archived":
-            return UserError(f"<#{channel}> is archived; run the command in an active channel.")
-        if code in TRANSIENT or status >= 500 or code.startswith("http_"):
-            return ChatUnavailable(f"Slack failed {method}: {code}", delay=timedelta(seconds=2))
-        detail = ""
-        if code == "missing_scope":
-            detail = f"needed {exc.response.get('needed')}"
-        log.error("slack refused a call", method=method, error=code, detail=detail)
-        return ChatRejected(method, code, detail)
 
 
 def _message_args(message: ChatMessage, *, replace_blocks: bool = False) -> dict[str, Any]:

@@ -9,7 +9,7 @@ imminent and seconds count.
 The first poll, and the first after a poll that needed retries, reports every service (`resync`); after that
 a service is reported when its snapshot changed, and on every poll while it is mid-deployment, so the flow's
 holds (tasks failing for `failing_for`) mature on time. A service that is no longer listed is reported
-`deleted`. boto3's errors are translated into `bot.core.errors` here (`aws_ecs.translating_errors`); a poll
+`deleted`. boto3's errors are translated into `bot.core.errors` here (`ecs_clients.translating_errors`); a poll
 that keeps failing is retried with exponential back-off (tenacity), then the error is raised.
 """
 
@@ -25,7 +25,7 @@ import structlog
 from botocore.config import Config
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from bot.backends.aws_ecs import translating_errors
+from bot.backends.ecs_clients import translating_errors
 from bot.core.catalog_detect import EcsWatch, WatchScope
 from bot.core.detection import EcsServiceSnapshot, Sighting
 from bot.core.errors import BackendUnavailable, UnknownTarget

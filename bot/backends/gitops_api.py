@@ -18,7 +18,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from pydantic import JsonValue
 
-from bot.backends.kubernetes_api import KubernetesClients, _raw, _translate_api_exception, translating_errors
+from bot.backends.kubernetes_clients import KubernetesClients, _raw, _translate_api_exception, translating_errors
 from bot.core.catalog import HelmTarget, KubernetesTarget, Target, WorkloadKind
 from bot.core.errors import BackendUnavailable
 from bot.core.gitops import (

@@ -31,12 +31,9 @@ from bot.backends.helm_rollout import (
     workload_observers,
 )
 from bot.backends.helm_storage import HelmStorage
-from bot.backends.kubernetes_api import (
-    KubernetesBackend,
-    KubernetesClients,
-    WorkloadRef,
-    follow_rollouts,
-)
+from bot.backends.kubernetes_api import KubernetesBackend
+from bot.backends.kubernetes_clients import KubernetesClients, WorkloadRef
+from bot.backends.kubernetes_rollout import follow_rollouts
 from bot.core.catalog import HelmTarget, Target, WorkloadKind
 from bot.core.errors import BackendUnavailable, BotError, NothingToDo, UnknownTarget
 from bot.core.operations import OperationId

@@ -24,7 +24,8 @@ from kubernetes.client.exceptions import ApiException
 
 from bot.backends import helm_interpret as helm
 from bot.backends import kubernetes_interpret as rules
-from bot.backends.kubernetes_api import KubernetesClients, RolloutObserver, WorkloadRef
+from bot.backends.kubernetes_clients import KubernetesClients, WorkloadRef
+from bot.backends.kubernetes_rollout import RolloutObserver
 from bot.core.catalog import HelmTarget
 from bot.core.rollouts import RollbackPlan, RolloutStatus
 

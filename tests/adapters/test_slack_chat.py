@@ -12,15 +12,9 @@ from prometheus_client import CollectorRegistry
 from slack_sdk import WebClient
 
 from bot.adapters.prometheus_metrics import PrometheusMetrics
-from bot.adapters.slack_chat import (
-    MAX_TEXT_CHARS,
-    TRUNCATED_BLOCKS_NOTE,
-    TRUNCATION_MARK,
-    ChatRejected,
-    NotInChannel,
-    SlackChat,
-    build_web_client,
-)
+from bot.adapters.slack_chat import SlackChat, build_web_client
+from bot.adapters.slack_errors import ChatRejected, NotInChannel
+from bot.adapters.slack_shrink import MAX_TEXT_CHARS, TRUNCATED_BLOCKS_NOTE, TRUNCATION_MARK
 from bot.core.catalog import ChannelId, SlackGroupId, SlackUserId
 from bot.core.errors import ChatUnavailable, FencedOut, PermanentError, UserError
 from bot.core.messages import ChatMessage

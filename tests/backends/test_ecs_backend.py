@@ -13,7 +13,8 @@ from typing import Any
 import boto3
 import pytest
 
-from bot.backends.aws_ecs import EcsBackend, EcsClients
+from bot.backends.aws_ecs import EcsBackend
+from bot.backends.ecs_clients import EcsClients
 from bot.core.catalog import EcsTarget, SlackUserId, Target, TargetName
 from bot.core.catalog_approvals import ApprovalPolicy
 from bot.core.errors import (

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from bot.backends import kubernetes_interpret as rules
+from bot.backends.kubernetes_changes import template_changes
 from bot.core.catalog import WorkloadKind
 from bot.core.errors import RevisionNotFound, RollbackRefused
 
@@ -129,7 +130,7 @@ def test_templates_compare_semantically_and_ignore_the_hash() -> None:
 
 
 def test_preview_names_image_and_env_changes_per_container() -> None:
-    changes = rules.template_changes(template("web:v10", MODE="fast"), template("web:v2", MODE="safe"))
+    changes = template_changes(template("web:v10", MODE="fast"), template("web:v2", MODE="safe"))
     assert [(c.scope, c.field, c.before, c.after) for c in changes] == [
         ("container web", "image", "web:v10", "web:v2"),
         ("container web", "env MODE", "fast", "safe"),

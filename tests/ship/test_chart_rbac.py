@@ -1,7 +1,8 @@
 """The RBAC the chart renders is exactly what the catalog's targets need, rule by rule.
 
 `needed()` below states, independently of the templates, what each backend does with the Kubernetes API
-(bot/backends/kubernetes_api.py, bot/backends/helm_cli.py and the helm binary it runs):
+(bot/backends/kubernetes_api.py, its watches in kubernetes_rollout.py, bot/backends/helm_cli.py and the helm
+binary it runs):
 
 - every Kubernetes or Helm target: get/list/watch the workloads, their history (ReplicaSets,
   ControllerRevisions), pods and events of its namespace;
