@@ -1,7 +1,7 @@
 """The ports: how the flow reaches the outside world, as structural protocols.
 
 Adapters (`bot/adapters`) and backends (`bot/backends`) implement these without inheriting from them; mypy
-checks the fit where `bot/app.py` wires them. Every implementation translates its vendor's exceptions into
+checks the fit where `bot/app/` wires them. Every implementation translates its vendor's exceptions into
 `bot.core.errors` at the seam, so nothing above a port ever sees an ApiException, a ClientError, a
 SlackApiError or a redis error.
 """

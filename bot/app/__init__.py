@@ -1,4 +1,5 @@
-"""The composition root: the only module that names concrete classes and wires them together.
+"""The composition root: the only module that names concrete classes and wires them together (with
+`bot.app.running`, the wired bot's start and stop).
 
 `build_app(settings)` returns a `RollbotApp` that is built but not running: a Bolt `App` whose `WebClient`
 points at `SLACK_API_URL` with retry handlers for dropped connections and 429s, the Redis operation store, the
@@ -15,11 +16,9 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry
@@ -38,6 +37,7 @@ from bot.adapters.slack_chat import SlackChat, build_web_client
 from bot.adapters.slack_outbox import Budget
 from bot.adapters.socket_mode import SocketModeRunner
 from bot.adapters.webhooks import WebhookEndpoints
+from bot.app.running import RollbotApp
 from bot.core.catalog import BackendKind, Catalog
 from bot.core.incident_groups import GroupId
 from bot.core.incidents import IncidentId
@@ -52,7 +52,6 @@ from bot.flows.watching import ContextWatching
 from bot.ports import (
     AutoLedgers,
     Backend,
-    Chat,
     Clock,
     ContextLeases,
     DeliveryLedger,
@@ -78,11 +77,6 @@ VOTE_WORKERS = 8
 # Reporting lanes (bot.flows.report_queue): one worker per operation with reports waiting for Slack's budget.
 # Most of them sleep in the outbox; enough for every in-flight operation of a mass failure, created on demand.
 REPORT_WORKERS = 128
-# How long stop() waits for executor threads to notice it; a rollout still running stays in Redis for takeover.
-STOP_GRACE_SECONDS = 5.0
-# How long stop() lets acknowledged request work (commands, votes) finish; what is left is parked for the other
-# replicas. Well inside Kubernetes' default 30 s termination grace period.
-REQUEST_DRAIN_SECONDS = 10.0
 # How many new incident cards are posted at the same time (each waits for its channel's Slack budget; the
 # rest of a burst queues behind them).
 CARD_POSTERS = 4
@@ -149,117 +143,6 @@ def build_reconcilers(settings: Settings) -> Reconcilers:
     from bot.backends.kubernetes_api import KubernetesClients
 
     return KubernetesReconcilers(KubernetesClients(settings.kubeconfig))
-
-
-@dataclass
-class RollbotApp:
-    """A wired bot. `start()` / `stop()`; `url` is the HTTP base URL once started (HTTP mode)."""
-
-    settings: Settings
-    bolt: App
-    flow: RollbackFlow
-    store: OperationStore
-    chat: Chat
-    metrics: PrometheusMetrics
-    server: Server | None
-    rollout_executor: ThreadPoolExecutor
-    request_executor: ThreadPoolExecutor
-    vote_executor: ThreadPoolExecutor
-    report_executor: ThreadPoolExecutor
-    # Socket Mode: the runner owns the WebSocket and the probe server (then `server` is None).
-    socket_runner: SocketModeRunner | None = None
-    _closers: list[Callable[[], None]] = field(default_factory=list)
-    incidents: IncidentFlow | None = None
-    mass_failures: MassFailures | None = None
-    auto: AutoRollbackFlow | None = None
-    watching: ContextWatching | None = None
-    _sweeper: threading.Thread | None = None
-    _stopping: threading.Event = field(default_factory=threading.Event)
-
-    @property
-    def url(self) -> str:
-        """Base URL of the HTTP server: Slack's endpoint and probes, or only the probes in Socket Mode."""
-        if self.socket_runner is not None:
-            return self.socket_runner.url
-        assert self.server is not None
-        return self.server.url
-
-    @property
-    def events_url(self) -> str:
-        return f"{self.url}/slack/events"
-
-    def start(self) -> RollbotApp:
-        resumed = self.flow.resume_in_flight()
-        if resumed:
-            log.info("resuming operations left in flight", extra={"count": resumed})
-        if self.socket_runner is not None:
-            self.socket_runner.start()
-        elif self.server is not None:
-            self.server.start()
-        self._sweeper = threading.Thread(target=self._sweep_forever, name="rollbot-sweeper", daemon=True)
-        self._sweeper.start()
-        if self.watching is not None:
-            self.watching.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self.watching is not None:
-            self._quietly(self.watching.stop)
-        self.flow.stop()
-        if self.socket_runner is not None:
-            self._quietly(self.socket_runner.stop)
-        elif self.server is not None:
-            self._quietly(self.server.stop)
-        if self._sweeper is not None:
-            self._sweeper.join(timeout=5)
-        # Work Slack already got an ack for is finished, not dropped: the queue drains within the grace period,
-        # and whatever is still queued then stays parked in Redis, handed to the other replicas by goodbye.
-        deadline = time.monotonic() + REQUEST_DRAIN_SECONDS
-        for gestures in (self.vote_executor, self.request_executor):
-            gestures.shutdown(wait=False)
-            _join_workers(gestures, timeout=max(0.0, deadline - time.monotonic()))
-            gestures.shutdown(wait=False, cancel_futures=True)
-        self._quietly(self.flow.say_goodbye)
-        # Watches notice `flow.stop()` at their next observation and hand their rollout over.
-        self.rollout_executor.shutdown(wait=False, cancel_futures=True)
-        _join_workers(self.rollout_executor, timeout=STOP_GRACE_SECONDS)
-        # The lines of what was done (the hand-over lines too) go out within the grace period.
-        self.report_executor.shutdown(wait=False)
-        _join_workers(self.report_executor, timeout=STOP_GRACE_SECONDS)
-        self.report_executor.shutdown(wait=False, cancel_futures=True)
-        for close in self._closers:
-            self._quietly(close)
-
-    def finish_gestures(self) -> None:
-        """Stop taking gestures and wait until those acknowledged so far are handled and reported (tests)."""
-        for pool in (self.request_executor, self.vote_executor, self.report_executor):
-            pool.shutdown(wait=True)
-
-    def __enter__(self) -> RollbotApp:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def _sweep_forever(self) -> None:
-        interval = self.settings.sweep_interval.total_seconds()
-        while not self._stopping.wait(interval):
-            try:
-                self.flow.sweep()
-                if self.mass_failures is not None:
-                    self.mass_failures.sweep()
-                if self.auto is not None:  # due countdowns fire on whichever replica sweeps first
-                    self.auto.sweep()
-            except Exception:  # Redis hiccup: the next sweep tries again
-                log.exception("sweep failed")
-
-    @staticmethod
-    def _quietly(action: Callable[[], object]) -> None:
-        try:
-            action()
-        except Exception:
-            log.exception("shutdown step failed")
 
 
 def build_app(
@@ -501,12 +384,6 @@ def _webhooks(
         backend_of=flow.backend_of,
     )
     return WebhookEndpoints(intake, token=token, secret=secret, ledger=ledger, clock=clock, metrics=metrics)
-
-
-def _join_workers(executor: ThreadPoolExecutor, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    for thread in list(getattr(executor, "_threads", ())):
-        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _load_catalog(settings: Settings) -> Catalog:
