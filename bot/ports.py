@@ -448,7 +448,10 @@ class Metrics(Protocol):
 class IncidentMetrics(Protocol):
     """What the incident flow counts."""
 
-    def incident_opened(self, backend: str, reason: str) -> None: ...
+    def incident_opened(self, backend: str, reason: str, incident_id: str) -> bool:
+        """Count an incident as opened once, whichever path shows it first (its own card, or a mass failure's
+        summary formed while its card was still being posted); False when it was counted already."""
+        ...
 
     def incident_resolved(self, backend: str, resolution: str) -> None: ...
 

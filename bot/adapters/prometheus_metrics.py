@@ -6,6 +6,8 @@ same process get their own counters. `/metrics` (bot/adapters/http_server.py) re
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -14,6 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 ROLLOUT_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
 # Slack gives up after 3 s; anything past ~1 s deserves an alert, so the buckets are dense below that.
 ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
+# Incident ids already counted as opened: far more than open at once, so a recent one is never counted twice.
+OPENED_IDS_REMEMBERED = 10_000
 
 
 class PrometheusMetrics:
@@ -21,6 +25,8 @@ class PrometheusMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self._opened_ids: OrderedDict[str, None] = OrderedDict()
+        self._opened_lock = threading.Lock()
         self.commands = Counter("rollbot_commands", "Slash commands received, by verb.", ["verb"], registry=registry)
         self.approvals = Counter(
             "rollbot_approvals",
@@ -140,8 +146,15 @@ class PrometheusMetrics:
 
     # IncidentFlow (bot/ports.py: IncidentMetrics)
 
-    def incident_opened(self, backend: str, reason: str) -> None:
+    def incident_opened(self, backend: str, reason: str, incident_id: str) -> bool:
+        with self._opened_lock:
+            if incident_id in self._opened_ids:
+                return False
+            self._opened_ids[incident_id] = None
+            if len(self._opened_ids) > OPENED_IDS_REMEMBERED:
+                self._opened_ids.popitem(last=False)
         self.incidents_opened.labels(backend=backend, reason=reason).inc()
+        return True
 
     def incident_resolved(self, backend: str, resolution: str) -> None:
         self.incidents_resolved.labels(backend=backend, resolution=resolution).inc()

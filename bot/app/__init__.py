@@ -394,12 +394,7 @@ def _load_catalog(settings: Settings) -> Catalog:
 
 def _submitter(executor: ThreadPoolExecutor) -> Callable[[Callable[[], None]], None]:
     def submit(work: Callable[[], None]) -> None:
-        try:
-            executor.submit(work)
-        except RuntimeError:
-            # The pool was shut down (the replica is stopping) while a sweep or a watcher was still handing work
-            # on: the next replica's sweep does it; nothing here may crash the sweep on the way out.
-            log.info("work not scheduled: the replica is stopping")
+        executor.submit(work)
 
     return submit
 

@@ -199,6 +199,10 @@ class SyncControl:
 
         try:
             submit(work)
+        except RuntimeError:
+            # The reporting pool is shut down (the replica is stopping): another replica's sweep reminds.
+            self._reminding.release()
+            log.info("sync-pause reminders left to another replica: this one is stopping")
         except BaseException:
             self._reminding.release()
             raise

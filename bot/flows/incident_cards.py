@@ -117,10 +117,9 @@ class IncidentCards:
         ref = self._chat.post(
             incident.channel, incident_card(incident, now), priority=Priority.URGENT, still_current=still_holds
         )
-        self._metrics.incident_opened(incident.workload.backend.value, incident.signal.reason)
-        self._metrics.detection_latency(
-            incident.workload.backend.value, max(0.0, (now - incident.signal.since).total_seconds())
-        )
+        backend = incident.workload.backend.value
+        if self._metrics.incident_opened(backend, incident.signal.reason, incident.id):
+            self._metrics.detection_latency(backend, max(0.0, (now - incident.signal.since).total_seconds()))
         self._record(incident.id, CardPosted(ref), fence)
 
     def refresh(self, incident_id: IncidentId) -> None:

@@ -316,8 +316,8 @@ class MassFailures:
         now = self._clock.now()
         for member in counted:
             backend = member.workload.backend.value
-            self._metrics.incident_opened(backend, member.signal.reason)
-            self._metrics.detection_latency(backend, max(0.0, (now - member.signal.since).total_seconds()))
+            if self._metrics.incident_opened(backend, member.signal.reason, member.id):
+                self._metrics.detection_latency(backend, max(0.0, (now - member.signal.since).total_seconds()))
 
     @staticmethod
     def _guarded(work: Callable[[], object]) -> None:

@@ -226,3 +226,13 @@ def test_the_default_stream_is_stdout(capsys: pytest.CaptureFixture[str], log_ou
     captured = capsys.readouterr().out
     assert json.loads(captured.strip().splitlines()[-1])["event"] == "to stdout"
     assert seed.BOT_TOKEN not in captured
+
+
+def test_an_incident_shown_by_its_card_and_by_a_summary_is_counted_opened_once() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    assert metrics.incident_opened("kubernetes", "ImagePullBackOff", "inc-1") is True
+    assert metrics.incident_opened("kubernetes", "ImagePullBackOff", "inc-1") is False
+    assert metrics.incident_opened("kubernetes", "ImagePullBackOff", "inc-2") is True
+    labels = {"backend": "kubernetes", "reason": "ImagePullBackOff"}
+    assert registry.get_sample_value("rollbot_incidents_opened_total", labels) == 2

@@ -267,7 +267,10 @@ class ReplyDroppingProxy:
             if self._armed_marker is not None and self._armed_marker in chunk:
                 self._armed_marker = None
                 doomed.set()
-            server.sendall(chunk)
+            try:
+                server.sendall(chunk)
+            except OSError:  # Redis or the test closed its side first: this connection is over
+                break
         server.close()
 
     def _replies(self, server: socket.socket, client: socket.socket, doomed: threading.Event) -> None:
@@ -277,7 +280,10 @@ class ReplyDroppingProxy:
                 client.shutdown(socket.SHUT_RDWR)
                 client.close()
                 return
-            client.sendall(chunk)
+            try:
+                client.sendall(chunk)
+            except OSError:  # the client went away first: this connection is over
+                break
         client.close()
 
 

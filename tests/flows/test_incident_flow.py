@@ -171,8 +171,9 @@ class IncidentCounts:
     def __init__(self) -> None:
         self.events: list[tuple[str, ...]] = []
 
-    def incident_opened(self, backend: str, reason: str) -> None:
+    def incident_opened(self, backend: str, reason: str, incident_id: str) -> bool:
         self.events.append(("opened", backend, reason))
+        return True
 
     def incident_resolved(self, backend: str, resolution: str) -> None:
         self.events.append(("resolved", backend, resolution))
