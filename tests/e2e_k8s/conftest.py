@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -119,6 +120,40 @@ def fake_slack() -> Iterator[FakeSlack]:
         yield fake
 
 
+def bot_settings(
+    fake_slack: FakeSlack,
+    redis_url: str,
+    catalog_path: Path,
+    cluster: KubeCluster,
+    *,
+    rollout_timeout: timedelta = timedelta(seconds=30),
+    slack_budget_scale: float = 1.0,
+) -> Settings:
+    """A bot on the fake Slack and kubesim, sweeping every 200 ms."""
+    return Settings(
+        slack_bot_token=BOT_TOKEN,
+        slack_signing_secret=SIGNING_SECRET,
+        slack_api_url=fake_slack.api_url,
+        redis_url=redis_url,
+        config_path=catalog_path,
+        kubeconfig=str(cluster.kubeconfig),
+        host="127.0.0.1",
+        port=0,
+        rollout_timeout=rollout_timeout,
+        sweep_interval=timedelta(milliseconds=200),
+        slack_budget_scale=slack_budget_scale,
+    )
+
+
+@contextmanager
+def running_bot(settings: Settings) -> Iterator[RollbotApp]:
+    app = build_app(settings).start()
+    try:
+        yield app
+    finally:
+        app.stop()
+
+
 @pytest.fixture
 def make_bot(fake_slack: FakeSlack, redis_url: str, tmp_path: Path) -> Iterator[Callable[[KubeCluster], RollbotApp]]:
     started: list[RollbotApp] = []
@@ -126,19 +161,7 @@ def make_bot(fake_slack: FakeSlack, redis_url: str, tmp_path: Path) -> Iterator[
     catalog_path.write_text(yaml.safe_dump(CATALOG), encoding="utf-8")
 
     def make(cluster: KubeCluster) -> RollbotApp:
-        settings = Settings(
-            slack_bot_token=BOT_TOKEN,
-            slack_signing_secret=SIGNING_SECRET,
-            slack_api_url=fake_slack.api_url,
-            redis_url=redis_url,
-            config_path=catalog_path,
-            kubeconfig=str(cluster.kubeconfig),
-            host="127.0.0.1",
-            port=0,
-            rollout_timeout=timedelta(seconds=30),
-            sweep_interval=timedelta(milliseconds=200),
-        )
-        bot = build_app(settings).start()
+        bot = build_app(bot_settings(fake_slack, redis_url, catalog_path, cluster)).start()
         started.append(bot)
         return bot
 

@@ -22,14 +22,13 @@ import pytest
 import redis
 import yaml
 
-from bot.app import RollbotApp, build_app
-from bot.settings import Settings
+from bot.app import RollbotApp
 from sandbox.kubesim.registry import RegistryConfig
 from sandbox.slack.driver import SlackDriver
 from sandbox.slack.records import Message
 from sandbox.slack.seed import ALICE, BOB, BOT_TOKEN, CAROL, DAVE, INCIDENT, SIGNING_SECRET
 from sandbox.slack.server import FakeSlack
-from tests.e2e_k8s.conftest import MISSING_IMAGES, KubeCluster, start_cluster
+from tests.e2e_k8s.conftest import MISSING_IMAGES, KubeCluster, bot_settings, running_bot, start_cluster
 from tests.e2e_slack.conftest import eventually, request_messages
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,30 +102,11 @@ def catalog_path(tmp_path: Path, catalog: dict[str, Any]) -> Path:
 
 @pytest.fixture
 def bot(fake_slack: FakeSlack, redis_url: str, catalog_path: Path, cluster: KubeCluster) -> Iterator[RollbotApp]:
-    settings = Settings(
-        slack_bot_token=BOT_TOKEN,
-        slack_signing_secret=SIGNING_SECRET,
-        slack_api_url=fake_slack.api_url,
-        redis_url=redis_url,
-        config_path=catalog_path,
-        kubeconfig=str(cluster.kubeconfig),
-        host="127.0.0.1",
-        port=0,
-        rollout_timeout=timedelta(seconds=30),
-        sweep_interval=timedelta(milliseconds=200),
-        slack_budget_scale=60.0,
+    settings = bot_settings(
+        fake_slack, redis_url, catalog_path, cluster, rollout_timeout=timedelta(seconds=30), slack_budget_scale=60.0
     )
-    app = build_app(settings).start()
-    try:
+    with running_bot(settings) as app:
         yield app
-    finally:
-        app.stop()
-
-
-@pytest.fixture
-def slack(bot: RollbotApp, fake_slack: FakeSlack) -> Iterator[SlackDriver]:
-    with SlackDriver(bot.events_url, SIGNING_SECRET, fake_slack) as driver:
-        yield driver
 
 
 def cards(fake: FakeSlack, name: str | None = None) -> list[Message]:

@@ -19,13 +19,12 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.app import RollbotApp, build_app
-from bot.settings import Settings
+from bot.app import RollbotApp
 from sandbox.slack.driver import SlackDriver
 from sandbox.slack.records import Message
-from sandbox.slack.seed import ALICE, BOB, BOT_TOKEN, CAROL, INCIDENT, SIGNING_SECRET
+from sandbox.slack.seed import ALICE, BOB, CAROL, INCIDENT
 from sandbox.slack.server import FakeSlack
-from tests.e2e_k8s.conftest import KubeCluster
+from tests.e2e_k8s.conftest import KubeCluster, bot_settings, running_bot
 from tests.e2e_slack.conftest import request_messages
 
 FAILING_FOR = 3.0
@@ -47,30 +46,11 @@ MISSING = "jocatalin/kubernetes-bootcamp:v10"
 def bot(fake_slack: FakeSlack, redis_url: str, tmp_path: Path, cluster: KubeCluster) -> Iterator[RollbotApp]:
     catalog_path = tmp_path / "catalog.yaml"
     catalog_path.write_text(yaml.safe_dump(CATALOG), encoding="utf-8")
-    settings = Settings(
-        slack_bot_token=BOT_TOKEN,
-        slack_signing_secret=SIGNING_SECRET,
-        slack_api_url=fake_slack.api_url,
-        redis_url=redis_url,
-        config_path=catalog_path,
-        kubeconfig=str(cluster.kubeconfig),
-        host="127.0.0.1",
-        port=0,
-        rollout_timeout=timedelta(seconds=60),
-        sweep_interval=timedelta(milliseconds=200),
-        slack_budget_scale=60.0,
+    settings = bot_settings(
+        fake_slack, redis_url, catalog_path, cluster, rollout_timeout=timedelta(seconds=60), slack_budget_scale=60.0
     )
-    app = build_app(settings).start()
-    try:
+    with running_bot(settings) as app:
         yield app
-    finally:
-        app.stop()
-
-
-@pytest.fixture
-def slack(bot: RollbotApp, fake_slack: FakeSlack) -> Iterator[SlackDriver]:
-    with SlackDriver(bot.events_url, SIGNING_SECRET, fake_slack) as driver:
-        yield driver
 
 
 def posted(fake: FakeSlack, event_type: str) -> list[Message]:
