@@ -24,9 +24,9 @@ import pytest
 from sandbox.aws import AwsWorld
 from sandbox.aws.scenarios import seed_myservice
 from sandbox.aws.testing import sandbox_env
+from sandbox.demo.world import CATALOG as DEMO_CATALOG
 from sandbox.kubesim.cluster import KubeSim
 from sandbox.kubesim.registry import RegistryConfig
-from sandbox.slack.seed import ALICE, BOB, CAROL, INCIDENT, SRE_GROUP
 from tests._policy import require_tool
 from tests.backends.helm_world import HelmWorld
 from tests.conformance.conftest import KUBECTL, CliRunner
@@ -44,27 +44,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 MEMBERS = ["bootcamp", "workshop", "myservice"]
 
+# The demo's defaults and its bootcamp and workshop targets, plus the ECS seed's service, grouped for a batch.
 CATALOG: dict[str, Any] = {
-    "defaults": {
-        "approvals": {
-            "required": 1,
-            "approvers": [ALICE, BOB, CAROL],
-            "approver_groups": [SRE_GROUP],
-            "allow_self_approval": False,
-            "expires_after": "15m",
-        },
-        "allowed_channels": [INCIDENT],
-        "kubernetes": {"allowed_namespaces": ["default"]},
-    },
+    "defaults": DEMO_CATALOG["defaults"],
     "targets": {
-        "bootcamp": {
-            "backend": "kubernetes",
-            "kind": "Deployment",
-            "name": "kubernetes-bootcamp",
-            "namespace": "default",
-            "kube_context": "sandbox",
-        },
-        "workshop": {"backend": "helm", "release": "workshop", "namespace": "default", "kube_context": "sandbox"},
+        "bootcamp": DEMO_CATALOG["targets"]["bootcamp"],
+        "workshop": DEMO_CATALOG["targets"]["workshop"],
         "myservice": {"backend": "ecs", "cluster": "default", "service": "myservice", "region": "us-east-1"},
     },
     "groups": {"storefront": MEMBERS},
