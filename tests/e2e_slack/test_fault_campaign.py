@@ -8,37 +8,18 @@ The full-size campaign is `python -m bench.fault_scenarios`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from bench.fault_scenarios import SCENARIOS
-from sandbox.redis_server import RedisServerUnavailable
+from tests.e2e_slack.campaign import once_per_module
 
 pytestmark = pytest.mark.slow
 
-SEED = 7
 
-
-def _run(name: str) -> dict[str, Any]:
-    try:
-        return SCENARIOS[name](True, SEED)
-    except RedisServerUnavailable as exc:
-        pytest.skip(f"needs redis-server: {exc}")
-
-
-def _once(name: str) -> Callable[[], dict[str, Any]]:
-    @pytest.fixture(scope="module")
-    def figures() -> dict[str, Any]:
-        return _run(name)
-
-    return figures
-
-
-triple_delivery = _once("triple_delivery")
-sigkill = _once("sigkill")
-sigstop = _once("sigstop")
+triple_delivery = once_per_module("triple_delivery")
+sigkill = once_per_module("sigkill")
+sigstop = once_per_module("sigstop")
 
 
 def test_three_replicas_each_sent_every_reaction_count_it_once_and_run_each_rollback_once(

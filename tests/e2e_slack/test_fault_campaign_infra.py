@@ -11,46 +11,27 @@ slack_storm`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from bench.fault_scenarios import SCENARIOS
-from sandbox.redis_server import RedisServerUnavailable
 from tests._policy import require_tool
 from tests.conformance.conftest import KUBECTL
+from tests.e2e_slack.campaign import once_per_module, run_scenario
 
 pytestmark = pytest.mark.slow
 
-SEED = 7
 
-
-def _run(name: str) -> dict[str, Any]:
-    try:
-        return SCENARIOS[name](True, SEED)
-    except RedisServerUnavailable as exc:
-        pytest.skip(f"needs redis-server: {exc}")
-
-
-def _once(name: str) -> Callable[[], dict[str, Any]]:
-    @pytest.fixture(scope="module")
-    def figures() -> dict[str, Any]:
-        return _run(name)
-
-    return figures
-
-
-redis_restart = _once("redis_restart")
-sentinel_failover = _once("sentinel_failover")
-slack_storm = _once("slack_storm")
+redis_restart = once_per_module("redis_restart")
+sentinel_failover = once_per_module("sentinel_failover")
+slack_storm = once_per_module("slack_storm")
 
 
 @pytest.fixture(scope="module")
 def kube_faults() -> dict[str, Any]:
     # kubesim is in-process; the real kubectl is what the rest of the kube suite needs, so it gates the same way.
     require_tool("kubectl", KUBECTL.exists(), f"the real kubectl at {KUBECTL}")
-    return _run("kube_faults")
+    return run_scenario("kube_faults")
 
 
 def test_approvals_acknowledged_while_redis_was_down_are_counted_once_when_it_is_back(
